@@ -1,0 +1,42 @@
+# omnihub: `make up` runs the whole hub, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+
+.PHONY: install up test lint bench schemas clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e .
+	touch $(STAMP)
+
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(TEST_STAMP)
+
+install: $(STAMP)  ## create .venv and install omnihub
+
+up: install  ## start the embedded stack and every component
+	$(BIN)/omnihub up
+
+test: install $(TEST_STAMP)  ## run the whole suite against real Tansu and PostgreSQL
+	$(BIN)/pytest -q
+
+lint: install $(TEST_STAMP)  ## ruff and mypy (strict on schemas/ and channels/)
+	$(BIN)/ruff check schemas channels services tests
+	$(BIN)/ruff format --check schemas channels services
+	$(BIN)/mypy schemas channels services
+
+bench: install  ## throughput and latency benchmark, prints JSON
+	$(BIN)/omnihub bench
+
+schemas: install  ## regenerate the committed JSON Schemas
+	$(BIN)/python -m schemas.jsonschema
+
+clean:
+	rm -rf $(VENV) .omnihub .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,52 @@
+"""The API channel adapter."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import httpx
+
+from channels.api.config import ApiChannelSettings
+from channels.api.parse import parse_body
+from channels.api.send import post_reply
+from channels.api.verify import check_request
+from channels.base import ChannelAdapter, Health, InboundRequest, SendResult
+from schemas import Channel, Interaction, OutboundCommand
+from schemas.events import utcnow
+
+
+class ApiAdapter(ChannelAdapter):
+    """Interactions posted as JSON by other systems; replies POSTed back, signed."""
+
+    name: ClassVar[str] = "api"
+    channels: ClassVar[frozenset[Channel]] = frozenset({Channel.API})
+
+    def __init__(self, settings: ApiChannelSettings | None = None) -> None:
+        self.settings = settings or ApiChannelSettings()
+        self._client: httpx.AsyncClient | None = None
+
+    def verify(self, request: InboundRequest) -> None:
+        """Check size and content type; callers are authenticated by bearer token upstream."""
+        check_request(request, self.settings.max_body_bytes)
+
+    def parse(self, request: InboundRequest) -> list[Interaction]:
+        """Parse the JSON body into one interaction."""
+        return [parse_body(request.body, utcnow(), source=f"channels/{self.name}")]
+
+    async def send(self, command: OutboundCommand) -> SendResult:
+        """POST the reply to the configured callback URL."""
+        if self._client is None:
+            self._client = httpx.AsyncClient()
+        return await post_reply(self._client, self.settings, command)
+
+    async def health(self) -> Health:
+        """Healthy when a callback URL and secret are configured."""
+        if self.settings.callback_url and self.settings.callback_secret:
+            return Health(ok=True, detail=f"replies go to {self.settings.callback_url}")
+        return Health(ok=False, detail="OMNIHUB_API_CALLBACK_URL/SECRET not set: replies cannot be sent")
+
+    async def close(self) -> None:
+        """Release the HTTP client."""
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None

@@ -1,0 +1,27 @@
+"""The adapter contract every channel implements, and the pieces adapters share."""
+
+from channels.base.adapter import ChannelAdapter, Health, InboundRequest, SendResult
+from channels.base.errors import (
+    ChannelError,
+    ParseError,
+    PayloadTooLarge,
+    SendError,
+    SignatureError,
+    UnsupportedMediaType,
+)
+from channels.base.publisher import Publisher, PublishError
+
+__all__ = [
+    "ChannelAdapter",
+    "ChannelError",
+    "Health",
+    "InboundRequest",
+    "ParseError",
+    "PayloadTooLarge",
+    "PublishError",
+    "Publisher",
+    "SendError",
+    "SendResult",
+    "SignatureError",
+    "UnsupportedMediaType",
+]

@@ -1,0 +1,76 @@
+"""The typed adapter contract: verify, parse (pure), send, health."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar
+from urllib.parse import parse_qsl
+
+from schemas import Channel, DeliveryState, Interaction, OutboundCommand
+
+
+@dataclass(frozen=True)
+class InboundRequest:
+    """A provider's HTTP request as received, independent of the web framework."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: bytes = b""
+    query: Mapping[str, str] = field(default_factory=dict)
+
+    def header(self, name: str) -> str | None:
+        """Return a header's value, matching its name case-insensitively."""
+        lowered = name.lower()
+        for key, value in self.headers.items():
+            if key.lower() == lowered:
+                return value
+        return None
+
+    def form(self) -> dict[str, str]:
+        """Return the body parsed as application/x-www-form-urlencoded (last value wins)."""
+        return dict(parse_qsl(self.body.decode("utf-8"), keep_blank_values=True))
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What the provider said when it took an outbound message."""
+
+    provider_message_id: str
+    state: DeliveryState = DeliveryState.SENT
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Health:
+    """An adapter's own view of whether it can work."""
+
+    ok: bool
+    detail: str = ""
+
+
+class ChannelAdapter(ABC):
+    """One channel: checks and normalises what arrives, sends what leaves."""
+
+    #: Short name used in URLs (/channels/<name>/...), CLI and metrics.
+    name: ClassVar[str]
+    #: The channels this adapter can send on.
+    channels: ClassVar[frozenset[Channel]]
+
+    @abstractmethod
+    def verify(self, request: InboundRequest) -> None:
+        """Raise SignatureError unless the request provably comes from the provider."""
+
+    @abstractmethod
+    def parse(self, request: InboundRequest) -> list[Interaction]:
+        """Turn a verified request into interactions; pure, no I/O; ParseError if it can't."""
+
+    @abstractmethod
+    async def send(self, command: OutboundCommand) -> SendResult:
+        """Deliver an outbound command to the provider; SendError when refused."""
+
+    @abstractmethod
+    async def health(self) -> Health:
+        """Report whether the adapter is configured and can reach what it needs."""

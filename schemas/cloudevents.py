@@ -1,0 +1,41 @@
+"""CloudEvents binary-mode Kafka headers (ce_id, ce_type, ce_source, ce_specversion ...)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+
+Headers = list[tuple[str, bytes]]
+
+SPECVERSION = "1.0"
+CONTENT_TYPE = "application/json"
+
+#: Header names of omnihub's own extensions (the dead-letter reason and origin).
+ERROR_HEADER = "x-omnihub-error"
+STAGE_HEADER = "x-omnihub-stage"
+ORIGIN_TOPIC_HEADER = "x-omnihub-source-topic"
+ORIGIN_PARTITION_HEADER = "x-omnihub-source-partition"
+ORIGIN_OFFSET_HEADER = "x-omnihub-source-offset"
+
+
+def ce_headers(
+    *, event_id: str, ce_type: str, source: str, time: datetime | None = None, subject: str = ""
+) -> Headers:
+    """Return the CloudEvents binary-mode headers of one record."""
+    headers: Headers = [
+        ("ce_specversion", SPECVERSION.encode()),
+        ("ce_id", event_id.encode()),
+        ("ce_type", ce_type.encode()),
+        ("ce_source", source.encode()),
+        ("content-type", CONTENT_TYPE.encode()),
+    ]
+    if time is not None:
+        headers.append(("ce_time", time.isoformat().encode()))
+    if subject:
+        headers.append(("ce_subject", subject.encode()))
+    return headers
+
+
+def header_map(headers: Iterable[tuple[str, bytes | None]] | None) -> Mapping[str, str]:
+    """Return record headers as a str -> str mapping (the last value of a name wins)."""
+    return {name: (value or b"").decode("utf-8", "replace") for name, value in headers or ()}

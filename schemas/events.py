@@ -1,0 +1,272 @@
+"""Versioned event models: interaction, unified, routed, outbound command, delivery status."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from schemas.identities import Identity
+from schemas.ids import event_id_for
+
+SCHEMA_VERSION = 1
+
+MAX_TEXT = 100_000
+MAX_SUBJECT = 998  # RFC 5322 line limit
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("timestamp must carry a time zone (e.g. 2026-01-31T09:00:00Z)")
+    return value
+
+
+AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
+Scalar = str | int | float | bool | None
+
+
+def utcnow() -> datetime:
+    """Return the current time in UTC, time-zone aware."""
+    return datetime.now(UTC)
+
+
+class Channel(StrEnum):
+    """Where an interaction happened."""
+
+    EMAIL = "email"
+    SMS = "sms"
+    VOICE = "voice"
+    WEBCHAT = "webchat"
+    MESSENGER = "messenger"
+    INSTAGRAM = "instagram"
+    WHATSAPP = "whatsapp"
+    X = "x"
+    TELEGRAM = "telegram"
+    API = "api"
+    MANUAL = "manual"
+
+
+class Direction(StrEnum):
+    """From the customer to us, or from us to the customer."""
+
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+class Kind(StrEnum):
+    """What sort of interaction it is."""
+
+    MESSAGE = "message"
+    CALL = "call"
+    VOICEMAIL = "voicemail"
+    STATUS = "status"
+    VISIT = "visit"
+    LETTER = "letter"
+    NOTE = "note"
+    FORM = "form"
+
+
+class Department(StrEnum):
+    """The departments interactions are routed to; triage takes what no rule takes."""
+
+    SALES = "sales"
+    MARKETING = "marketing"
+    FINANCE = "finance"
+    AFTER_SALES = "after_sales"
+    TRIAGE = "triage"
+
+
+class DeliveryState(StrEnum):
+    """Delivery states of an outbound message, in the order they can only move forward."""
+
+    QUEUED = "queued"
+    REFUSED = "refused"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    UNDELIVERED = "undelivered"
+    DELIVERED = "delivered"
+    READ = "read"
+
+    @property
+    def rank(self) -> int:
+        """Position in the forward-only order; a lower rank never replaces a higher one."""
+        return _DELIVERY_RANK[self]
+
+
+_DELIVERY_RANK = {
+    DeliveryState.QUEUED: 0,
+    DeliveryState.SENDING: 1,
+    DeliveryState.SENT: 2,
+    DeliveryState.REFUSED: 3,
+    DeliveryState.FAILED: 3,
+    DeliveryState.UNDELIVERED: 3,
+    DeliveryState.DELIVERED: 4,
+    DeliveryState.READ: 5,
+}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Attachment(_Model):
+    """Metadata of a file sent with an interaction; the bytes stay with the provider."""
+
+    name: str | None = Field(default=None, max_length=255)
+    content_type: str | None = Field(default=None, max_length=255)
+    size: int | None = Field(default=None, ge=0)
+    url: str | None = Field(default=None, max_length=2048)
+    provider_id: str | None = Field(default=None, max_length=255)
+
+
+class ThreadRef(_Model):
+    """The conversation an interaction belongs to, as the channel names it."""
+
+    id: str = Field(min_length=1, max_length=512)
+    reply_to: str | None = Field(default=None, max_length=512)
+
+
+class Interaction(_Model):
+    """One interaction entering the hub from any channel, normalised (topic: interactions)."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    event_id: uuid.UUID
+    channel: Channel
+    direction: Direction
+    kind: Kind
+    occurred_at: AwareDatetime
+    received_at: AwareDatetime
+    identities: list[Identity] = Field(min_length=1, max_length=20)
+    thread: ThreadRef | None = None
+    subject: str | None = Field(default=None, max_length=MAX_SUBJECT)
+    text: str | None = Field(default=None, max_length=MAX_TEXT)
+    language: str | None = Field(default=None, max_length=35)
+    attachments: list[Attachment] = Field(default_factory=list, max_length=100)
+    provider_message_id: str = Field(min_length=1, max_length=512)
+    provider_ids: dict[str, str] = Field(default_factory=dict)
+    source: str = Field(default="", max_length=255, description="the adapter that received it")
+    delivery: DeliveryStatus | None = None
+    attributes: dict[str, Scalar] = Field(default_factory=dict)
+
+    @property
+    def partition_key(self) -> bytes:
+        """Kafka key: the first identity, so one person's events stay in order."""
+        return self.identities[0].key.encode()
+
+    @classmethod
+    def create(cls, **fields: Any) -> Interaction:
+        """Build an interaction whose event id is derived from channel and provider id."""
+        fields.setdefault("received_at", utcnow())
+        fields.setdefault("occurred_at", fields["received_at"])
+        channel = Channel(fields["channel"])
+        fields["event_id"] = event_id_for(channel.value, str(fields["provider_message_id"]))
+        return cls.model_validate(fields)
+
+
+class DeliveryStatus(_Model):
+    """A delivery state reported for an outbound message (topic: delivery)."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    command_id: uuid.UUID
+    channel: Channel
+    state: DeliveryState
+    occurred_at: AwareDatetime
+    provider_message_id: str | None = Field(default=None, max_length=512)
+    error_code: str | None = Field(default=None, max_length=64)
+    error_message: str | None = Field(default=None, max_length=2000)
+
+    @property
+    def partition_key(self) -> bytes:
+        """Kafka key: the command, so one message's statuses stay in order."""
+        return str(self.command_id).encode()
+
+
+class UnifiedEvent(_Model):
+    """An interaction attributed to one customer (topic: unified, keyed by customer id)."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    event_id: uuid.UUID
+    customer_id: uuid.UUID
+    unified_at: AwareDatetime
+    interaction: Interaction
+
+    @property
+    def partition_key(self) -> bytes:
+        """Kafka key: the customer id."""
+        return str(self.customer_id).encode()
+
+
+class Routing(_Model):
+    """Why an event went where it went."""
+
+    department: Department
+    priority: Literal["low", "normal", "high", "urgent"] = "normal"
+    tags: list[str] = Field(default_factory=list)
+    rule_id: str
+    ruleset_version: str
+    reason: str
+    confidence: float | None = Field(default=None, ge=0, le=1)
+    copy_of: Department | None = Field(
+        default=None, description="set on a copy: the primary department of the event"
+    )
+
+
+class RoutedEvent(_Model):
+    """A unified event as a department receives it (topics: routed.<department>)."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    event_id: uuid.UUID
+    customer_id: uuid.UUID
+    routed_at: AwareDatetime
+    routing: Routing
+    interaction: Interaction
+
+    @property
+    def partition_key(self) -> bytes:
+        """Kafka key: the customer id."""
+        return str(self.customer_id).encode()
+
+
+class OutboundCommand(_Model):
+    """A request to send a message to a customer on a channel (topic: outbound)."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    command_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    customer_id: uuid.UUID
+    channel: Channel
+    to: Identity
+    text: str = Field(min_length=1, max_length=MAX_TEXT)
+    subject: str | None = Field(default=None, max_length=MAX_SUBJECT)
+    in_reply_to: uuid.UUID | None = None
+    thread: ThreadRef | None = None
+    requested_by: str = Field(default="", max_length=255)
+    created_at: AwareDatetime = Field(default_factory=utcnow)
+    attributes: dict[str, Scalar] = Field(default_factory=dict)
+
+    @property
+    def partition_key(self) -> bytes:
+        """Kafka key: the customer id, so replies to one customer leave in order."""
+        return str(self.customer_id).encode()
+
+
+class DeadLetter(_Model):
+    """What the dead-letter topic's headers say about a record that could not be used."""
+
+    source_topic: str
+    partition: int
+    offset: int
+    error: str
+    stage: str
+
+    @model_validator(mode="after")
+    def _bounded(self) -> DeadLetter:
+        if len(self.error) > 4000:
+            object.__setattr__(self, "error", self.error[:4000])
+        return self
+
+
+Interaction.model_rebuild()

@@ -1,0 +1,18 @@
+"""Deterministic ids: a provider's retry of the same message yields the same event id."""
+
+from __future__ import annotations
+
+import uuid
+
+#: Namespace of every omnihub uuid5; never change it, ids derived from it are stored.
+OMNIHUB_NAMESPACE = uuid.UUID("6f6d6e69-6875-4200-8000-0000000000a1")
+
+
+def event_id_for(channel: str, provider_message_id: str) -> uuid.UUID:
+    """Return the event id of a provider message: uuid5 of channel and provider id."""
+    return uuid.uuid5(OMNIHUB_NAMESPACE, f"event:{channel}:{provider_message_id}")
+
+
+def customer_id_for(identity_key: str) -> uuid.UUID:
+    """Return the id a customer first seen with ``identity_key`` gets (same on every worker)."""
+    return uuid.uuid5(OMNIHUB_NAMESPACE, f"customer:{identity_key}")

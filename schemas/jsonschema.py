@@ -1,0 +1,49 @@
+"""Generate the committed JSON Schemas from the models: ``python -m schemas.jsonschema``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from schemas.events import DeliveryStatus, Interaction, OutboundCommand, RoutedEvent, UnifiedEvent
+
+SCHEMA_DIR = Path(__file__).parent / "json"
+
+MODELS: dict[str, type[BaseModel]] = {
+    "interaction.v1": Interaction,
+    "unified.v1": UnifiedEvent,
+    "routed.v1": RoutedEvent,
+    "outbound.v1": OutboundCommand,
+    "delivery.v1": DeliveryStatus,
+}
+
+
+def render(model: type[BaseModel], name: str) -> str:
+    """Return the JSON Schema text of one model, stable across runs."""
+    schema = model.model_json_schema(mode="serialization")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = f"https://omnihub.dev/schemas/{name}.schema.json"
+    return json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def rendered() -> dict[str, str]:
+    """Return every schema file's name and expected text."""
+    return {f"{name}.schema.json": render(model, name) for name, model in MODELS.items()}
+
+
+def main() -> int:
+    """Write every schema file; print what changed."""
+    SCHEMA_DIR.mkdir(exist_ok=True)
+    for filename, text in rendered().items():
+        path = SCHEMA_DIR / filename
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+            print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""The one source of truth for topic names, partition counts, keys and record types."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from schemas.events import (
+    DeliveryStatus,
+    Department,
+    Interaction,
+    OutboundCommand,
+    RoutedEvent,
+    UnifiedEvent,
+)
+
+PREFIX = "omnihub"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic: its name, partitions, what its key is, and the model of its values."""
+
+    name: str
+    partitions: int
+    key: str
+    model: type[BaseModel] | None
+    ce_type: str
+    description: str
+
+
+INTERACTIONS = TopicSpec(
+    name=f"{PREFIX}.interactions.v1",
+    partitions=8,
+    key="identity key of the first identity (type:scope:value)",
+    model=Interaction,
+    ce_type="com.omnihub.interaction.v1",
+    description="every interaction the channels received or sent, normalised",
+)
+UNIFIED = TopicSpec(
+    name=f"{PREFIX}.unified.v1",
+    partitions=8,
+    key="customer id",
+    model=UnifiedEvent,
+    ce_type="com.omnihub.unified.v1",
+    description="interactions attributed to one customer",
+)
+OUTBOUND = TopicSpec(
+    name=f"{PREFIX}.outbound.v1",
+    partitions=8,
+    key="customer id",
+    model=OutboundCommand,
+    ce_type="com.omnihub.outbound.v1",
+    description="commands to send a message to a customer",
+)
+DELIVERY = TopicSpec(
+    name=f"{PREFIX}.delivery.v1",
+    partitions=8,
+    key="command id",
+    model=DeliveryStatus,
+    ce_type="com.omnihub.delivery.v1",
+    description="delivery states of outbound messages",
+)
+DEADLETTER = TopicSpec(
+    name=f"{PREFIX}.deadletter.v1",
+    partitions=1,
+    key="the original record's key",
+    model=None,
+    ce_type="com.omnihub.deadletter.v1",
+    description="records that could not be used, with the reason in headers",
+)
+
+
+def routed_topic(department: Department) -> TopicSpec:
+    """Return the topic a department consumes."""
+    return TopicSpec(
+        name=f"{PREFIX}.routed.{department.value}.v1",
+        partitions=8,
+        key="customer id",
+        model=RoutedEvent,
+        ce_type="com.omnihub.routed.v1",
+        description=f"interactions routed to {department.value.replace('_', '-')}",
+    )
+
+
+ROUTED = {department: routed_topic(department) for department in Department}
+
+ALL_TOPICS: tuple[TopicSpec, ...] = (
+    INTERACTIONS,
+    UNIFIED,
+    OUTBOUND,
+    DELIVERY,
+    DEADLETTER,
+    *ROUTED.values(),
+)

@@ -1,0 +1,1 @@
+"""Stream processors, HTTP API, dispatcher, embedded stack and CLI of omnihub."""

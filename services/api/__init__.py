@@ -1,0 +1,1 @@
+"""The hub's HTTP app (FastAPI): API channel, customers, timeline, health, metrics."""

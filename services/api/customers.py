@@ -1,0 +1,114 @@
+"""Customer lookup, the unified timeline, and replies (outbound commands)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from channels.base import PublishError
+from schemas import Channel, Identity, OutboundCommand
+from schemas.events import MAX_SUBJECT, MAX_TEXT
+from schemas.topics import OUTBOUND
+from services.api.auth import Principal, Role, require
+from services.bus.records import to_record
+from services.customers import store
+
+router = APIRouter(prefix="/v1/customers")
+Reader = Annotated[Principal, Depends(require(Role.AGENT, Role.INTEGRATION))]
+
+
+def _identity(text: str) -> Identity:
+    try:
+        return Identity.parse(text)
+    except (ValueError, ValidationError) as exc:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            f"identity must be type:value (e.g. email:alice@example.com): {exc}",
+        ) from None
+
+
+@router.get("")
+async def find_customers(
+    request: Request, principal: Reader, identity: Annotated[str, Query(min_length=3)]
+) -> dict[str, Any]:
+    """Find customers by one identity, e.g. ``?identity=email:alice@example.com``."""
+    wanted = _identity(identity)
+    async with request.app.state.pool.acquire() as conn:
+        ids = await store.find_by_identity(conn, wanted)
+        found = [await store.customer(conn, cid) for cid in ids]
+    return {"identity": wanted.key, "customers": [c for c in found if c]}
+
+
+@router.get("/{customer_id}")
+async def get_customer(request: Request, principal: Reader, customer_id: uuid.UUID) -> dict[str, Any]:
+    """Return one customer and its identities."""
+    async with request.app.state.pool.acquire() as conn:
+        found = await store.customer(conn, customer_id)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such customer")
+    return found
+
+
+@router.get("/{customer_id}/timeline")
+async def get_timeline(
+    request: Request,
+    principal: Reader,
+    customer_id: uuid.UUID,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    """Return the customer's interactions across every channel, newest first."""
+    async with request.app.state.pool.acquire() as conn:
+        try:
+            return await store.timeline_page(conn, customer_id, limit, cursor)
+        except ValueError as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None
+
+
+class ReplyRequest(BaseModel):
+    """A message to send to the customer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: Channel
+    text: str = Field(min_length=1, max_length=MAX_TEXT)
+    subject: str | None = Field(default=None, max_length=MAX_SUBJECT)
+    to: Identity | None = None
+    in_reply_to: uuid.UUID | None = None
+
+
+@router.post("/{customer_id}/messages", status_code=status.HTTP_202_ACCEPTED)
+async def send_message(
+    request: Request,
+    principal: Annotated[Principal, Depends(require(Role.AGENT, Role.INTEGRATION))],
+    customer_id: uuid.UUID,
+    reply: ReplyRequest,
+) -> dict[str, str]:
+    """Queue a message to the customer; the dispatcher sends it and reports its status."""
+    async with request.app.state.pool.acquire() as conn:
+        found = await store.customer(conn, customer_id)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such customer")
+    to = reply.to
+    if to is None:
+        if not found["identities"]:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "customer has no identity")
+        first = found["identities"][0]
+        to = Identity(type=first["type"], scope=first["scope"], value=first["value"])
+    command = OutboundCommand(
+        customer_id=customer_id, channel=reply.channel, to=to, text=reply.text,
+        subject=reply.subject, in_reply_to=reply.in_reply_to,
+        requested_by=f"{principal.role}:{principal.name or principal.token_id}",
+    )
+    record = to_record(OUTBOUND, command, str(command.command_id), "services/api")
+    try:
+        await request.app.state.producer.send_all([record])
+    except PublishError:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "the event bus did not acknowledge; retry later",
+            headers={"Retry-After": "5"},
+        ) from None
+    return {"command_id": str(command.command_id), "status": "queued"}

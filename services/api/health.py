@@ -1,0 +1,47 @@
+"""Liveness, readiness (broker and database reachable) and Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+router = APIRouter()
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> Response:
+    """Ready when PostgreSQL answers and the producer knows the cluster; 503 otherwise."""
+    checks: dict[str, Any] = {}
+    try:
+        async with asyncio.timeout(2):
+            await request.app.state.pool.fetchval("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"error: {exc!r}"
+    try:
+        async with asyncio.timeout(2):
+            await request.app.state.producer.ping()
+        checks["kafka"] = "ok"
+    except Exception as exc:
+        checks["kafka"] = f"error: {exc!r}"
+    for name, adapter in request.app.state.adapters.items():
+        health = await adapter.health()
+        checks[f"channel:{name}"] = "ok" if health.ok else f"degraded: {health.detail}"
+    ready = checks["database"] == "ok" and checks["kafka"] == "ok"
+    return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+
+@router.get("/metrics")
+async def metrics() -> Response:
+    """Prometheus text format."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

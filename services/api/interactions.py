@@ -1,0 +1,61 @@
+"""POST /v1/interactions: the API channel's inbound door."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from pydantic import BaseModel
+
+from channels.base import (
+    InboundRequest,
+    ParseError,
+    PayloadTooLarge,
+    PublishError,
+    UnsupportedMediaType,
+)
+from services.api.auth import Principal, Role, require
+
+router = APIRouter()
+
+
+class Accepted(BaseModel):
+    """The broker acknowledged the interaction."""
+
+    event_id: str
+    status: str = "accepted"
+
+
+def inbound_request(request: Request, body: bytes) -> InboundRequest:
+    """Snapshot a Starlette request for an adapter."""
+    return InboundRequest(
+        method=request.method, url=str(request.url), headers=dict(request.headers), body=body,
+        query=dict(request.query_params),
+    )
+
+
+@router.post("/v1/interactions", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
+async def post_interaction(
+    request: Request,
+    principal: Annotated[Principal, Depends(require(Role.INTEGRATION, Role.AGENT))],
+) -> Accepted:
+    """Validate and publish one interaction; 202 only after the broker's acknowledgement."""
+    adapter = request.app.state.api_adapter
+    inbound = inbound_request(request, await request.body())
+    try:
+        adapter.verify(inbound)
+        interactions = adapter.parse(inbound)
+    except PayloadTooLarge as exc:
+        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, str(exc)) from None
+    except UnsupportedMediaType as exc:
+        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, str(exc)) from None
+    except ParseError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, exc.details or str(exc)) from None
+    try:
+        await request.app.state.publisher.publish(interactions)
+    except PublishError:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "the event bus did not acknowledge; retry later",
+            headers={"Retry-After": "5"},
+        ) from None
+    return Accepted(event_id=str(interactions[0].event_id))

@@ -1,0 +1,1 @@
+"""Kafka helpers on aiokafka: producer, consumer, records, topics, dead letters."""

@@ -1,0 +1,37 @@
+"""Records that cannot be used go to the dead-letter topic with the reason in headers."""
+
+from __future__ import annotations
+
+from schemas.cloudevents import (
+    ERROR_HEADER,
+    ORIGIN_OFFSET_HEADER,
+    ORIGIN_PARTITION_HEADER,
+    ORIGIN_TOPIC_HEADER,
+    STAGE_HEADER,
+    Headers,
+)
+from schemas.topics import DEADLETTER
+from services.bus.records import Record
+
+
+def dead_letter(
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    headers: Headers,
+    error: str,
+    stage: str,
+) -> Record:
+    """Return the dead-letter record of an unusable record, keeping its bytes and headers."""
+    reason: Headers = [
+        (ERROR_HEADER, error[:4000].encode("utf-8", "replace")),
+        (STAGE_HEADER, stage.encode()),
+        (ORIGIN_TOPIC_HEADER, topic.encode()),
+        (ORIGIN_PARTITION_HEADER, str(partition).encode()),
+        (ORIGIN_OFFSET_HEADER, str(offset).encode()),
+    ]
+    kept = [(k, v) for k, v in headers if not k.startswith("x-omnihub-")]
+    return Record(topic=DEADLETTER.name, key=key, value=value or b"", headers=kept + reason)

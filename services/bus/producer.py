@@ -1,0 +1,86 @@
+"""A batching producer: acks=all, sends many records and waits for every ack once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from channels.base import PublishError
+from schemas import Interaction
+from schemas.topics import INTERACTIONS
+from services.bus.records import Record, to_record
+
+log = logging.getLogger(__name__)
+
+
+class Producer:
+    """Owns one AIOKafkaProducer; ``send_all`` returns once the broker acked every record."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        idempotence: bool = False,
+        linger_ms: int = 5,
+        timeout: float = 10.0,
+        client_id: str = "omnihub",
+    ) -> None:
+        self.timeout = timeout
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap,
+            acks="all",
+            enable_idempotence=idempotence,
+            linger_ms=linger_ms,
+            max_batch_size=256 * 1024,
+            request_timeout_ms=int(timeout * 1000),
+            client_id=client_id,
+        )
+        self._started = False
+
+    async def start(self) -> None:
+        """Connect to the cluster."""
+        await self._producer.start()
+        self._started = True
+
+    async def stop(self) -> None:
+        """Flush and disconnect."""
+        if self._started:
+            self._started = False
+            await self._producer.stop()
+
+    async def ping(self) -> None:
+        """Refresh cluster metadata; raises when the broker cannot be reached."""
+        await self._producer.client.force_metadata_update()
+        if not self._producer.client.cluster.brokers():
+            raise PublishError("no broker known")
+
+    async def send_all(self, records: Iterable[Record]) -> None:
+        """Send every record (batched by the client) and wait for all acks; PublishError if not."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                futures = [
+                    await self._producer.send(r.topic, r.value, key=r.key, headers=r.headers)
+                    for r in records
+                ]
+                if futures:
+                    await asyncio.gather(*futures)
+        except (KafkaError, TimeoutError, OSError) as exc:
+            log.warning("publish failed: %r", exc)
+            raise PublishError(f"broker did not acknowledge: {exc!r}") from exc
+
+
+class KafkaPublisher:
+    """The adapters' Publisher: interactions onto the interactions topic."""
+
+    def __init__(self, producer: Producer) -> None:
+        self.producer = producer
+
+    async def publish(self, interactions: Sequence[Interaction]) -> None:
+        """Publish interactions and return once the broker acknowledged them all."""
+        await self.producer.send_all(
+            to_record(INTERACTIONS, i, str(i.event_id), i.source or "omnihub") for i in interactions
+        )

@@ -1,0 +1,174 @@
+"""The omnihub command line (typer)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from services.config import Settings
+
+app = typer.Typer(help="omnihub: one timeline per customer across every channel.",
+                  no_args_is_help=True)
+token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+console = Console()
+
+
+class ComponentName(StrEnum):
+    """Components `omnihub run` can start."""
+
+    API = "api"
+    PROCESSORS = "processors"
+    DISPATCHER = "dispatcher"
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return settings
+
+
+@app.command()
+def up() -> None:
+    """Start the embedded stack (unless configured) and every component; Ctrl-C stops all."""
+    from services.supervisor import up as run_up
+
+    raise typer.Exit(run_up(_settings(), out=console.print))
+
+
+@app.command()
+def run(component: ComponentName) -> None:
+    """Run one component against KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL (for deployment)."""
+    settings = _settings()
+    bootstrap, database_url = settings.require_servers()
+    if component is ComponentName.API:
+        import uvicorn
+
+        from services.api.app import create_app
+
+        uvicorn.run(create_app(settings, bootstrap, database_url), host=settings.http_host,
+                    port=settings.http_port, log_level="warning", access_log=False)
+    elif component is ComponentName.PROCESSORS:
+        from services.processors.app import create_app as processors
+        from services.streams import run_faust
+
+        run_faust(processors(settings, bootstrap, database_url), settings)
+    else:
+        from services.dispatcher.app import create_app as dispatcher
+        from services.streams import run_faust
+
+        run_faust(dispatcher(settings, bootstrap, database_url), settings)
+
+
+class RoleName(StrEnum):
+    """Token roles."""
+
+    ADMIN = "admin"
+    AGENT = "agent"
+    INTEGRATION = "integration"
+
+
+@token_app.command("create")
+def token_create(
+    role: Annotated[RoleName, typer.Option(help="admin, agent or integration")],
+    name: Annotated[str, typer.Option(help="who or what holds it")] = "",
+) -> None:
+    """Create a token and print it once; only its hash is stored."""
+    from services.api.auth import Role, create_token
+    from services.db.pool import migrated_pool
+
+    _, database_url = _settings().require_servers()
+
+    async def create() -> str:
+        pool = await migrated_pool(database_url)
+        try:
+            async with pool.acquire() as conn:
+                return await create_token(conn, Role(role.value), name)
+        finally:
+            await pool.close()
+
+    typer.echo(asyncio.run(create()))
+
+
+@app.command()
+def topics(create: Annotated[bool, typer.Option(help="create missing topics")] = False) -> None:
+    """List omnihub's topics: name, partitions, key and record type."""
+    from schemas.topics import ALL_TOPICS
+
+    if create:
+        from services.bus.admin import ensure_topics
+
+        bootstrap, _ = _settings().require_servers()
+        made = asyncio.run(ensure_topics(bootstrap))
+        console.print(f"created: {', '.join(made) or 'nothing (all exist)'}")
+    table = Table("topic", "partitions", "key", "value", "ce_type")
+    for spec in ALL_TOPICS:
+        table.add_row(spec.name, str(spec.partitions), spec.key,
+                      spec.model.__name__ if spec.model else "original bytes", spec.ce_type)
+    console.print(table)
+
+
+@app.command()
+def tail(
+    topic: str,
+    from_beginning: Annotated[bool, typer.Option("--from-beginning")] = False,
+    limit: Annotated[int, typer.Option(help="stop after this many records (0: never)")] = 0,
+) -> None:
+    """Print a topic's records as JSON lines (value, key, headers)."""
+    from aiokafka import AIOKafkaConsumer
+
+    bootstrap, _ = _settings().require_servers()
+
+    async def follow() -> None:
+        consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=bootstrap, group_id=None,
+            auto_offset_reset="earliest" if from_beginning else "latest",
+        )
+        await consumer.start()
+        seen = 0
+        try:
+            async for record in consumer:
+                try:
+                    value = json.loads(record.value) if record.value else None
+                except ValueError:
+                    value = record.value.decode("utf-8", "replace") if record.value else None
+                typer.echo(json.dumps({
+                    "partition": record.partition, "offset": record.offset,
+                    "key": record.key.decode("utf-8", "replace") if record.key else None,
+                    "headers": {k: v.decode("utf-8", "replace") for k, v in record.headers},
+                    "value": value,
+                }, ensure_ascii=False))
+                seen += 1
+                if limit and seen >= limit:
+                    return
+        finally:
+            await consumer.stop()
+
+    asyncio.run(follow())
+
+
+@app.command()
+def migrate() -> None:
+    """Apply pending database migrations."""
+    from services.stack.embedded import prepare
+
+    bootstrap, database_url = _settings().require_servers()
+    asyncio.run(prepare(bootstrap, database_url))
+    console.print("schema up to date; topics exist")
+
+
+def main() -> None:
+    """Entry point of the `omnihub` script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

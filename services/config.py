@@ -1,0 +1,66 @@
+"""Runtime settings from the environment (pydantic-settings)."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+RUNTIME_FILE = "runtime.json"
+
+
+class Settings(BaseSettings):
+    """Everything omnihub reads from its environment; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    kafka_bootstrap_servers: str | None = Field(default=None, alias="KAFKA_BOOTSTRAP_SERVERS")
+    kafka_idempotence: bool = Field(default=False, alias="KAFKA_ENABLE_IDEMPOTENCE")
+    database_url: str | None = Field(default=None, alias="DATABASE_URL")
+    data_dir: Path = Field(default=Path(".omnihub"), alias="OMNIHUB_DATA_DIR")
+    http_host: str = Field(default="127.0.0.1", alias="OMNIHUB_HTTP_HOST")
+    http_port: int = Field(default=8080, alias="OMNIHUB_HTTP_PORT")
+    public_url: str | None = Field(default=None, alias="OMNIHUB_PUBLIC_URL")
+    log_level: str = Field(default="INFO", alias="OMNIHUB_LOG_LEVEL")
+    publish_timeout: float = Field(default=10.0, alias="OMNIHUB_PUBLISH_TIMEOUT")
+    batch_size: int = Field(default=500, alias="OMNIHUB_BATCH_SIZE")
+    batch_wait: float = Field(default=0.02, alias="OMNIHUB_BATCH_WAIT")
+    commit_interval: float = Field(default=1.0, alias="OMNIHUB_COMMIT_INTERVAL")
+    worker_session_timeout: float = Field(default=6.0, alias="OMNIHUB_SESSION_TIMEOUT")
+    default_phone_region: str | None = Field(default=None, alias="OMNIHUB_DEFAULT_PHONE_REGION")
+
+    def runtime_path(self) -> Path:
+        """Where `omnihub up` records the servers it started, for other commands."""
+        return self.data_dir / RUNTIME_FILE
+
+    def with_runtime(self) -> Settings:
+        """Fill unset server addresses from a running `omnihub up` (runtime.json)."""
+        path = self.runtime_path()
+        if (self.kafka_bootstrap_servers and self.database_url) or not path.exists():
+            return self
+        runtime = json.loads(path.read_text())
+        return self.model_copy(
+            update={
+                "kafka_bootstrap_servers": self.kafka_bootstrap_servers
+                or runtime.get("kafka_bootstrap_servers"),
+                "database_url": self.database_url or runtime.get("database_url"),
+            }
+        )
+
+    def require_servers(self) -> tuple[str, str]:
+        """Return (bootstrap servers, database URL) or explain which one is missing."""
+        settings = self.with_runtime()
+        if not settings.kafka_bootstrap_servers:
+            raise RuntimeError("KAFKA_BOOTSTRAP_SERVERS is not set and no `omnihub up` is running")
+        if not settings.database_url:
+            raise RuntimeError("DATABASE_URL is not set and no `omnihub up` is running")
+        return settings.kafka_bootstrap_servers, settings.database_url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process's settings, read once."""
+    return Settings()

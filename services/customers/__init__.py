@@ -1,0 +1,1 @@
+"""Reading customers and their timelines."""

@@ -1,0 +1,1 @@
+"""The dispatcher: sends outbound commands on their channel and reports delivery states."""

@@ -1,0 +1,84 @@
+"""Send one outbound command at most once per command id and describe what happened."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import asyncpg
+
+from channels.base import ChannelAdapter, SendError
+from schemas import DeliveryState, DeliveryStatus, Direction, Interaction, Kind, OutboundCommand
+from schemas.events import utcnow
+
+log = logging.getLogger(__name__)
+
+_CLAIM = """
+INSERT INTO outbound_messages (command_id, customer_id, channel, state, attempts)
+VALUES ($1, $2, $3, 'sending', 1)
+ON CONFLICT (command_id) DO UPDATE SET attempts = outbound_messages.attempts + 1,
+                                       updated_at = now()
+RETURNING state, provider_message_id, last_error
+"""
+_RECORD = """
+UPDATE outbound_messages SET state = $2, provider_message_id = $3, last_error = $4,
+                             updated_at = now()
+WHERE command_id = $1
+"""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The outbound interaction for the timeline and its delivery state."""
+
+    interaction: Interaction
+    status: DeliveryStatus
+
+
+def _outcome(command: OutboundCommand, state: DeliveryState, provider_id: str | None,
+             error_code: str | None = None, error: str | None = None) -> Outcome:
+    now = utcnow()
+    provider_ids = {"provider_message_id": provider_id} if provider_id else {}
+    interaction = Interaction.create(
+        channel=command.channel, direction=Direction.OUTBOUND, kind=Kind.MESSAGE,
+        occurred_at=command.created_at, received_at=now, identities=[command.to],
+        thread=command.thread, subject=command.subject, text=command.text,
+        provider_message_id=f"command:{command.command_id}", provider_ids=provider_ids,
+        source="services/dispatcher",
+        attributes={"command_id": str(command.command_id), "requested_by": command.requested_by,
+                    "in_reply_to": str(command.in_reply_to) if command.in_reply_to else None},
+    )
+    status = DeliveryStatus(
+        command_id=command.command_id, channel=command.channel, state=state, occurred_at=now,
+        provider_message_id=provider_id, error_code=error_code, error_message=error,
+    )
+    return Outcome(interaction, status)
+
+
+async def dispatch(
+    pool: asyncpg.Pool, adapters: dict[str, ChannelAdapter], command: OutboundCommand
+) -> Outcome:
+    """Send ``command`` unless it was already sent; return its timeline entry and state."""
+    async with pool.acquire() as conn:
+        claim = await conn.fetchrow(
+            _CLAIM, command.command_id, command.customer_id, command.channel.value
+        )
+    if claim["provider_message_id"] is not None or claim["state"] in ("failed", "refused"):
+        state = DeliveryState(claim["state"])
+        log.info("command %s already handled (%s); not sending again", command.command_id, state)
+        return _outcome(command, state, claim["provider_message_id"], error=claim["last_error"])
+    adapter = next((a for a in adapters.values() if command.channel in a.channels), None)
+    if adapter is None:
+        outcome = _outcome(command, DeliveryState.REFUSED, None, "no_adapter",
+                           f"no adapter sends on channel {command.channel.value}")
+    else:
+        try:
+            result = await adapter.send(command)
+            outcome = _outcome(command, result.state, result.provider_message_id)
+        except SendError as exc:
+            outcome = _outcome(command, DeliveryState.FAILED, None, exc.code, str(exc))
+    status = outcome.status
+    async with pool.acquire() as conn:
+        await conn.execute(_RECORD, command.command_id, status.state.value,
+                           status.provider_message_id, status.error_message)
+    return outcome

@@ -1,0 +1,1 @@
+"""Who the customer is: identity lookup and linking in PostgreSQL."""

@@ -1,0 +1,122 @@
+"""The stream agents: unify (interaction -> customer) and project (unified -> timeline)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+
+from schemas import DeliveryStatus, Direction, Interaction, UnifiedEvent
+from schemas.events import utcnow
+from schemas.topics import DELIVERY, INTERACTIONS, UNIFIED
+from services.bus.records import Record, to_record
+from services.identity.exact import resolve_exact
+from services.processors import metrics
+from services.processors.decode import decode_batch
+from services.processors.resources import Resources
+from services.processors.timeline import write_events, write_states
+
+log = logging.getLogger(__name__)
+
+SOURCE = "services/processors"
+
+_ECHOES = """
+SELECT channel, provider_message_id FROM outbound_messages
+WHERE (channel, provider_message_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+"""
+
+
+async def drop_echoes(conn: Any, interactions: list[Interaction]) -> list[Interaction]:
+    """Remove inbound interactions that are the provider echoing a message we sent."""
+    inbound = [i for i in interactions if i.direction is Direction.INBOUND]
+    if not inbound:
+        return interactions
+    rows = await conn.fetch(
+        _ECHOES, [i.channel.value for i in inbound], [i.provider_message_id for i in inbound]
+    )
+    if not rows:
+        return interactions
+    ours = {(r["channel"], r["provider_message_id"]) for r in rows}
+    kept = [
+        i for i in interactions
+        if i.direction is Direction.OUTBOUND or (i.channel.value, i.provider_message_id) not in ours
+    ]
+    metrics.ECHOES_DROPPED.inc(len(interactions) - len(kept))
+    return kept
+
+
+async def unify_batch(resources: Resources, events: Sequence[Any]) -> None:
+    """Resolve each interaction's customer and publish unified events (and dead letters)."""
+    pool, producer = await resources.ready()
+    decoded = decode_batch(events, Interaction, stage="unify")
+    outputs: list[Record] = list(decoded.dead)
+    if decoded.models:
+        async with pool.acquire() as conn:
+            interactions = await drop_echoes(conn, decoded.models)
+            customers = await resolve_exact(conn, interactions)
+        now = utcnow()
+        for interaction, customer_id in zip(interactions, customers, strict=True):
+            unified = UnifiedEvent(
+                event_id=interaction.event_id, customer_id=customer_id, unified_at=now,
+                interaction=interaction,
+            )
+            outputs.append(to_record(UNIFIED, unified, str(unified.event_id), SOURCE))
+    await producer.send_all(outputs)
+    metrics.PROCESSED.labels("unify").inc(len(decoded.models))
+    metrics.DEAD_LETTERS.labels("unify").inc(len(decoded.dead))
+
+
+async def project_batch(resources: Resources, events: Sequence[Any]) -> None:
+    """Write unified events into the timeline, then let faust commit their offsets."""
+    pool, producer = await resources.ready()
+    decoded = decode_batch(events, UnifiedEvent, stage="project")
+    if decoded.models:
+        async with pool.acquire() as conn:
+            written = await write_events(conn, decoded.models)
+        metrics.TIMELINE_ROWS.inc(written)
+    if decoded.dead:
+        await producer.send_all(decoded.dead)
+    metrics.PROCESSED.labels("project").inc(len(decoded.models))
+    metrics.DEAD_LETTERS.labels("project").inc(len(decoded.dead))
+
+
+async def delivery_batch(resources: Resources, events: Sequence[Any]) -> None:
+    """Record delivery states of outbound messages."""
+    pool, producer = await resources.ready()
+    decoded = decode_batch(events, DeliveryStatus, stage="delivery")
+    if decoded.models:
+        async with pool.acquire() as conn:
+            await write_states(conn, decoded.models)
+    if decoded.dead:
+        await producer.send_all(decoded.dead)
+    metrics.PROCESSED.labels("delivery").inc(len(decoded.models))
+
+
+def raw_topic(app: faust.App, name: str) -> Any:
+    """A faust topic whose keys and values stay bytes (we validate with pydantic)."""
+    return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw",
+                     value_serializer="raw")
+
+
+def install_agents(app: faust.App, resources: Resources, batch: int, wait: float) -> None:
+    """Attach every agent to ``app``; each acks its batch only after the batch is durable."""
+    handlers = {
+        "unify": (INTERACTIONS.name, unify_batch),
+        "project": (UNIFIED.name, project_batch),
+        "delivery": (DELIVERY.name, delivery_batch),
+    }
+    for name, (topic_name, handler) in handlers.items():
+        _install(app, name, raw_topic(app, topic_name), handler, resources, batch, wait)
+
+
+def _install(app: faust.App, name: str, topic: Any, handler: Any, resources: Resources,
+             batch: int, wait: float) -> None:
+    async def agent(stream: Any) -> None:
+        async for events in stream.take_events(batch, within=wait):
+            await handler(resources, events)
+
+    agent.__name__ = agent.__qualname__ = f"omnihub_{name}"
+    # concurrency=1: a later batch must never commit an offset past an unfinished one (#606).
+    app.agent(topic, name=f"omnihub.{name}", concurrency=1)(agent)

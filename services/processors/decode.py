@@ -1,0 +1,51 @@
+"""Decode a batch of raw faust events into models; what fails becomes a dead letter."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from services.bus.deadletter import dead_letter
+from services.bus.records import Record
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass
+class Decoded(Generic[M]):
+    """The models that validated, and the dead letters of those that did not."""
+
+    models: list[M]
+    dead: list[Record]
+
+
+def _headers(message: Any) -> list[tuple[str, bytes]]:
+    raw = message.headers or []
+    items = raw.items() if isinstance(raw, dict) else raw
+    return [(str(k), bytes(v or b"")) for k, v in items]
+
+
+def decode_batch(events: Sequence[Any], model: type[M], stage: str) -> Decoded[M]:
+    """Validate each event's value as ``model``; invalid ones go to the dead-letter list."""
+    models: list[M] = []
+    dead: list[Record] = []
+    for event in events:
+        message = event.message
+        try:
+            models.append(model.model_validate_json(message.value or b""))
+        except ValidationError as exc:
+            summary = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}"
+                for e in exc.errors(include_url=False, include_input=False)
+            )
+            dead.append(
+                dead_letter(
+                    topic=message.topic, partition=message.partition, offset=message.offset,
+                    key=message.key, value=message.value, headers=_headers(message),
+                    error=f"{model.__name__} validation failed: {summary}", stage=stage,
+                )
+            )
+    return Decoded(models, dead)

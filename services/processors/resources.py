@@ -1,0 +1,48 @@
+"""What a worker's agents share: one PostgreSQL pool and one batching producer."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+
+from services.bus.producer import Producer
+from services.config import Settings
+from services.db.pool import migrated_pool
+
+
+class Resources:
+    """Opened on first use by any agent, closed when the worker shuts down."""
+
+    def __init__(self, settings: Settings, bootstrap: str, database_url: str) -> None:
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self.database_url = database_url
+        self._lock = asyncio.Lock()
+        self._pool: asyncpg.Pool | None = None
+        self._producer: Producer | None = None
+
+    async def ready(self) -> tuple[asyncpg.Pool, Producer]:
+        """Return the pool and producer, opening them the first time."""
+        async with self._lock:
+            if self._pool is None:
+                self._pool = await migrated_pool(self.database_url, min_size=1, max_size=8)
+            if self._producer is None:
+                producer = Producer(
+                    self.bootstrap,
+                    idempotence=self.settings.kafka_idempotence,
+                    timeout=self.settings.publish_timeout,
+                    client_id="omnihub-processors",
+                )
+                await producer.start()
+                self._producer = producer
+        return self._pool, self._producer
+
+    async def close(self, *args: object, **kwargs: object) -> None:
+        """Flush the producer and close the pool (a faust signal receiver)."""
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None

@@ -1,0 +1,64 @@
+"""Batched, idempotent writes of unified events and delivery states into PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+
+from schemas import DeliveryStatus, UnifiedEvent
+
+_INSERT_EVENTS = """
+INSERT INTO timeline (event_id, customer_id, occurred_at, received_at, channel, direction, kind,
+                      subject, body, language, thread_id, provider_message_id, command_id,
+                      interaction)
+SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::timestamptz[], $5::text[],
+                     $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
+                     $12::text[], $13::uuid[], $14::jsonb[])
+ON CONFLICT (event_id) DO NOTHING
+"""
+
+_INSERT_STATES = """
+INSERT INTO delivery_states (command_id, state, rank, occurred_at, provider_message_id,
+                             error_code, error_message)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::int2[], $4::timestamptz[], $5::text[],
+                     $6::text[], $7::text[])
+ON CONFLICT (command_id, state) DO NOTHING
+"""
+
+
+def _command_id(event: UnifiedEvent) -> str | None:
+    value = event.interaction.attributes.get("command_id")
+    return str(value) if value else None
+
+
+async def write_events(conn: asyncpg.Connection, events: Sequence[UnifiedEvent]) -> int:
+    """Insert unified events into the timeline; an event id already there is skipped."""
+    if not events:
+        return 0
+    rows = [
+        (
+            e.event_id, e.customer_id, e.interaction.occurred_at, e.interaction.received_at,
+            e.interaction.channel.value, e.interaction.direction.value, e.interaction.kind.value,
+            e.interaction.subject, e.interaction.text, e.interaction.language,
+            e.interaction.thread.id if e.interaction.thread else None,
+            e.interaction.provider_message_id, _command_id(e),
+            e.interaction.model_dump(mode="json"),
+        )
+        for e in events
+    ]
+    status = await conn.execute(_INSERT_EVENTS, *(list(c) for c in zip(*rows, strict=True)))
+    return int(status.rsplit(" ", 1)[-1])
+
+
+async def write_states(conn: asyncpg.Connection, states: Sequence[DeliveryStatus]) -> int:
+    """Record delivery states; the timeline shows the highest-ranked one per message."""
+    if not states:
+        return 0
+    rows = [
+        (s.command_id, s.state.value, s.state.rank, s.occurred_at, s.provider_message_id,
+         s.error_code, s.error_message)
+        for s in states
+    ]
+    status = await conn.execute(_INSERT_STATES, *(list(c) for c in zip(*rows, strict=True)))
+    return int(status.rsplit(" ", 1)[-1])

@@ -1,0 +1,1 @@
+"""The embedded stack: Tansu (Kafka protocol) and PostgreSQL as child processes."""

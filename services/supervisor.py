@@ -1,0 +1,91 @@
+"""`omnihub up`: the embedded stack plus every component as a supervised child process."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+from services.config import Settings
+from services.stack.embedded import clear_runtime, start_stack, write_runtime
+
+log = logging.getLogger(__name__)
+
+#: The components `omnihub up` runs, in start order (stopped in reverse).
+COMPONENTS = ("processors", "dispatcher", "api")
+
+
+@dataclass
+class Component:
+    """One `omnihub run <name>` child and how often it was restarted."""
+
+    name: str
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+
+
+def _spawn(name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "services.cli", "run", name],
+        env=env, start_new_session=True,
+    )
+
+
+def _stop(component: Component, timeout: float = 20.0) -> None:
+    proc = component.proc
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        log.warning("%s did not stop in %ss; killing it", component.name, timeout)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+def up(settings: Settings, out: object = None) -> int:
+    """Run everything until SIGINT/SIGTERM; then stop components, then servers. Returns 0."""
+    print_ = print if out is None else out  # type: ignore[assignment]
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stopping.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    stack = start_stack(settings)
+    components = [Component(name) for name in COMPONENTS]
+    http_url = f"http://{settings.http_host}:{settings.http_port}"
+    try:
+        env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=stack.bootstrap,
+                   DATABASE_URL=stack.database_url,
+                   OMNIHUB_DATA_DIR=str(settings.data_dir.resolve()))
+        write_runtime(settings, stack, http_url)
+        for component in components:
+            component.proc = _spawn(component.name, env)
+        print_(f"omnihub is up: {http_url}  (Kafka {stack.bootstrap}; "
+               f"PostgreSQL {stack.database_url})")
+        print_("create a token: omnihub token create --role integration   |   Ctrl-C stops")
+        while not stopping.wait(0.5):
+            for component in components:
+                if component.proc is not None and component.proc.poll() is not None:
+                    component.restarts += 1
+                    log.error("%s exited with %s; restarting (%d)", component.name,
+                              component.proc.returncode, component.restarts)
+                    time.sleep(min(30, 2 ** component.restarts))
+                    component.proc = _spawn(component.name, env)
+    finally:
+        print_("stopping omnihub ...")
+        for component in reversed(components):
+            _stop(component)
+        stack.stop()
+        clear_runtime(settings)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        print_("stopped")
+    return 0
