@@ -25,7 +25,7 @@ def _identity(text: str) -> Identity:
         return Identity.parse(text)
     except (ValueError, ValidationError) as exc:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
             f"identity must be type:value (e.g. email:alice@example.com): {exc}",
         ) from None
 
@@ -65,7 +65,7 @@ async def get_timeline(
         try:
             return await store.timeline_page(conn, customer_id, limit, cursor)
         except ValueError as exc:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
 
 
 class ReplyRequest(BaseModel):
@@ -95,7 +95,7 @@ async def send_message(
     to = reply.to
     if to is None:
         if not found["identities"]:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "customer has no identity")
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "customer has no identity")
         first = found["identities"][0]
         to = Identity(type=first["type"], scope=first["scope"], value=first["value"])
     command = OutboundCommand(

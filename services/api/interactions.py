@@ -50,7 +50,7 @@ async def post_interaction(
     except UnsupportedMediaType as exc:
         raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, str(exc)) from None
     except ParseError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, exc.details or str(exc)) from None
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.details or str(exc)) from None
     try:
         await request.app.state.publisher.publish(interactions)
     except PublishError:

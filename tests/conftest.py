@@ -1,0 +1,107 @@
+"""Session fixtures: one real Tansu broker, one real PostgreSQL, real component processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from services.api.auth import Role, create_token
+from services.config import Settings
+from services.db.pool import create_pool
+from services.stack.embedded import Stack, start_stack
+from services.stack.ports import free_port, wait_for_port
+from tests.support import start_component, stop_process
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's OMNIHUB_DATA_DIR."""
+    return tmp_path_factory.mktemp("omnihub")
+
+
+@pytest.fixture(scope="session")
+def stack(data_dir: Path) -> Iterator[Stack]:
+    """Embedded Tansu and PostgreSQL, topics created, schema migrated."""
+    settings = Settings(OMNIHUB_DATA_DIR=data_dir, KAFKA_BOOTSTRAP_SERVERS=None, DATABASE_URL=None)
+    stack = start_stack(settings, durable=False)
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture(scope="session")
+def component_env(stack: Stack, data_dir: Path) -> dict[str, str]:
+    """Environment of a component process pointed at the session stack."""
+    return dict(
+        os.environ,
+        KAFKA_BOOTSTRAP_SERVERS=stack.bootstrap,
+        DATABASE_URL=stack.database_url,
+        OMNIHUB_DATA_DIR=str(data_dir),
+        OMNIHUB_LOG_LEVEL="WARNING",
+    )
+
+
+@pytest.fixture(scope="session")
+def processors(component_env: dict[str, str], data_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A real processors worker (unify, project, delivery agents)."""
+    proc = start_component("processors", component_env, data_dir / "processors.log")
+    yield proc
+    stop_process(proc)
+
+
+@pytest.fixture(scope="session")
+def callback_port() -> int:
+    """Port of the loopback server that receives API-channel replies."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def dispatcher(component_env: dict[str, str], data_dir: Path,
+               callback_port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """A real dispatcher worker whose API channel replies to a loopback callback server."""
+    env = dict(component_env,
+               OMNIHUB_API_CALLBACK_URL=f"http://127.0.0.1:{callback_port}/replies",
+               OMNIHUB_API_CALLBACK_SECRET="test-callback-secret",
+               OMNIHUB_API_CALLBACK_BACKOFF="0.05")
+    proc = start_component("dispatcher", env, data_dir / "dispatcher.log")
+    yield proc
+    stop_process(proc)
+
+
+@pytest.fixture(scope="session")
+def api_url(component_env: dict[str, str], data_dir: Path) -> Iterator[str]:
+    """A real `omnihub run api` process on a free port."""
+    port = free_port()
+    env = dict(component_env, OMNIHUB_HTTP_PORT=str(port))
+    proc = start_component("api", env, data_dir / "api.log")
+    wait_for_port("127.0.0.1", port, 30, alive=lambda: proc.poll() is None)
+    yield f"http://127.0.0.1:{port}"
+    stop_process(proc)
+
+
+@pytest.fixture(scope="session")
+async def pool(stack: Stack) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on the session database."""
+    pool = await create_pool(stack.database_url, max_size=4)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture(scope="session")
+async def tokens(pool: asyncpg.Pool) -> dict[Role, str]:
+    """One token per role."""
+    async with pool.acquire() as conn:
+        return {role: await create_token(conn, role, f"test-{role}") for role in Role}
+
+
+@pytest.fixture
+async def client(api_url: str, tokens: dict[Role, str]) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client with an integration token."""
+    headers = {"authorization": f"Bearer {tokens[Role.INTEGRATION]}"}
+    async with httpx.AsyncClient(base_url=api_url, headers=headers, timeout=30) as http:
+        yield http

@@ -1,0 +1,83 @@
+"""Test support: the real embedded stack, components as real processes, polling helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from aiokafka import AIOKafkaConsumer
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT.parent / "shared" / "samples"
+T = TypeVar("T")
+
+
+def unique(prefix: str = "t") -> str:
+    """A value no other test uses."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+async def eventually(probe: Callable[[], Awaitable[T]], timeout: float = 20.0,
+                     interval: float = 0.05) -> T:
+    """Poll ``probe`` until it returns something truthy; AssertionError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await probe()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
+
+
+def start_component(name: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """Start `omnihub run <name>` as its own process group, logging to ``log``."""
+    handle = open(log, "ab")  # noqa: SIM115
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "run", name],
+        env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT,
+    )
+
+
+def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM,
+                 timeout: float = 20.0) -> None:
+    """Stop a component and anything left in its process group."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+async def consume(bootstrap: str, topic: str, until: Callable[[list[Any]], bool],
+                  timeout: float = 20.0) -> list[Any]:
+    """Read ``topic`` from the beginning until ``until(records)`` holds (counting by consuming)."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    records: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for messages in batch.values():
+                records.extend(messages)
+            if until(records):
+                return records
+    finally:
+        await consumer.stop()
+    raise AssertionError(f"{topic}: condition not met within {timeout}s ({len(records)} records)")
