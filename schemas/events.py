@@ -149,6 +149,10 @@ class Interaction(_Model):
     provider_message_id: str = Field(min_length=1, max_length=512)
     provider_ids: dict[str, str] = Field(default_factory=dict)
     source: str = Field(default="", max_length=255, description="the adapter that received it")
+    customer_id: uuid.UUID | None = Field(
+        default=None,
+        description="set by the hub on what it sends: the customer the message was sent to",
+    )
     delivery: DeliveryStatus | None = None
     attributes: dict[str, Scalar] = Field(default_factory=dict)
 

@@ -41,15 +41,16 @@ def available() -> list[Migration]:
 
 async def migrate(conn: asyncpg.Connection) -> list[int]:
     """Apply every pending migration, each in its own transaction; return the versions applied."""
-    await conn.execute(
-        """CREATE TABLE IF NOT EXISTS schema_migrations (
-               version integer PRIMARY KEY,
-               name text NOT NULL,
-               applied_at timestamptz NOT NULL DEFAULT now())"""
-    )
     applied: list[int] = []
+    # The lock comes first: concurrent CREATE TABLE IF NOT EXISTS can still collide.
     await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
     try:
+        await conn.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                   version integer PRIMARY KEY,
+                   name text NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
         done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
         for migration in available():
             if migration.version in done:

@@ -44,7 +44,7 @@ def _outcome(command: OutboundCommand, state: DeliveryState, provider_id: str | 
         occurred_at=command.created_at, received_at=now, identities=[command.to],
         thread=command.thread, subject=command.subject, text=command.text,
         provider_message_id=f"command:{command.command_id}", provider_ids=provider_ids,
-        source="services/dispatcher",
+        source="services/dispatcher", customer_id=command.customer_id,
         attributes={"command_id": str(command.command_id), "requested_by": command.requested_by,
                     "in_reply_to": str(command.in_reply_to) if command.in_reply_to else None},
     )

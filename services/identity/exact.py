@@ -45,7 +45,8 @@ async def resolve_exact(
 ) -> list[uuid.UUID]:
     """Return each interaction's customer id, creating customers and links as needed.
 
-    An interaction belongs to the customer of its first known identity; unknown identities
+    What the hub sent belongs to the customer it was sent to (``customer_id``). Otherwise an
+    interaction belongs to the customer of its first known identity; unknown identities
     are linked to that customer; with none known, a new customer is created whose id is
     derived from the first identity, so workers racing on the same person agree.
     """
@@ -55,7 +56,7 @@ async def resolve_exact(
     links: list[tuple[str, str, str, uuid.UUID, uuid.UUID]] = []
     for interaction in interactions:
         own = [_key(i) for i in interaction.identities]
-        customer = next((known[k] for k in own if k in known), None)
+        customer = interaction.customer_id or next((known[k] for k in own if k in known), None)
         if customer is None:
             customer = customer_id_for(interaction.identities[0].key)
             new_customers[customer] = None
@@ -71,6 +72,7 @@ async def resolve_exact(
         # Another worker may have linked some of these first: the database decides.
         known.update(await _fetch(conn, [link[:3] for link in links]))
     return [
-        next(known[_key(i)] for i in interaction.identities if _key(i) in known)
+        interaction.customer_id
+        or next(known[_key(i)] for i in interaction.identities if _key(i) in known)
         for interaction in interactions
     ]

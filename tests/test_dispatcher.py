@@ -1,0 +1,147 @@
+"""Replies: API -> outbound topic -> dispatcher -> signed callback -> delivery state on timeline."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from aiohttp import web
+
+from channels.base.signing import SIGNATURE_HEADER, verify
+from tests.support import eventually, unique
+
+SECRET = "test-callback-secret"  # the dispatcher fixture's OMNIHUB_API_CALLBACK_SECRET
+
+
+class CallbackServer:
+    """A real HTTP server on loopback standing in for an integration's reply endpoint."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.attempts: Counter[str] = Counter()
+        self.bad_signatures = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        if not verify(SECRET, body, request.headers.get(SIGNATURE_HEADER)):
+            self.bad_signatures += 1
+            return web.Response(status=401, text="bad signature")
+        command = json.loads(body)
+        self.attempts[command["command_id"]] += 1
+        if "REJECT" in command["text"]:
+            return web.Response(status=400, text="unknown recipient")
+        if "FLAKY" in command["text"] and self.attempts[command["command_id"]] < 3:
+            return web.Response(status=503, text="try later")
+        self.received.append(command)
+        return web.Response(status=200, headers={"X-Message-Id": f"ext-{command['command_id']}"})
+
+
+@pytest.fixture(scope="session")
+async def callback(callback_port: int) -> AsyncIterator[CallbackServer]:
+    """The callback server, listening where the dispatcher fixture sends replies."""
+    server = CallbackServer()
+    app = web.Application()
+    app.router.add_post("/replies", server.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", callback_port)
+    await site.start()
+    yield server
+    await runner.cleanup()
+
+
+pytestmark = pytest.mark.usefixtures("processors", "dispatcher")
+
+
+async def new_customer(client: httpx.AsyncClient) -> tuple[str, str]:
+    """Post an inbound interaction for a new customer; return (customer id, event id)."""
+    email = f"{unique('reply')}@example.com"
+    response = await client.post("/v1/interactions", json={
+        "identities": [{"type": "email", "value": email}], "text": "Can you call me back?",
+        "provider_message_id": unique("in"),
+    })
+    event_id = response.json()["event_id"]
+
+    async def find() -> Any:
+        found = (await client.get("/v1/customers", params={"identity": f"email:{email}"})).json()
+        return found["customers"][0]["id"] if found["customers"] else None
+
+    return await eventually(find), event_id
+
+
+async def outbound_item(client: httpx.AsyncClient, customer_id: str, command_id: str,
+                        state: str) -> dict[str, Any] | None:
+    """The timeline entry of ``command_id`` once its delivery state is ``state``."""
+    page = (await client.get(f"/v1/customers/{customer_id}/timeline")).json()
+    for item in page["items"]:
+        if item.get("command_id") == command_id and item["delivery"]["state"] == state:
+            return item
+    return None
+
+
+async def test_reply_is_sent_signed_and_its_state_reaches_the_timeline(
+    client: httpx.AsyncClient, callback: CallbackServer
+) -> None:
+    customer_id, inbound_id = await new_customer(client)
+    response = await client.post(f"/v1/customers/{customer_id}/messages", json={
+        "channel": "api", "text": "We will call you at 3 pm.", "in_reply_to": inbound_id})
+    assert response.status_code == 202, response.text
+    command_id = response.json()["command_id"]
+
+    item = await eventually(lambda: outbound_item(client, customer_id, command_id, "sent"),
+                            timeout=30)
+    assert item["direction"] == "outbound"
+    assert item["text"] == "We will call you at 3 pm."
+    [sent] = [c for c in callback.received if c["command_id"] == command_id]
+    assert sent["customer_id"] == customer_id
+    assert sent["in_reply_to"] == inbound_id
+    assert callback.bad_signatures == 0
+
+
+async def test_transient_callback_errors_are_retried_with_backoff(
+    client: httpx.AsyncClient, callback: CallbackServer
+) -> None:
+    customer_id, _ = await new_customer(client)
+    response = await client.post(f"/v1/customers/{customer_id}/messages",
+                                 json={"channel": "api", "text": "FLAKY network today"})
+    command_id = response.json()["command_id"]
+    await eventually(lambda: outbound_item(client, customer_id, command_id, "sent"), timeout=30)
+    assert callback.attempts[command_id] == 3
+    assert [c["command_id"] for c in callback.received].count(command_id) == 1
+
+
+async def test_refused_reply_shows_failed_with_the_reason(
+    client: httpx.AsyncClient, callback: CallbackServer
+) -> None:
+    customer_id, _ = await new_customer(client)
+    response = await client.post(f"/v1/customers/{customer_id}/messages",
+                                 json={"channel": "api", "text": "REJECT me"})
+    command_id = response.json()["command_id"]
+    item = await eventually(lambda: outbound_item(client, customer_id, command_id, "failed"),
+                            timeout=30)
+    assert item["delivery"]["error_code"] == "400"
+    assert "refused" in item["delivery"]["error"]
+    assert callback.attempts[command_id] == 1  # a 4xx is not retried
+
+
+async def test_channel_without_an_adapter_is_refused_not_lost(
+    client: httpx.AsyncClient,
+) -> None:
+    customer_id, _ = await new_customer(client)
+    response = await client.post(f"/v1/customers/{customer_id}/messages", json={
+        "channel": "telegram", "text": "hello",
+        "to": {"type": "telegram", "scope": "bot1", "value": "12345"}})
+    command_id = response.json()["command_id"]
+    item = await eventually(lambda: outbound_item(client, customer_id, command_id, "refused"),
+                            timeout=30)
+    assert item["delivery"]["error_code"] == "no_adapter"
+
+
+async def test_reply_to_unknown_customer_is_404(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/customers/00000000-0000-0000-0000-000000000001/messages",
+                                 json={"channel": "api", "text": "hi"})
+    assert response.status_code == 404

@@ -1,0 +1,196 @@
+"""Delivery guarantees of the processors: dead letters, duplicates, crashes, migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from schemas import Interaction
+from schemas.cloudevents import ERROR_HEADER, ORIGIN_TOPIC_HEADER, STAGE_HEADER, header_map
+from schemas.topics import DEADLETTER, INTERACTIONS, UNIFIED
+from services.bus.admin import ensure_topics
+from services.bus.producer import KafkaPublisher, Producer
+from services.bus.records import Record
+from services.db.migrate import available, migrate
+from services.processors.app import APP_ID
+from services.stack.broker import EmbeddedBroker
+from tests.support import consume, eventually, start_component, stop_process, unique
+
+
+def interaction(**overrides: Any) -> Interaction:
+    """A fresh interaction for a fresh customer."""
+    fields: dict[str, Any] = {
+        "channel": "api", "direction": "inbound", "kind": "message",
+        "identities": [{"type": "email", "value": f"{unique('p')}@example.com"}],
+        "text": "Where is my refund?", "provider_message_id": unique("pm"),
+    }
+    fields.update(overrides)
+    return Interaction.create(**fields)
+
+
+async def rows(pool: asyncpg.Pool, events: list[Interaction]) -> int:
+    """How many timeline rows the given events have."""
+    return await pool.fetchval("SELECT count(*) FROM timeline WHERE event_id = ANY($1::uuid[])",
+                               [e.event_id for e in events])
+
+
+@pytest.fixture
+async def producer(stack: Any) -> Any:
+    """A started producer on the session broker."""
+    producer = Producer(stack.bootstrap)
+    await producer.start()
+    yield producer
+    await producer.stop()
+
+
+@pytest.mark.usefixtures("processors")
+async def test_unparseable_records_go_to_dead_letter_and_work_goes_on(
+    stack: Any, producer: Producer, pool: asyncpg.Pool
+) -> None:
+    marker = unique("garbage")
+    good = interaction()
+    bad_json = Record(INTERACTIONS.name, marker.encode(), b"{this is not json", [])
+    wrong_shape = Record(INTERACTIONS.name, marker.encode(),
+                         json.dumps({"event_id": "nope", "text": marker}).encode(),
+                         [("ce_id", marker.encode())])
+    await producer.send_all([bad_json, wrong_shape])
+    await KafkaPublisher(producer).publish([good])
+
+    dead = await consume(stack.bootstrap, DEADLETTER.name,
+                         lambda rs: sum(r.key == marker.encode() for r in rs) == 2)
+    ours = [r for r in dead if r.key == marker.encode()]
+    assert {r.value for r in ours} == {bad_json.value, wrong_shape.value}
+    for record in ours:
+        headers = header_map(record.headers)
+        assert headers[STAGE_HEADER] == "unify"
+        assert headers[ORIGIN_TOPIC_HEADER] == INTERACTIONS.name
+        assert "Interaction validation failed" in headers[ERROR_HEADER]
+    shaped = next(r for r in ours if r.value == wrong_shape.value)
+    assert header_map(shaped.headers)["ce_id"] == marker
+    assert "event_id" in header_map(shaped.headers)[ERROR_HEADER]
+    assert await eventually(lambda: rows(pool, [good])) == 1
+
+
+@pytest.mark.usefixtures("processors")
+async def test_duplicate_records_on_the_bus_give_one_row(
+    producer: Producer, pool: asyncpg.Pool
+) -> None:
+    events = [interaction() for _ in range(20)]
+    publisher = KafkaPublisher(producer)
+    await publisher.publish(events)
+    await publisher.publish(events)  # a provider retry, or a replay
+    await publisher.publish(events[:5])
+    await eventually(lambda: _equals(rows(pool, events), 20))
+    marker = interaction()
+    await publisher.publish([marker])
+    await eventually(lambda: rows(pool, [marker]))
+    assert await rows(pool, events) == 20
+    counts = await pool.fetch("SELECT event_id, count(*) AS n FROM timeline "
+                              "WHERE event_id = ANY($1::uuid[]) GROUP BY event_id",
+                              [e.event_id for e in events])
+    assert {r["n"] for r in counts} == {1}
+
+
+async def _equals(value: Any, expected: Any) -> bool:
+    return await value == expected
+
+
+async def committed(bootstrap: str, topic: str, partitions: int) -> int:
+    """Sum of the processors group's committed offsets on ``topic``."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=APP_ID,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        total = 0
+        for p in range(partitions):
+            offset = await consumer.committed(TopicPartition(topic, p))
+            total += offset or 0
+        return total
+    finally:
+        await consumer.stop()
+
+
+async def test_killed_between_db_commit_and_offset_commit_leaves_one_row(
+    stack: Any, pool: asyncpg.Pool, component_env: dict[str, str], tmp_path: Path
+) -> None:
+    """SIGKILL the worker after its rows are committed but before its offsets are, restart it."""
+    broker = EmbeddedBroker(tmp_path)  # its own broker: its own consumer group state
+    broker.start()
+    try:
+        await ensure_topics(broker.bootstrap)
+        env = dict(component_env, KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap,
+                   OMNIHUB_COMMIT_INTERVAL="600")  # offsets would be committed much later
+        producer = Producer(broker.bootstrap)
+        await producer.start()
+        events = [interaction() for _ in range(50)]
+        await KafkaPublisher(producer).publish(events)
+
+        worker = start_component("processors", env, tmp_path / "w1.log")
+        try:
+            await eventually(lambda: _equals(rows(pool, events), 50), timeout=60)
+        finally:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(10)
+        # The rows are in PostgreSQL, the offsets are not in Kafka: the crash window.
+        assert await committed(broker.bootstrap, UNIFIED.name, UNIFIED.partitions) == 0
+        first_projection = dict(await pool.fetch(
+            "SELECT event_id, projected_at FROM timeline WHERE event_id = ANY($1::uuid[])",
+            [e.event_id for e in events]))
+
+        env["OMNIHUB_COMMIT_INTERVAL"] = "0.5"
+        again = start_component("processors", env, tmp_path / "w2.log")
+        try:
+            # Everything is consumed again and committed this time ...
+            await eventually(lambda: _at_least(
+                committed(broker.bootstrap, UNIFIED.name, UNIFIED.partitions), 50), timeout=60)
+        finally:
+            stop_process(again)
+        await producer.stop()
+    finally:
+        broker.stop()
+    # ... yet each event still has exactly one row, the one written before the crash.
+    counts = await pool.fetch("SELECT event_id, projected_at FROM timeline "
+                              "WHERE event_id = ANY($1::uuid[])", [e.event_id for e in events])
+    assert len(counts) == 50
+    assert dict(counts) == first_projection
+
+
+async def _at_least(value: Any, expected: int) -> bool:
+    return await value >= expected
+
+
+async def test_migrations_apply_once(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        assert await migrate(conn) == []  # the session already applied everything
+        versions = [r["version"] for r in await conn.fetch(
+            "SELECT version FROM schema_migrations ORDER BY version")]
+    assert versions == [m.version for m in available()]
+
+
+async def test_migrations_apply_concurrently_exactly_once(stack: Any) -> None:
+    """Two processes starting together against a fresh database apply each file once."""
+    name = f"m_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(stack.database_url)
+    await admin.execute(f"CREATE DATABASE {name}")
+    url = stack.database_url.rsplit("/", 1)[0] + f"/{name}"
+    conns = [await asyncpg.connect(url) for _ in range(3)]
+    try:
+        results = await asyncio.gather(*(migrate(c) for c in conns))
+        applied = sorted(v for r in results for v in r)
+        assert applied == [m.version for m in available()]
+        count = await conns[0].fetchval("SELECT count(*) FROM schema_migrations")
+        assert count == len(available())
+    finally:
+        for c in conns:
+            await c.close()
+        await admin.execute(f"DROP DATABASE {name}")
+        await admin.close()
