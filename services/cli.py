@@ -41,7 +41,7 @@ def up() -> None:
     """Start the embedded stack (unless configured) and every component; Ctrl-C stops all."""
     from services.supervisor import up as run_up
 
-    raise typer.Exit(run_up(_settings(), out=console.print))
+    raise typer.Exit(run_up(_settings(), out=lambda text: console.print(text, soft_wrap=True)))
 
 
 @app.command()

@@ -9,15 +9,19 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass
 
 from services.config import Settings
 from services.stack.embedded import clear_runtime, start_stack, write_runtime
+from services.streams import ready_file
 
 log = logging.getLogger(__name__)
 
 #: The components `omnihub up` runs, in start order (stopped in reverse).
 COMPONENTS = ("processors", "dispatcher", "api")
+#: The faust app id of each stream component, to find its ready file.
+WORKER_APPS = {"processors": "omnihub-processors", "dispatcher": "omnihub-dispatcher"}
 
 
 @dataclass
@@ -49,6 +53,39 @@ def _stop(component: Component, timeout: float = 20.0) -> None:
         proc.wait(5)
 
 
+def _wait_until_ready(settings: Settings, components: list[Component],
+                      stopping: threading.Event, timeout: float = 120.0) -> None:
+    """Block until the API answers /readyz and every worker holds its partitions."""
+    deadline = time.monotonic() + timeout
+    host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::", "") else settings.http_host
+    url = f"http://{host}:{settings.http_port}/readyz"
+    pending = {c.name for c in components}
+    while pending and time.monotonic() < deadline and not stopping.is_set():
+        for component in components:
+            if component.name not in pending or component.proc is None:
+                continue
+            if component.proc.poll() is not None:
+                raise RuntimeError(f"{component.name} exited during start-up")
+            if component.name in WORKER_APPS:
+                marker = ready_file(settings, WORKER_APPS[component.name], component.proc.pid)
+                ok = marker.exists()
+            else:
+                ok = _http_ok(url)
+            if ok:
+                pending.discard(component.name)
+        stopping.wait(0.1)
+    if pending and not stopping.is_set():
+        log.warning("not ready after %ss: %s", timeout, ", ".join(sorted(pending)))
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - our own URL
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
 def up(settings: Settings, out: object = None) -> int:
     """Run everything until SIGINT/SIGTERM; then stop components, then servers. Returns 0."""
     print_ = print if out is None else out  # type: ignore[assignment]
@@ -68,6 +105,7 @@ def up(settings: Settings, out: object = None) -> int:
         write_runtime(settings, stack, http_url)
         for component in components:
             component.proc = _spawn(component.name, env)
+        _wait_until_ready(settings, components, stopping)
         print_(f"omnihub is up: {http_url}  (Kafka {stack.bootstrap}; "
                f"PostgreSQL {stack.database_url})")
         print_("create a token: omnihub token create --role integration   |   Ctrl-C stops")

@@ -54,9 +54,8 @@ class Producer:
 
     async def ping(self) -> None:
         """Refresh cluster metadata; raises when the broker cannot be reached."""
-        await self._producer.client.force_metadata_update()
-        if not self._producer.client.cluster.brokers():
-            raise PublishError("no broker known")
+        if not await self._producer.client.force_metadata_update():
+            raise PublishError("cluster metadata could not be refreshed")
 
     async def send_all(self, records: Iterable[Record]) -> None:
         """Send every record (batched by the client) and wait for all acks; PublishError if not."""
