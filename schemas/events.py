@@ -12,7 +12,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from schemas.identities import Identity
 from schemas.ids import event_id_for
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 
 MAX_TEXT = 100_000
 MAX_SUBJECT = 998  # RFC 5322 line limit

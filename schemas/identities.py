@@ -95,7 +95,9 @@ class Identity(BaseModel):
                 raise ValueError(f"{self.type.value} id has characters outside [A-Za-z0-9_.:@+-/=]")
             value = self.value
         if self.type in SCOPED_TYPES and not self.scope:
-            raise ValueError(f"{self.type.value} ids need a scope (the platform account they belong to)")
+            raise ValueError(
+                f"{self.type.value} ids need a scope (the platform account they belong to)"
+            )
         if value != self.value:
             object.__setattr__(self, "value", value)
         return self

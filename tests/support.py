@@ -25,8 +25,9 @@ def unique(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
-async def eventually(probe: Callable[[], Awaitable[T]], timeout: float = 20.0,
-                     interval: float = 0.05) -> T:
+async def eventually(
+    probe: Callable[[], Awaitable[T]], timeout: float = 20.0, interval: float = 0.05
+) -> T:
     """Poll ``probe`` until it returns something truthy; AssertionError after ``timeout``."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -40,15 +41,20 @@ async def eventually(probe: Callable[[], Awaitable[T]], timeout: float = 20.0,
 
 def start_component(name: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """Start `omnihub run <name>` as its own process group, logging to ``log``."""
-    handle = open(log, "ab")  # noqa: SIM115
+    handle = open(log, "ab")
     return subprocess.Popen(
         [sys.executable, "-m", "services.cli", "run", name],
-        env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT,
+        env=env,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=ROOT,
     )
 
 
-def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM,
-                 timeout: float = 20.0) -> None:
+def stop_process(
+    proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 20.0
+) -> None:
     """Stop a component and anything left in its process group."""
     if proc.poll() is None:
         proc.send_signal(sig)
@@ -63,11 +69,17 @@ def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM,
         pass
 
 
-async def consume(bootstrap: str, topic: str, until: Callable[[list[Any]], bool],
-                  timeout: float = 20.0) -> list[Any]:
+async def consume(
+    bootstrap: str, topic: str, until: Callable[[list[Any]], bool], timeout: float = 20.0
+) -> list[Any]:
     """Read ``topic`` from the beginning until ``until(records)`` holds (counting by consuming)."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     records: list[Any] = []
     deadline = time.monotonic() + timeout

@@ -15,15 +15,20 @@ from schemas import Interaction
 #: For each adapter: a request it must accept, and one it must refuse to parse.
 VALID: dict[str, InboundRequest] = {
     "api": InboundRequest(
-        method="POST", url="http://hub/v1/interactions",
+        method="POST",
+        url="http://hub/v1/interactions",
         headers={"Content-Type": "application/json"},
         body=b'{"identities": [{"type": "email", "value": "A@Example.com"}],'
-             b' "text": "hi", "provider_message_id": "c-1"}',
+        b' "text": "hi", "provider_message_id": "c-1"}',
     ),
 }
 INVALID: dict[str, InboundRequest] = {
-    "api": InboundRequest(method="POST", url="http://hub/v1/interactions",
-                          headers={"content-type": "application/json"}, body=b'{"text": 1}'),
+    "api": InboundRequest(
+        method="POST",
+        url="http://hub/v1/interactions",
+        headers={"content-type": "application/json"},
+        body=b'{"text": 1}',
+    ),
 }
 
 adapters = pytest.mark.parametrize("name", sorted(ADAPTERS))

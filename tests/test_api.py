@@ -21,7 +21,9 @@ pytestmark = pytest.mark.usefixtures("processors")
 def body(**overrides: Any) -> dict[str, Any]:
     """A minimal interaction body with a fresh identity and provider id."""
     payload: dict[str, Any] = {
-        "channel": "api", "direction": "inbound", "kind": "message",
+        "channel": "api",
+        "direction": "inbound",
+        "kind": "message",
         "identities": [{"type": "email", "value": f"{unique('Alice')}@Example.com"}],
         "text": "Hello, I would like a quote for 40 chairs.",
         "provider_message_id": unique("crm"),
@@ -46,9 +48,13 @@ async def timeline(client: httpx.AsyncClient, customer_id: str, **params: Any) -
 
 
 async def test_posted_interaction_reaches_the_timeline(client: httpx.AsyncClient) -> None:
-    payload = body(subject="Quote", occurred_at="2026-11-20T09:30:00+01:00",
-                   thread={"id": "case-7"}, attributes={"erp_order": 991},
-                   attachments=[{"name": "plan.pdf", "content_type": "application/pdf"}])
+    payload = body(
+        subject="Quote",
+        occurred_at="2026-11-20T09:30:00+01:00",
+        thread={"id": "case-7"},
+        attributes={"erp_order": 991},
+        attachments=[{"name": "plan.pdf", "content_type": "application/pdf"}],
+    )
     started = time.monotonic()
     response = await client.post("/v1/interactions", json=payload)
     assert response.status_code == 202, response.text
@@ -84,16 +90,21 @@ async def test_same_interaction_twice_gives_one_row(
     assert first.status_code == second.status_code == 202
     assert first.json()["event_id"] == second.json()["event_id"]
     event_id = first.json()["event_id"]
-    await eventually(lambda: pool.fetchval("SELECT 1 FROM timeline WHERE event_id = $1",
-                                           _uuid(event_id)))
+    await eventually(
+        lambda: pool.fetchval("SELECT 1 FROM timeline WHERE event_id = $1", _uuid(event_id))
+    )
     # Give the second copy every chance to be projected too, then count.
     later = body()
     await client.post("/v1/interactions", json=later)
-    await eventually(lambda: pool.fetchval(
-        "SELECT 1 FROM timeline WHERE event_id = $1", _uuid(str(event_id_for(
-            "api", later["provider_message_id"])))))
-    count = await pool.fetchval("SELECT count(*) FROM timeline WHERE event_id = $1",
-                                _uuid(event_id))
+    await eventually(
+        lambda: pool.fetchval(
+            "SELECT 1 FROM timeline WHERE event_id = $1",
+            _uuid(str(event_id_for("api", later["provider_message_id"]))),
+        )
+    )
+    count = await pool.fetchval(
+        "SELECT count(*) FROM timeline WHERE event_id = $1", _uuid(event_id)
+    )
     assert count == 1
 
 
@@ -107,9 +118,11 @@ async def test_records_carry_cloudevents_headers(client: httpx.AsyncClient, stac
     payload = body()
     response = await client.post("/v1/interactions", json=payload)
     event_id = response.json()["event_id"]
-    records = await consume(stack.bootstrap, INTERACTIONS.name,
-                            lambda rs: any(header_map(r.headers).get("ce_id") == event_id
-                                           for r in rs))
+    records = await consume(
+        stack.bootstrap,
+        INTERACTIONS.name,
+        lambda rs: any(header_map(r.headers).get("ce_id") == event_id for r in rs),
+    )
     record = next(r for r in records if header_map(r.headers).get("ce_id") == event_id)
     headers = header_map(record.headers)
     assert headers["ce_type"] == "com.omnihub.interaction.v1"
@@ -121,8 +134,10 @@ async def test_records_carry_cloudevents_headers(client: httpx.AsyncClient, stac
 
 
 async def test_malformed_body_names_the_field(client: httpx.AsyncClient) -> None:
-    response = await client.post("/v1/interactions", json=body(identities=[
-        {"type": "email", "value": "nobody-at-example"}], kind="telepathy"))
+    response = await client.post(
+        "/v1/interactions",
+        json=body(identities=[{"type": "email", "value": "nobody-at-example"}], kind="telepathy"),
+    )
     assert response.status_code == 422
     fields = {d["field"] for d in response.json()["detail"]}
     assert fields == {"kind", "identities.0"}
@@ -151,7 +166,8 @@ async def test_body_over_one_mebibyte_is_refused(
     assert response.status_code == 413
     assert "larger than" in response.json()["detail"]
     streamed = await client.post(
-        "/v1/interactions", headers={"content-type": "application/json"},
+        "/v1/interactions",
+        headers={"content-type": "application/json"},
         content=_chunks(b"{" + b" " * (1024 * 1024 + 10) + b"}"),
     )
     assert streamed.status_code == 413
@@ -161,45 +177,51 @@ async def test_body_over_one_mebibyte_is_refused(
 
 async def _chunks(data: bytes) -> Any:
     for start in range(0, len(data), 65536):
-        yield data[start:start + 65536]
+        yield data[start : start + 65536]
 
 
 async def test_not_json_is_refused(client: httpx.AsyncClient) -> None:
-    response = await client.post("/v1/interactions", content=b"hello",
-                                 headers={"content-type": "text/plain"})
+    response = await client.post(
+        "/v1/interactions", content=b"hello", headers={"content-type": "text/plain"}
+    )
     assert response.status_code == 415
-    broken = await client.post("/v1/interactions", content=b"{not json",
-                               headers={"content-type": "application/json"})
+    broken = await client.post(
+        "/v1/interactions", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert broken.status_code == 422
 
 
 async def test_requests_without_a_valid_token_get_401(api_url: str) -> None:
     async with httpx.AsyncClient(base_url=api_url) as anonymous:
         assert (await anonymous.post("/v1/interactions", json=body())).status_code == 401
-        assert (await anonymous.get("/v1/customers", params={
-            "identity": "email:a@example.com"})).status_code == 401
+        assert (
+            await anonymous.get("/v1/customers", params={"identity": "email:a@example.com"})
+        ).status_code == 401
         forged = {"authorization": "Bearer omh_forged"}
-        assert (await anonymous.post("/v1/interactions", json=body(),
-                                     headers=forged)).status_code == 401
+        assert (
+            await anonymous.post("/v1/interactions", json=body(), headers=forged)
+        ).status_code == 401
         assert (await anonymous.get("/healthz")).status_code == 200
 
 
 async def test_only_the_token_hash_is_stored(pool: asyncpg.Pool, tokens: dict[Role, str]) -> None:
     token = tokens[Role.INTEGRATION]
-    stored = await pool.fetchval("SELECT token_hash FROM api_tokens WHERE name = $1",
-                                 "test-integration")
+    stored = await pool.fetchval(
+        "SELECT token_hash FROM api_tokens WHERE name = $1", "test-integration"
+    )
     assert stored == hash_token(token)
     assert token not in stored
-    assert await pool.fetchval("SELECT count(*) FROM api_tokens WHERE token_hash = $1",
-                               token) == 0
+    assert await pool.fetchval("SELECT count(*) FROM api_tokens WHERE token_hash = $1", token) == 0
 
 
 async def test_timeline_pages_newest_first_with_a_cursor(client: httpx.AsyncClient) -> None:
     email = f"{unique('pager')}@example.com"
     days = [f"2026-10-{day:02d}T12:00:00Z" for day in range(1, 8)]
     for day in days:
-        response = await client.post("/v1/interactions", json=body(
-            identities=[{"type": "email", "value": email}], occurred_at=day, text=day))
+        response = await client.post(
+            "/v1/interactions",
+            json=body(identities=[{"type": "email", "value": email}], occurred_at=day, text=day),
+        )
         assert response.status_code == 202
     found = await eventually(lambda: customer_of(client, f"email:{email}"))
 
@@ -225,11 +247,17 @@ async def test_timeline_pages_newest_first_with_a_cursor(client: httpx.AsyncClie
 async def test_identities_link_to_one_customer(client: httpx.AsyncClient) -> None:
     email = f"{unique('carol')}@example.com"
     phone = f"+3361{int(unique('')[-8:], 16) % 10**7:07d}"
-    await client.post("/v1/interactions", json=body(
-        identities=[{"type": "email", "value": email}], channel="email"))
-    await client.post("/v1/interactions", json=body(
-        identities=[{"type": "phone", "value": phone}, {"type": "email", "value": email}],
-        channel="sms"))
+    await client.post(
+        "/v1/interactions",
+        json=body(identities=[{"type": "email", "value": email}], channel="email"),
+    )
+    await client.post(
+        "/v1/interactions",
+        json=body(
+            identities=[{"type": "phone", "value": phone}, {"type": "email", "value": email}],
+            channel="sms",
+        ),
+    )
     by_email = await eventually(lambda: customer_of(client, f"email:{email}"))
     by_phone = await eventually(lambda: customer_of(client, f"phone:{phone}"))
     assert by_email["id"] == by_phone["id"]

@@ -35,14 +35,19 @@ async def test_post_answers_503_when_the_broker_is_gone(
     app, broker = app_with_own_broker
     transport = httpx.ASGITransport(app=app)
     headers = {"authorization": f"Bearer {tokens[Role.INTEGRATION]}"}
-    payload = {"identities": [{"type": "email", "value": "down@example.com"}],
-               "text": "hello", "provider_message_id": unique("down")}
-    async with httpx.AsyncClient(transport=transport, base_url="http://hub",
-                                 headers=headers) as http:
+    payload = {
+        "identities": [{"type": "email", "value": "down@example.com"}],
+        "text": "hello",
+        "provider_message_id": unique("down"),
+    }
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://hub", headers=headers
+    ) as http:
         assert (await http.post("/v1/interactions", json=payload)).status_code == 202
         broker.stop()
-        response = await http.post("/v1/interactions", json=dict(
-            payload, provider_message_id=unique("down")))
+        response = await http.post(
+            "/v1/interactions", json=dict(payload, provider_message_id=unique("down"))
+        )
         assert response.status_code == 503
         assert response.headers["retry-after"] == "5"
         ready = await http.get("/readyz")

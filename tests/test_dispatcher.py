@@ -60,10 +60,14 @@ pytestmark = pytest.mark.usefixtures("processors", "dispatcher")
 async def new_customer(client: httpx.AsyncClient) -> tuple[str, str]:
     """Post an inbound interaction for a new customer; return (customer id, event id)."""
     email = f"{unique('reply')}@example.com"
-    response = await client.post("/v1/interactions", json={
-        "identities": [{"type": "email", "value": email}], "text": "Can you call me back?",
-        "provider_message_id": unique("in"),
-    })
+    response = await client.post(
+        "/v1/interactions",
+        json={
+            "identities": [{"type": "email", "value": email}],
+            "text": "Can you call me back?",
+            "provider_message_id": unique("in"),
+        },
+    )
     event_id = response.json()["event_id"]
 
     async def find() -> Any:
@@ -73,8 +77,9 @@ async def new_customer(client: httpx.AsyncClient) -> tuple[str, str]:
     return await eventually(find), event_id
 
 
-async def outbound_item(client: httpx.AsyncClient, customer_id: str, command_id: str,
-                        state: str) -> dict[str, Any] | None:
+async def outbound_item(
+    client: httpx.AsyncClient, customer_id: str, command_id: str, state: str
+) -> dict[str, Any] | None:
     """The timeline entry of ``command_id`` once its delivery state is ``state``."""
     page = (await client.get(f"/v1/customers/{customer_id}/timeline")).json()
     for item in page["items"]:
@@ -87,13 +92,16 @@ async def test_reply_is_sent_signed_and_its_state_reaches_the_timeline(
     client: httpx.AsyncClient, callback: CallbackServer
 ) -> None:
     customer_id, inbound_id = await new_customer(client)
-    response = await client.post(f"/v1/customers/{customer_id}/messages", json={
-        "channel": "api", "text": "We will call you at 3 pm.", "in_reply_to": inbound_id})
+    response = await client.post(
+        f"/v1/customers/{customer_id}/messages",
+        json={"channel": "api", "text": "We will call you at 3 pm.", "in_reply_to": inbound_id},
+    )
     assert response.status_code == 202, response.text
     command_id = response.json()["command_id"]
 
-    item = await eventually(lambda: outbound_item(client, customer_id, command_id, "sent"),
-                            timeout=30)
+    item = await eventually(
+        lambda: outbound_item(client, customer_id, command_id, "sent"), timeout=30
+    )
     assert item["direction"] == "outbound"
     assert item["text"] == "We will call you at 3 pm."
     [sent] = [c for c in callback.received if c["command_id"] == command_id]
@@ -106,8 +114,10 @@ async def test_transient_callback_errors_are_retried_with_backoff(
     client: httpx.AsyncClient, callback: CallbackServer
 ) -> None:
     customer_id, _ = await new_customer(client)
-    response = await client.post(f"/v1/customers/{customer_id}/messages",
-                                 json={"channel": "api", "text": "FLAKY network today"})
+    response = await client.post(
+        f"/v1/customers/{customer_id}/messages",
+        json={"channel": "api", "text": "FLAKY network today"},
+    )
     command_id = response.json()["command_id"]
     await eventually(lambda: outbound_item(client, customer_id, command_id, "sent"), timeout=30)
     assert callback.attempts[command_id] == 3
@@ -118,11 +128,13 @@ async def test_refused_reply_shows_failed_with_the_reason(
     client: httpx.AsyncClient, callback: CallbackServer
 ) -> None:
     customer_id, _ = await new_customer(client)
-    response = await client.post(f"/v1/customers/{customer_id}/messages",
-                                 json={"channel": "api", "text": "REJECT me"})
+    response = await client.post(
+        f"/v1/customers/{customer_id}/messages", json={"channel": "api", "text": "REJECT me"}
+    )
     command_id = response.json()["command_id"]
-    item = await eventually(lambda: outbound_item(client, customer_id, command_id, "failed"),
-                            timeout=30)
+    item = await eventually(
+        lambda: outbound_item(client, customer_id, command_id, "failed"), timeout=30
+    )
     assert item["delivery"]["error_code"] == "400"
     assert "refused" in item["delivery"]["error"]
     assert callback.attempts[command_id] == 1  # a 4xx is not retried
@@ -132,16 +144,24 @@ async def test_channel_without_an_adapter_is_refused_not_lost(
     client: httpx.AsyncClient,
 ) -> None:
     customer_id, _ = await new_customer(client)
-    response = await client.post(f"/v1/customers/{customer_id}/messages", json={
-        "channel": "telegram", "text": "hello",
-        "to": {"type": "telegram", "scope": "bot1", "value": "12345"}})
+    response = await client.post(
+        f"/v1/customers/{customer_id}/messages",
+        json={
+            "channel": "telegram",
+            "text": "hello",
+            "to": {"type": "telegram", "scope": "bot1", "value": "12345"},
+        },
+    )
     command_id = response.json()["command_id"]
-    item = await eventually(lambda: outbound_item(client, customer_id, command_id, "refused"),
-                            timeout=30)
+    item = await eventually(
+        lambda: outbound_item(client, customer_id, command_id, "refused"), timeout=30
+    )
     assert item["delivery"]["error_code"] == "no_adapter"
 
 
 async def test_reply_to_unknown_customer_is_404(client: httpx.AsyncClient) -> None:
-    response = await client.post("/v1/customers/00000000-0000-0000-0000-000000000001/messages",
-                                 json={"channel": "api", "text": "hi"})
+    response = await client.post(
+        "/v1/customers/00000000-0000-0000-0000-000000000001/messages",
+        json={"channel": "api", "text": "hi"},
+    )
     assert response.status_code == 404

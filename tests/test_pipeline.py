@@ -29,9 +29,12 @@ from tests.support import consume, eventually, start_component, stop_process, un
 def interaction(**overrides: Any) -> Interaction:
     """A fresh interaction for a fresh customer."""
     fields: dict[str, Any] = {
-        "channel": "api", "direction": "inbound", "kind": "message",
+        "channel": "api",
+        "direction": "inbound",
+        "kind": "message",
         "identities": [{"type": "email", "value": f"{unique('p')}@example.com"}],
-        "text": "Where is my refund?", "provider_message_id": unique("pm"),
+        "text": "Where is my refund?",
+        "provider_message_id": unique("pm"),
     }
     fields.update(overrides)
     return Interaction.create(**fields)
@@ -39,8 +42,10 @@ def interaction(**overrides: Any) -> Interaction:
 
 async def rows(pool: asyncpg.Pool, events: list[Interaction]) -> int:
     """How many timeline rows the given events have."""
-    return await pool.fetchval("SELECT count(*) FROM timeline WHERE event_id = ANY($1::uuid[])",
-                               [e.event_id for e in events])
+    return await pool.fetchval(
+        "SELECT count(*) FROM timeline WHERE event_id = ANY($1::uuid[])",
+        [e.event_id for e in events],
+    )
 
 
 @pytest.fixture
@@ -59,14 +64,18 @@ async def test_unparseable_records_go_to_dead_letter_and_work_goes_on(
     marker = unique("garbage")
     good = interaction()
     bad_json = Record(INTERACTIONS.name, marker.encode(), b"{this is not json", [])
-    wrong_shape = Record(INTERACTIONS.name, marker.encode(),
-                         json.dumps({"event_id": "nope", "text": marker}).encode(),
-                         [("ce_id", marker.encode())])
+    wrong_shape = Record(
+        INTERACTIONS.name,
+        marker.encode(),
+        json.dumps({"event_id": "nope", "text": marker}).encode(),
+        [("ce_id", marker.encode())],
+    )
     await producer.send_all([bad_json, wrong_shape])
     await KafkaPublisher(producer).publish([good])
 
-    dead = await consume(stack.bootstrap, DEADLETTER.name,
-                         lambda rs: sum(r.key == marker.encode() for r in rs) == 2)
+    dead = await consume(
+        stack.bootstrap, DEADLETTER.name, lambda rs: sum(r.key == marker.encode() for r in rs) == 2
+    )
     ours = [r for r in dead if r.key == marker.encode()]
     assert {r.value for r in ours} == {bad_json.value, wrong_shape.value}
     for record in ours:
@@ -94,9 +103,11 @@ async def test_duplicate_records_on_the_bus_give_one_row(
     await publisher.publish([marker])
     await eventually(lambda: rows(pool, [marker]))
     assert await rows(pool, events) == 20
-    counts = await pool.fetch("SELECT event_id, count(*) AS n FROM timeline "
-                              "WHERE event_id = ANY($1::uuid[]) GROUP BY event_id",
-                              [e.event_id for e in events])
+    counts = await pool.fetch(
+        "SELECT event_id, count(*) AS n FROM timeline "
+        "WHERE event_id = ANY($1::uuid[]) GROUP BY event_id",
+        [e.event_id for e in events],
+    )
     assert {r["n"] for r in counts} == {1}
 
 
@@ -106,8 +117,9 @@ async def _equals(value: Any, expected: Any) -> bool:
 
 async def committed(bootstrap: str, topic: str, partitions: int) -> int:
     """Sum of the processors group's committed offsets on ``topic``."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=APP_ID,
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=APP_ID, enable_auto_commit=False
+    )
     await consumer.start()
     try:
         total = 0
@@ -127,8 +139,9 @@ async def test_killed_between_db_commit_and_offset_commit_leaves_one_row(
     broker.start()
     try:
         await ensure_topics(broker.bootstrap)
-        env = dict(component_env, KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap,
-                   OMNIHUB_COMMIT_INTERVAL="600")  # offsets would be committed much later
+        env = dict(
+            component_env, KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, OMNIHUB_COMMIT_INTERVAL="600"
+        )  # offsets would be committed much later
         producer = Producer(broker.bootstrap)
         await producer.start()
         events = [interaction() for _ in range(50)]
@@ -142,24 +155,33 @@ async def test_killed_between_db_commit_and_offset_commit_leaves_one_row(
             worker.wait(10)
         # The rows are in PostgreSQL, the offsets are not in Kafka: the crash window.
         assert await committed(broker.bootstrap, UNIFIED.name, UNIFIED.partitions) == 0
-        first_projection = dict(await pool.fetch(
-            "SELECT event_id, projected_at FROM timeline WHERE event_id = ANY($1::uuid[])",
-            [e.event_id for e in events]))
+        first_projection = dict(
+            await pool.fetch(
+                "SELECT event_id, projected_at FROM timeline WHERE event_id = ANY($1::uuid[])",
+                [e.event_id for e in events],
+            )
+        )
 
         env["OMNIHUB_COMMIT_INTERVAL"] = "0.5"
         again = start_component("processors", env, tmp_path / "w2.log")
         try:
             # Everything is consumed again and committed this time ...
-            await eventually(lambda: _at_least(
-                committed(broker.bootstrap, UNIFIED.name, UNIFIED.partitions), 50), timeout=60)
+            await eventually(
+                lambda: _at_least(
+                    committed(broker.bootstrap, UNIFIED.name, UNIFIED.partitions), 50
+                ),
+                timeout=60,
+            )
         finally:
             stop_process(again)
         await producer.stop()
     finally:
         broker.stop()
     # ... yet each event still has exactly one row, the one written before the crash.
-    counts = await pool.fetch("SELECT event_id, projected_at FROM timeline "
-                              "WHERE event_id = ANY($1::uuid[])", [e.event_id for e in events])
+    counts = await pool.fetch(
+        "SELECT event_id, projected_at FROM timeline WHERE event_id = ANY($1::uuid[])",
+        [e.event_id for e in events],
+    )
     assert len(counts) == 50
     assert dict(counts) == first_projection
 
@@ -171,8 +193,10 @@ async def _at_least(value: Any, expected: int) -> bool:
 async def test_migrations_apply_once(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
         assert await migrate(conn) == []  # the session already applied everything
-        versions = [r["version"] for r in await conn.fetch(
-            "SELECT version FROM schema_migrations ORDER BY version")]
+        versions = [
+            r["version"]
+            for r in await conn.fetch("SELECT version FROM schema_migrations ORDER BY version")
+        ]
     assert versions == [m.version for m in available()]
 
 

@@ -22,8 +22,9 @@ def test_email_is_lowercased_and_checked() -> None:
         Identity(type="email", value="not-an-email")
 
 
-@pytest.mark.parametrize("raw", ["+33 6 12 34 56 78", "+33612345678", "0033 6 12 34 56 78",
-                                 "+33 (0)6 12-34-56-78"])
+@pytest.mark.parametrize(
+    "raw", ["+33 6 12 34 56 78", "+33612345678", "0033 6 12 34 56 78", "+33 (0)6 12-34-56-78"]
+)
 def test_phone_numbers_normalise_to_e164(raw: str) -> None:
     assert Identity(type="phone", value=raw).value == "+33612345678"
 
@@ -31,8 +32,9 @@ def test_phone_numbers_normalise_to_e164(raw: str) -> None:
 def test_national_phone_needs_a_region() -> None:
     with pytest.raises(ValidationError, match="invalid phone"):
         Identity(type="phone", value="06 12 34 56 78")
-    identity = Identity.model_validate({"type": "phone", "value": "06 12 34 56 78"},
-                                       context={"default_region": "FR"})
+    identity = Identity.model_validate(
+        {"type": "phone", "value": "06 12 34 56 78"}, context={"default_region": "FR"}
+    )
     assert identity.value == "+33612345678"
 
 
@@ -52,12 +54,20 @@ def test_identity_parse_round_trips_keys() -> None:
 
 
 def test_event_id_is_deterministic_per_channel_and_provider_id() -> None:
-    first = Interaction.create(channel="sms", direction="inbound", kind="message",
-                               identities=[{"type": "phone", "value": "+14155550100"}],
-                               provider_message_id="SM123")
-    retry = Interaction.create(channel="sms", direction="inbound", kind="message",
-                               identities=[{"type": "phone", "value": "+14155550100"}],
-                               provider_message_id="SM123")
+    first = Interaction.create(
+        channel="sms",
+        direction="inbound",
+        kind="message",
+        identities=[{"type": "phone", "value": "+14155550100"}],
+        provider_message_id="SM123",
+    )
+    retry = Interaction.create(
+        channel="sms",
+        direction="inbound",
+        kind="message",
+        identities=[{"type": "phone", "value": "+14155550100"}],
+        provider_message_id="SM123",
+    )
     other_channel = event_id_for("whatsapp", "SM123")
     assert first.event_id == retry.event_id == event_id_for("sms", "SM123")
     assert first.event_id != other_channel
@@ -66,34 +76,57 @@ def test_event_id_is_deterministic_per_channel_and_provider_id() -> None:
 
 def test_timestamps_must_carry_a_time_zone() -> None:
     with pytest.raises(ValidationError, match="time zone"):
-        Interaction.create(channel="api", direction="inbound", kind="note",
-                           identities=[{"type": "email", "value": "a@example.com"}],
-                           provider_message_id="n1", occurred_at=datetime(2026, 1, 1, 9, 0))
+        Interaction.create(
+            channel="api",
+            direction="inbound",
+            kind="note",
+            identities=[{"type": "email", "value": "a@example.com"}],
+            provider_message_id="n1",
+            occurred_at=datetime(2026, 1, 1, 9, 0),
+        )
 
 
 def test_unknown_fields_are_rejected() -> None:
     with pytest.raises(ValidationError, match="Extra inputs"):
-        Interaction.create(channel="api", direction="inbound", kind="note", colour="red",
-                           identities=[{"type": "email", "value": "a@example.com"}],
-                           provider_message_id="n2")
+        Interaction.create(
+            channel="api",
+            direction="inbound",
+            kind="note",
+            colour="red",
+            identities=[{"type": "email", "value": "a@example.com"}],
+            provider_message_id="n2",
+        )
 
 
 def test_unified_event_round_trips_through_json() -> None:
     interaction = Interaction.create(
-        channel=Channel.EMAIL, direction="inbound", kind="message", subject="Re: order",
-        identities=[{"type": "email", "value": "a@example.com"}], provider_message_id="<m@x>",
+        channel=Channel.EMAIL,
+        direction="inbound",
+        kind="message",
+        subject="Re: order",
+        identities=[{"type": "email", "value": "a@example.com"}],
+        provider_message_id="<m@x>",
         attachments=[{"name": "facture.pdf", "content_type": "application/pdf", "size": 1234}],
     )
-    unified = UnifiedEvent(event_id=interaction.event_id, customer_id=uuid.uuid4(),
-                           unified_at=interaction.received_at, interaction=interaction)
+    unified = UnifiedEvent(
+        event_id=interaction.event_id,
+        customer_id=uuid.uuid4(),
+        unified_at=interaction.received_at,
+        interaction=interaction,
+    )
     again = UnifiedEvent.model_validate_json(unified.model_dump_json())
     assert again == unified
     assert unified.partition_key == str(unified.customer_id).encode()
 
 
 def test_delivery_states_only_move_forward() -> None:
-    order = [DeliveryState.QUEUED, DeliveryState.SENDING, DeliveryState.SENT,
-             DeliveryState.DELIVERED, DeliveryState.READ]
+    order = [
+        DeliveryState.QUEUED,
+        DeliveryState.SENDING,
+        DeliveryState.SENT,
+        DeliveryState.DELIVERED,
+        DeliveryState.READ,
+    ]
     assert [s.rank for s in order] == sorted(s.rank for s in order)
     assert DeliveryState.FAILED.rank > DeliveryState.SENT.rank
 
@@ -116,15 +149,27 @@ def test_topics_are_defined_once_with_unique_names() -> None:
 
 
 def test_cloudevents_headers_are_binary_mode() -> None:
-    headers = header_map(ce_headers(event_id="e1", ce_type="com.omnihub.interaction.v1",
-                                    source="channels/api"))
+    headers = header_map(
+        ce_headers(event_id="e1", ce_type="com.omnihub.interaction.v1", source="channels/api")
+    )
     assert headers == {
-        "ce_specversion": "1.0", "ce_id": "e1", "ce_type": "com.omnihub.interaction.v1",
-        "ce_source": "channels/api", "content-type": "application/json",
+        "ce_specversion": "1.0",
+        "ce_id": "e1",
+        "ce_type": "com.omnihub.interaction.v1",
+        "ce_source": "channels/api",
+        "content-type": "application/json",
     }
 
 
 def test_identity_types_cover_every_channel_kind() -> None:
-    assert {t.value for t in IdentityType} >= {"email", "phone", "webchat_visitor", "user_id",
-                                               "facebook", "instagram", "whatsapp", "x",
-                                               "telegram"}
+    assert {t.value for t in IdentityType} >= {
+        "email",
+        "phone",
+        "webchat_visitor",
+        "user_id",
+        "facebook",
+        "instagram",
+        "whatsapp",
+        "x",
+        "telegram",
+    }

@@ -32,31 +32,57 @@ def _read_url(proc: subprocess.Popen[str], timeout: float = 60) -> str:
 
 def test_up_runs_everything_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
     port = free_port()
-    env = {k: v for k, v in os.environ.items()
-           if k not in {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"}}
-    env.update(OMNIHUB_DATA_DIR=str(tmp_path / "data"), OMNIHUB_HTTP_PORT=str(port),
-               OMNIHUB_LOG_LEVEL="WARNING", COLUMNS="200")
-    proc = subprocess.Popen([sys.executable, "-m", "services.cli", "up"], env=env, cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {
+        k: v for k, v in os.environ.items() if k not in {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"}
+    }
+    env.update(
+        OMNIHUB_DATA_DIR=str(tmp_path / "data"),
+        OMNIHUB_HTTP_PORT=str(port),
+        OMNIHUB_LOG_LEVEL="WARNING",
+        COLUMNS="200",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "up"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     family: list[psutil.Process] = []
     try:
         url = _read_url(proc)
         assert url == f"http://127.0.0.1:{port}"
         assert (tmp_path / "data" / "runtime.json").exists()
-        token = subprocess.run(
-            [sys.executable, "-m", "services.cli", "token", "create", "--role", "integration"],
-            env=env, cwd=ROOT, capture_output=True, text=True, check=True,
-        ).stdout.strip().splitlines()[-1]
+        token = (
+            subprocess.run(
+                [sys.executable, "-m", "services.cli", "token", "create", "--role", "integration"],
+                env=env,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         headers = {"authorization": f"Bearer {token}"}
         with httpx.Client(base_url=url, headers=headers, timeout=10) as http:
             _wait_ready(http)
             for attempt in range(3):
                 email = f"{unique('up')}@example.com"
                 started = time.monotonic()
-                posted = http.post("/v1/interactions", json={
-                    "channel": "api", "direction": "inbound", "kind": "visit",
-                    "identities": [{"type": "email", "value": email}],
-                    "text": "Visited the Lyon store", "provider_message_id": unique("visit")})
+                posted = http.post(
+                    "/v1/interactions",
+                    json={
+                        "channel": "api",
+                        "direction": "inbound",
+                        "kind": "visit",
+                        "identities": [{"type": "email", "value": email}],
+                        "text": "Visited the Lyon store",
+                        "provider_message_id": unique("visit"),
+                    },
+                )
                 assert posted.status_code == 202, posted.text
                 item = _wait_for_timeline(http, email)
                 print(f"#{attempt} accepted -> in timeline: {time.monotonic() - started:.3f}s")

@@ -43,7 +43,9 @@ class ApiAdapter(ChannelAdapter):
         """Healthy when a callback URL and secret are configured."""
         if self.settings.callback_url and self.settings.callback_secret:
             return Health(ok=True, detail=f"replies go to {self.settings.callback_url}")
-        return Health(ok=False, detail="OMNIHUB_API_CALLBACK_URL/SECRET not set: replies cannot be sent")
+        return Health(
+            ok=False, detail="OMNIHUB_API_CALLBACK_URL/SECRET not set: replies cannot be sent"
+        )
 
     async def close(self) -> None:
         """Release the HTTP client."""

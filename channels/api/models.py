@@ -20,7 +20,9 @@ class InteractionRequest(BaseModel):
     provider_message_id: str = Field(
         min_length=1,
         max_length=512,
-        description="the sender's own id of this interaction; a retry with the same id is deduplicated",
+        description=(
+            "the sender's own id of this interaction; a retry with the same id is deduplicated"
+        ),
     )
     occurred_at: AwareDatetime | None = None
     subject: str | None = Field(default=None, max_length=MAX_SUBJECT)

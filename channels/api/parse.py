@@ -26,7 +26,7 @@ def parse_body(body: bytes, received_at: datetime, source: str = "api") -> Inter
         fields["source"] = source
         return Interaction.create(**fields)
     except ValidationError as exc:
-        details = [
+        details: list[dict[str, object]] = [
             {"field": _locate(err), "message": err["msg"], "type": err["type"]}
             for err in exc.errors(include_url=False, include_input=False)
         ]

@@ -17,9 +17,7 @@ from schemas import OutboundCommand
 
 
 def _retryable(exc: BaseException) -> bool:
-    return isinstance(exc, httpx.TransportError) or (
-        isinstance(exc, SendError) and exc.retryable
-    )
+    return isinstance(exc, httpx.TransportError) or (isinstance(exc, SendError) and exc.retryable)
 
 
 async def post_reply(
@@ -37,15 +35,22 @@ async def post_reply(
 
     async def attempt() -> SendResult:
         response = await client.post(
-            settings.callback_url or "", content=body, headers=headers,
+            settings.callback_url or "",
+            content=body,
+            headers=headers,
             timeout=settings.callback_timeout,
         )
         if response.status_code >= 500 or response.status_code == 429:
-            raise SendError(f"callback answered {response.status_code}",
-                            code=str(response.status_code), retryable=True)
+            raise SendError(
+                f"callback answered {response.status_code}",
+                code=str(response.status_code),
+                retryable=True,
+            )
         if response.status_code >= 400:
-            raise SendError(f"callback refused the reply with {response.status_code}",
-                            code=str(response.status_code))
+            raise SendError(
+                f"callback refused the reply with {response.status_code}",
+                code=str(response.status_code),
+            )
         provider_id = response.headers.get("X-Message-Id") or str(command.command_id)
         return SendResult(provider_message_id=provider_id)
 

@@ -28,7 +28,9 @@ def create_app(settings: Settings, bootstrap: str, database_url: str) -> FastAPI
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await migrated_pool(database_url, min_size=2, max_size=10)
         producer = Producer(
-            bootstrap, idempotence=settings.kafka_idempotence, timeout=settings.publish_timeout,
+            bootstrap,
+            idempotence=settings.kafka_idempotence,
+            timeout=settings.publish_timeout,
             client_id="omnihub-api",
         )
         await producer.start()

@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 from fastapi import HTTPException, Request, status
 
-TOKEN_PREFIX = "omh_"
+TOKEN_PREFIX = "omh_"  # noqa: S105 - a prefix, not a secret
 CACHE_SECONDS = 30.0
 
 
@@ -45,7 +45,10 @@ async def create_token(conn: asyncpg.Connection, role: Role, name: str = "") -> 
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     await conn.execute(
         "INSERT INTO api_tokens (id, token_hash, role, name) VALUES ($1, $2, $3, $4)",
-        uuid.uuid4(), hash_token(token), role.value, name,
+        uuid.uuid4(),
+        hash_token(token),
+        role.value,
+        name,
     )
     return token
 
@@ -84,14 +87,16 @@ def require(*roles: Role) -> Callable[[Request], Coroutine[Any, Any, Principal]]
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED, "missing bearer token",
+                status.HTTP_401_UNAUTHORIZED,
+                "missing bearer token",
                 headers={"WWW-Authenticate": "Bearer"},
             )
         verifier: TokenVerifier = request.app.state.tokens
         principal = await verifier.principal(token.strip())
         if principal is None:
             raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED, "invalid or revoked token",
+                status.HTTP_401_UNAUTHORIZED,
+                "invalid or revoked token",
                 headers={"WWW-Authenticate": "Bearer"},
             )
         if principal.role not in allowed:

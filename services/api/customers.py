@@ -43,7 +43,9 @@ async def find_customers(
 
 
 @router.get("/{customer_id}")
-async def get_customer(request: Request, principal: Reader, customer_id: uuid.UUID) -> dict[str, Any]:
+async def get_customer(
+    request: Request, principal: Reader, customer_id: uuid.UUID
+) -> dict[str, Any]:
     """Return one customer and its identities."""
     async with request.app.state.pool.acquire() as conn:
         found = await store.customer(conn, customer_id)
@@ -99,8 +101,12 @@ async def send_message(
         first = found["identities"][0]
         to = Identity(type=first["type"], scope=first["scope"], value=first["value"])
     command = OutboundCommand(
-        customer_id=customer_id, channel=reply.channel, to=to, text=reply.text,
-        subject=reply.subject, in_reply_to=reply.in_reply_to,
+        customer_id=customer_id,
+        channel=reply.channel,
+        to=to,
+        text=reply.text,
+        subject=reply.subject,
+        in_reply_to=reply.in_reply_to,
         requested_by=f"{principal.role}:{principal.name or principal.token_id}",
     )
     record = to_record(OUTBOUND, command, str(command.command_id), "services/api")
@@ -108,7 +114,8 @@ async def send_message(
         await request.app.state.producer.send_all([record])
     except PublishError:
         raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, "the event bus did not acknowledge; retry later",
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "the event bus did not acknowledge; retry later",
             headers={"Retry-After": "5"},
         ) from None
     return {"command_id": str(command.command_id), "status": "queued"}

@@ -29,7 +29,10 @@ class Accepted(BaseModel):
 def inbound_request(request: Request, body: bytes) -> InboundRequest:
     """Snapshot a Starlette request for an adapter."""
     return InboundRequest(
-        method=request.method, url=str(request.url), headers=dict(request.headers), body=body,
+        method=request.method,
+        url=str(request.url),
+        headers=dict(request.headers),
+        body=body,
         query=dict(request.query_params),
     )
 
@@ -50,12 +53,15 @@ async def post_interaction(
     except UnsupportedMediaType as exc:
         raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, str(exc)) from None
     except ParseError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.details or str(exc)) from None
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, exc.details or str(exc)
+        ) from None
     try:
         await request.app.state.publisher.publish(interactions)
     except PublishError:
         raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, "the event bus did not acknowledge; retry later",
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "the event bus did not acknowledge; retry later",
             headers={"Retry-After": "5"},
         ) from None
     return Accepted(event_id=str(interactions[0].event_id))

@@ -48,7 +48,9 @@ async def find_by_identity(conn: asyncpg.Connection, identity: Identity) -> list
     """Return the customers linked to ``identity`` (at most one today)."""
     rows = await conn.fetch(
         "SELECT customer_id FROM identities WHERE type = $1 AND scope = $2 AND value = $3",
-        identity.type.value, identity.scope, identity.value,
+        identity.type.value,
+        identity.scope,
+        identity.value,
     )
     return [r["customer_id"] for r in rows]
 
@@ -70,8 +72,12 @@ async def customer(conn: asyncpg.Connection, customer_id: uuid.UUID) -> dict[str
         "created_at": row["created_at"].isoformat(),
         "display_name": row["display_name"],
         "identities": [
-            {"type": r["type"], "scope": r["scope"], "value": r["value"],
-             "linked_at": r["created_at"].isoformat()}
+            {
+                "type": r["type"],
+                "scope": r["scope"],
+                "value": r["value"],
+                "linked_at": r["created_at"].isoformat(),
+            }
             for r in identities
         ],
     }

@@ -40,8 +40,9 @@ async def dispatch_batch(
     outcomes = await asyncio.gather(*(dispatch(pool, adapters, c) for c in decoded.models))
     records: list[Record] = list(decoded.dead)
     for outcome in outcomes:
-        records.append(to_record(INTERACTIONS, outcome.interaction,
-                                 str(outcome.interaction.event_id), SOURCE))
+        records.append(
+            to_record(INTERACTIONS, outcome.interaction, str(outcome.interaction.event_id), SOURCE)
+        )
         records.append(to_record(DELIVERY, outcome.status, str(outcome.status.command_id), SOURCE))
     await producer.send_all(records)
 

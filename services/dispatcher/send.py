@@ -35,22 +35,43 @@ class Outcome:
     status: DeliveryStatus
 
 
-def _outcome(command: OutboundCommand, state: DeliveryState, provider_id: str | None,
-             error_code: str | None = None, error: str | None = None) -> Outcome:
+def _outcome(
+    command: OutboundCommand,
+    state: DeliveryState,
+    provider_id: str | None,
+    error_code: str | None = None,
+    error: str | None = None,
+) -> Outcome:
     now = utcnow()
     provider_ids = {"provider_message_id": provider_id} if provider_id else {}
     interaction = Interaction.create(
-        channel=command.channel, direction=Direction.OUTBOUND, kind=Kind.MESSAGE,
-        occurred_at=command.created_at, received_at=now, identities=[command.to],
-        thread=command.thread, subject=command.subject, text=command.text,
-        provider_message_id=f"command:{command.command_id}", provider_ids=provider_ids,
-        source="services/dispatcher", customer_id=command.customer_id,
-        attributes={"command_id": str(command.command_id), "requested_by": command.requested_by,
-                    "in_reply_to": str(command.in_reply_to) if command.in_reply_to else None},
+        channel=command.channel,
+        direction=Direction.OUTBOUND,
+        kind=Kind.MESSAGE,
+        occurred_at=command.created_at,
+        received_at=now,
+        identities=[command.to],
+        thread=command.thread,
+        subject=command.subject,
+        text=command.text,
+        provider_message_id=f"command:{command.command_id}",
+        provider_ids=provider_ids,
+        source="services/dispatcher",
+        customer_id=command.customer_id,
+        attributes={
+            "command_id": str(command.command_id),
+            "requested_by": command.requested_by,
+            "in_reply_to": str(command.in_reply_to) if command.in_reply_to else None,
+        },
     )
     status = DeliveryStatus(
-        command_id=command.command_id, channel=command.channel, state=state, occurred_at=now,
-        provider_message_id=provider_id, error_code=error_code, error_message=error,
+        command_id=command.command_id,
+        channel=command.channel,
+        state=state,
+        occurred_at=now,
+        provider_message_id=provider_id,
+        error_code=error_code,
+        error_message=error,
     )
     return Outcome(interaction, status)
 
@@ -69,8 +90,13 @@ async def dispatch(
         return _outcome(command, state, claim["provider_message_id"], error=claim["last_error"])
     adapter = next((a for a in adapters.values() if command.channel in a.channels), None)
     if adapter is None:
-        outcome = _outcome(command, DeliveryState.REFUSED, None, "no_adapter",
-                           f"no adapter sends on channel {command.channel.value}")
+        outcome = _outcome(
+            command,
+            DeliveryState.REFUSED,
+            None,
+            "no_adapter",
+            f"no adapter sends on channel {command.channel.value}",
+        )
     else:
         try:
             result = await adapter.send(command)
@@ -79,6 +105,11 @@ async def dispatch(
             outcome = _outcome(command, DeliveryState.FAILED, None, exc.code, str(exc))
     status = outcome.status
     async with pool.acquire() as conn:
-        await conn.execute(_RECORD, command.command_id, status.state.value,
-                           status.provider_message_id, status.error_message)
+        await conn.execute(
+            _RECORD,
+            command.command_id,
+            status.state.value,
+            status.provider_message_id,
+            status.error_message,
+        )
     return outcome

@@ -32,7 +32,9 @@ def _key(identity: Identity) -> IdentityKey:
     return (identity.type.value, identity.scope, identity.value)
 
 
-async def _fetch(conn: asyncpg.Connection, keys: Sequence[IdentityKey]) -> dict[IdentityKey, uuid.UUID]:
+async def _fetch(
+    conn: asyncpg.Connection, keys: Sequence[IdentityKey]
+) -> dict[IdentityKey, uuid.UUID]:
     if not keys:
         return {}
     types, scopes, values = zip(*keys, strict=True)

@@ -40,7 +40,8 @@ async def drop_echoes(conn: Any, interactions: list[Interaction]) -> list[Intera
         return interactions
     ours = {(r["channel"], r["provider_message_id"]) for r in rows}
     kept = [
-        i for i in interactions
+        i
+        for i in interactions
         if i.direction is Direction.OUTBOUND or (i.channel.value, i.provider_message_id) not in ours
     ]
     metrics.ECHOES_DROPPED.inc(len(interactions) - len(kept))
@@ -59,7 +60,9 @@ async def unify_batch(resources: Resources, events: Sequence[Any]) -> None:
         now = utcnow()
         for interaction, customer_id in zip(interactions, customers, strict=True):
             unified = UnifiedEvent(
-                event_id=interaction.event_id, customer_id=customer_id, unified_at=now,
+                event_id=interaction.event_id,
+                customer_id=customer_id,
+                unified_at=now,
                 interaction=interaction,
             )
             outputs.append(to_record(UNIFIED, unified, str(unified.event_id), SOURCE))
@@ -96,8 +99,9 @@ async def delivery_batch(resources: Resources, events: Sequence[Any]) -> None:
 
 def raw_topic(app: faust.App, name: str) -> Any:
     """A faust topic whose keys and values stay bytes (we validate with pydantic)."""
-    return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw",
-                     value_serializer="raw")
+    return app.topic(
+        name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
 
 
 def install_agents(app: faust.App, resources: Resources, batch: int, wait: float) -> None:
@@ -111,8 +115,15 @@ def install_agents(app: faust.App, resources: Resources, batch: int, wait: float
         _install(app, name, raw_topic(app, topic_name), handler, resources, batch, wait)
 
 
-def _install(app: faust.App, name: str, topic: Any, handler: Any, resources: Resources,
-             batch: int, wait: float) -> None:
+def _install(
+    app: faust.App,
+    name: str,
+    topic: Any,
+    handler: Any,
+    resources: Resources,
+    batch: int,
+    wait: float,
+) -> None:
     async def agent(stream: Any) -> None:
         async for events in stream.take_events(batch, within=wait):
             await handler(resources, events)

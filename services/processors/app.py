@@ -15,7 +15,9 @@ APP_ID = "omnihub-processors"
 def create_app(settings: Settings, bootstrap: str, database_url: str) -> faust.App:
     """Build the processors' faust app with every agent attached."""
     app = faust_app(
-        APP_ID, settings, bootstrap,
+        APP_ID,
+        settings,
+        bootstrap,
         topic_partitions=8,
         stream_buffer_maxsize=max(4096, settings.batch_size * 4),
         broker_max_poll_records=max(500, settings.batch_size),

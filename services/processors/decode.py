@@ -43,9 +43,14 @@ def decode_batch(events: Sequence[Any], model: type[M], stage: str) -> Decoded[M
             )
             dead.append(
                 dead_letter(
-                    topic=message.topic, partition=message.partition, offset=message.offset,
-                    key=message.key, value=message.value, headers=_headers(message),
-                    error=f"{model.__name__} validation failed: {summary}", stage=stage,
+                    topic=message.topic,
+                    partition=message.partition,
+                    offset=message.offset,
+                    key=message.key,
+                    value=message.value,
+                    headers=_headers(message),
+                    error=f"{model.__name__} validation failed: {summary}",
+                    stage=stage,
                 )
             )
     return Decoded(models, dead)

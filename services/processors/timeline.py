@@ -38,11 +38,19 @@ async def write_events(conn: asyncpg.Connection, events: Sequence[UnifiedEvent])
         return 0
     rows = [
         (
-            e.event_id, e.customer_id, e.interaction.occurred_at, e.interaction.received_at,
-            e.interaction.channel.value, e.interaction.direction.value, e.interaction.kind.value,
-            e.interaction.subject, e.interaction.text, e.interaction.language,
+            e.event_id,
+            e.customer_id,
+            e.interaction.occurred_at,
+            e.interaction.received_at,
+            e.interaction.channel.value,
+            e.interaction.direction.value,
+            e.interaction.kind.value,
+            e.interaction.subject,
+            e.interaction.text,
+            e.interaction.language,
             e.interaction.thread.id if e.interaction.thread else None,
-            e.interaction.provider_message_id, _command_id(e),
+            e.interaction.provider_message_id,
+            _command_id(e),
             e.interaction.model_dump(mode="json"),
         )
         for e in events
@@ -56,8 +64,15 @@ async def write_states(conn: asyncpg.Connection, states: Sequence[DeliveryStatus
     if not states:
         return 0
     rows = [
-        (s.command_id, s.state.value, s.state.rank, s.occurred_at, s.provider_message_id,
-         s.error_code, s.error_message)
+        (
+            s.command_id,
+            s.state.value,
+            s.state.rank,
+            s.occurred_at,
+            s.provider_message_id,
+            s.error_code,
+            s.error_message,
+        )
         for s in states
     ]
     status = await conn.execute(_INSERT_STATES, *(list(c) for c in zip(*rows, strict=True)))

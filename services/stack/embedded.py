@@ -35,8 +35,9 @@ def start_stack(settings: Settings, durable: bool = True) -> Stack:
     """Use KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL when set, else start embedded servers."""
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    stack = Stack(bootstrap=settings.kafka_bootstrap_servers or "",
-                  database_url=settings.database_url or "")
+    stack = Stack(
+        bootstrap=settings.kafka_bootstrap_servers or "", database_url=settings.database_url or ""
+    )
     try:
         if not stack.bootstrap:
             broker = EmbeddedBroker(data_dir / "logs")
@@ -65,11 +66,16 @@ async def prepare(bootstrap: str, database_url: str) -> None:
 def write_runtime(settings: Settings, stack: Stack, http_url: str) -> None:
     """Record the running stack in the data directory for other omnihub commands."""
     path = settings.runtime_path()
-    path.write_text(json.dumps({
-        "kafka_bootstrap_servers": stack.bootstrap,
-        "database_url": stack.database_url,
-        "http_url": http_url,
-    }, indent=2))
+    path.write_text(
+        json.dumps(
+            {
+                "kafka_bootstrap_servers": stack.bootstrap,
+                "database_url": stack.database_url,
+                "http_url": http_url,
+            },
+            indent=2,
+        )
+    )
 
 
 def clear_runtime(settings: Settings) -> None:

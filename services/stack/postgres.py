@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-
 from services.stack.ports import free_port
 from services.stack.process import ChildProcess
 
@@ -33,9 +32,16 @@ def _system_user() -> str | None:
         pwd.getpwnam(SYSTEM_USER)
     except KeyError:
         subprocess.run(  # noqa: S603 - fixed command line
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-             SYSTEM_USER],
-            check=True, capture_output=True,
+            [  # noqa: S607 - useradd from the system PATH
+                "useradd",
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                SYSTEM_USER,
+            ],
+            check=True,
+            capture_output=True,
         )
     return SYSTEM_USER
 
@@ -85,10 +91,19 @@ class EmbeddedPostgres(ChildProcess):
             _hand_over(self.pgdata, self.user)
         result = subprocess.run(  # noqa: S603 - fixed command line
             [
-                str(POSTGRES_BIN_PATH / "initdb"), "-D", str(self.pgdata),
-                "--auth=trust", "--encoding=UTF8", "--locale=C", "-U", "postgres",
+                str(POSTGRES_BIN_PATH / "initdb"),
+                "-D",
+                str(self.pgdata),
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                "-U",
+                "postgres",
             ],
-            check=False, capture_output=True, text=True, **self._run_as(),
+            check=False,
+            capture_output=True,
+            text=True,
+            **self._run_as(),
         )
         if result.returncode != 0:
             raise RuntimeError(f"initdb failed in {self.pgdata}: {result.stderr.strip()}")
@@ -106,11 +121,25 @@ class EmbeddedPostgres(ChildProcess):
     def _command(self) -> list[str]:
         options = ["-c", "max_connections=200", "-c", "shared_buffers=256MB"]
         if not self.durable:
-            options += ["-c", "fsync=off", "-c", "synchronous_commit=off",
-                        "-c", "full_page_writes=off"]
+            options += [
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ]
         return [
-            str(POSTGRES_BIN_PATH / "postgres"), "-D", str(self.pgdata),
-            "-h", "127.0.0.1", "-p", str(self.port), "-k", str(self.pgdata), *options,
+            str(POSTGRES_BIN_PATH / "postgres"),
+            "-D",
+            str(self.pgdata),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-k",
+            str(self.pgdata),
+            *options,
         ]
 
     def _popen_kwargs(self) -> dict[str, Any]:
@@ -118,9 +147,22 @@ class EmbeddedPostgres(ChildProcess):
 
     def _psql(self, database: str, sql: str) -> str:
         result = subprocess.run(  # noqa: S603 - fixed command line
-            [str(POSTGRES_BIN_PATH / "psql"), "-h", "127.0.0.1", "-p", str(self.port),
-             "-U", "postgres", "-d", database, "-tAc", sql],
-            check=True, capture_output=True, text=True,
+            [
+                str(POSTGRES_BIN_PATH / "psql"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-d",
+                database,
+                "-tAc",
+                sql,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
         )
         return result.stdout.strip()
 
@@ -130,9 +172,17 @@ class EmbeddedPostgres(ChildProcess):
             if not self.alive():
                 raise RuntimeError("postgres exited during start-up")
             probe = subprocess.run(  # noqa: S603 - fixed command line
-                [str(POSTGRES_BIN_PATH / "pg_isready"), "-h", "127.0.0.1",
-                 "-p", str(self.port), "-U", "postgres"],
-                capture_output=True, check=False,
+                [
+                    str(POSTGRES_BIN_PATH / "pg_isready"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    "postgres",
+                ],
+                capture_output=True,
+                check=False,
             )
             if probe.returncode == 0:
                 return
@@ -140,6 +190,8 @@ class EmbeddedPostgres(ChildProcess):
         raise TimeoutError(f"postgres not ready within {timeout} s")
 
     def _create_database(self) -> None:
-        exists = self._psql("postgres", f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'")
+        # DATABASE is a constant identifier, not input.
+        query = f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"  # noqa: S608
+        exists = self._psql("postgres", query)
         if exists != "1":
             self._psql("postgres", f"CREATE DATABASE {DATABASE}")

@@ -39,7 +39,7 @@ class ChildProcess:
     def start(self, timeout: float = 30.0) -> None:
         """Start the process and block until it is ready; stop it again on failure."""
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_file, "ab")  # noqa: SIM115 - closed in stop()
+        self._log = open(self.log_file, "ab")
         self.proc = subprocess.Popen(  # noqa: S603 - our own fixed command line
             self._command(),
             stdout=self._log,
