@@ -28,6 +28,7 @@ class ComponentName(StrEnum):
     API = "api"
     PROCESSORS = "processors"
     DISPATCHER = "dispatcher"
+    CHANNEL = "channel"
 
 
 def _settings() -> Settings:
@@ -47,22 +48,29 @@ def up() -> None:
 
 
 @app.command()
-def run(component: ComponentName) -> None:
-    """Run one component against KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL (for deployment)."""
+def run(
+    component: ComponentName,
+    name: Annotated[str | None, typer.Argument(help="the adapter, for `run channel`")] = None,
+) -> None:
+    """Run one component against KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL (for deployment).
+
+    `omnihub run channel twilio` serves that adapter's webhooks alone (Kafka only).
+    """
     settings = _settings()
+    if component is ComponentName.CHANNEL:
+        from channels.registry import adapter_class
+
+        if not name:
+            raise typer.BadParameter("name the adapter: omnihub run channel <name>")
+        adapter_class(name)  # fails early, naming the known adapters
+        bootstrap = settings.with_runtime().kafka_bootstrap_servers
+        if not bootstrap:
+            raise typer.BadParameter("KAFKA_BOOTSTRAP_SERVERS is not set")
+        _serve(settings, bootstrap, None, channels=[name], core=False)
+        return
     bootstrap, database_url = settings.require_servers()
     if component is ComponentName.API:
-        import uvicorn
-
-        from services.api.app import create_app
-
-        uvicorn.run(
-            create_app(settings, bootstrap, database_url),
-            host=settings.http_host,
-            port=settings.http_port,
-            log_level="warning",
-            access_log=False,
-        )
+        _serve(settings, bootstrap, database_url)
     elif component is ComponentName.PROCESSORS:
         from services.processors.app import create_app as processors
         from services.streams import run_faust
@@ -73,6 +81,26 @@ def run(component: ComponentName) -> None:
         from services.streams import run_faust
 
         run_faust(dispatcher(settings, bootstrap, database_url), settings)
+
+
+def _serve(
+    settings: Settings,
+    bootstrap: str,
+    database_url: str | None,
+    channels: list[str] | None = None,
+    core: bool = True,
+) -> None:
+    import uvicorn
+
+    from services.api.app import create_app
+
+    uvicorn.run(
+        create_app(settings, bootstrap, database_url, channels=channels, core=core),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level="warning",
+        access_log=False,
+    )
 
 
 class RoleName(StrEnum):

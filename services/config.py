@@ -32,6 +32,13 @@ class Settings(BaseSettings):
     commit_interval: float = Field(default=1.0, alias="OMNIHUB_COMMIT_INTERVAL")
     worker_session_timeout: float = Field(default=6.0, alias="OMNIHUB_SESSION_TIMEOUT")
     default_phone_region: str | None = Field(default=None, alias="OMNIHUB_DEFAULT_PHONE_REGION")
+    channels: str = Field(
+        default="", alias="OMNIHUB_CHANNELS", description="adapters to serve; empty: all"
+    )
+
+    def channel_list(self) -> list[str]:
+        """The adapters to serve, from OMNIHUB_CHANNELS (comma-separated; empty means all)."""
+        return [name.strip() for name in self.channels.split(",") if name.strip()]
 
     def runtime_path(self) -> Path:
         """Where `omnihub up` records the servers it started, for other commands."""

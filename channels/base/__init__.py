@@ -10,6 +10,7 @@ from channels.base.errors import (
     UnsupportedMediaType,
 )
 from channels.base.publisher import Publisher, PublishError
+from channels.base.webhook import WebhookReply, receive
 
 __all__ = [
     "ChannelAdapter",
@@ -24,4 +25,6 @@ __all__ = [
     "SendResult",
     "SignatureError",
     "UnsupportedMediaType",
+    "WebhookReply",
+    "receive",
 ]

@@ -5,10 +5,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import parse_qsl
 
 from schemas import Channel, DeliveryState, Interaction, OutboundCommand
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+
+    from channels.base.publisher import Publisher
+    from channels.base.webhook import WebhookReply
 
 
 @dataclass(frozen=True)
@@ -74,3 +80,16 @@ class ChannelAdapter(ABC):
     @abstractmethod
     async def health(self) -> Health:
         """Report whether the adapter is configured and can reach what it needs."""
+
+    def router(self, publisher: Publisher) -> APIRouter | None:
+        """The adapter's webhook routes under /channels/<name>/, or None when it has none."""
+        return None
+
+    def acknowledge(self, request: InboundRequest, interactions: list[Interaction]) -> WebhookReply:
+        """The provider's answer once the interactions are published (default: empty 200)."""
+        from channels.base.webhook import WebhookReply
+
+        return WebhookReply(200, b"")
+
+    async def close(self) -> None:  # noqa: B027 - an optional hook, not abstract
+        """Release clients the adapter opened (default: nothing)."""

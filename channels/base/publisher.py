@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from channels.base.adapter import InboundRequest
 from schemas import Interaction
 
 
@@ -17,4 +18,8 @@ class Publisher(Protocol):
 
     async def publish(self, interactions: Sequence[Interaction]) -> None:
         """Publish and wait for acks=all; raise PublishError when that fails."""
+        ...
+
+    async def dead_letter(self, request: InboundRequest, reason: str, stage: str) -> None:
+        """Publish an authentic request that cannot be parsed, with the reason; wait for acks."""
         ...

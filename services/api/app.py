@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from channels.api import ApiAdapter
 from channels.base import ChannelAdapter
+from channels.registry import ADAPTERS, adapter_class
 from services.api import customers, health, interactions
 from services.api.auth import TokenVerifier
 from services.api.limits import BodyLimit
@@ -20,38 +21,66 @@ from services.db.pool import migrated_pool
 MAX_BODY = 1_048_576
 
 
-def create_app(settings: Settings, bootstrap: str, database_url: str) -> FastAPI:
-    """Build the hub's HTTP app against the given broker and database."""
-    api_adapter = ApiAdapter()
+def build_adapters(names: Sequence[str] | None = None) -> dict[str, ChannelAdapter]:
+    """Instantiate the named adapters (default: every registered one) from the environment."""
+    return {name: adapter_class(name)() for name in (names or list(ADAPTERS))}
+
+
+def create_app(
+    settings: Settings,
+    bootstrap: str,
+    database_url: str | None,
+    channels: Sequence[str] | None = None,
+    core: bool = True,
+) -> FastAPI:
+    """Build the HTTP app: the hub's API (``core``) and the webhooks of ``channels``.
+
+    ``omnihub run api`` serves everything; ``omnihub run channel <name>`` serves one adapter's
+    webhooks alone (it needs only Kafka).
+    """
+    adapters = build_adapters(channels or settings.channel_list())
+    if core and "api" not in adapters:
+        adapters["api"] = ApiAdapter()
+    producer = Producer(
+        bootstrap,
+        idempotence=settings.kafka_idempotence,
+        timeout=settings.publish_timeout,
+        client_id="omnihub-http",
+    )
+    publisher = KafkaPublisher(producer)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = await migrated_pool(database_url, min_size=2, max_size=10)
-        producer = Producer(
-            bootstrap,
-            idempotence=settings.kafka_idempotence,
-            timeout=settings.publish_timeout,
-            client_id="omnihub-api",
-        )
+        pool = None
+        if core:
+            if not database_url:
+                raise RuntimeError("the hub API needs DATABASE_URL")
+            pool = await migrated_pool(database_url, min_size=2, max_size=10)
+            app.state.tokens = TokenVerifier(pool)
         await producer.start()
-        adapters: dict[str, ChannelAdapter] = {api_adapter.name: api_adapter}
         app.state.pool = pool
         app.state.producer = producer
-        app.state.publisher = KafkaPublisher(producer)
-        app.state.tokens = TokenVerifier(pool)
-        app.state.api_adapter = api_adapter
+        app.state.publisher = publisher
+        app.state.api_adapter = adapters.get("api")
         app.state.adapters = adapters
         try:
             yield
         finally:
             await producer.stop()
-            await api_adapter.close()
-            await pool.close()
+            for adapter in adapters.values():
+                await adapter.close()
+            if pool is not None:
+                await pool.close()
 
     app = FastAPI(title="omnihub", version="0.1.0", lifespan=lifespan)
     app.include_router(health.router)
-    app.include_router(interactions.router)
-    app.include_router(customers.router)
+    if core:
+        app.include_router(interactions.router)
+        app.include_router(customers.router)
+    for name, adapter in adapters.items():
+        router = adapter.router(publisher)
+        if router is not None:
+            app.include_router(router, prefix=f"/channels/{name}")
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY)
     app.add_middleware(RequestMetrics)
     return app

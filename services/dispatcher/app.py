@@ -10,9 +10,9 @@ from typing import Any
 import faust
 
 from channels.base import ChannelAdapter
-from channels.registry import ADAPTERS
 from schemas import OutboundCommand
 from schemas.topics import DELIVERY, INTERACTIONS, OUTBOUND
+from services.api.app import build_adapters
 from services.bus.records import Record, to_record
 from services.config import Settings
 from services.dispatcher.send import dispatch
@@ -24,11 +24,6 @@ from services.streams import faust_app
 APP_ID = "omnihub-dispatcher"
 SOURCE = "services/dispatcher"
 log = logging.getLogger(__name__)
-
-
-def build_adapters() -> dict[str, ChannelAdapter]:
-    """Instantiate every registered adapter from its environment settings."""
-    return {name: cls() for name, cls in ADAPTERS.items()}
 
 
 async def dispatch_batch(
