@@ -3,6 +3,7 @@
 from schemas.events import (
     Attachment,
     Channel,
+    ConsentChange,
     DeadLetter,
     DeliveryState,
     DeliveryStatus,
@@ -11,6 +12,7 @@ from schemas.events import (
     Interaction,
     Kind,
     OutboundCommand,
+    Purpose,
     RoutedEvent,
     Routing,
     ThreadRef,
@@ -21,6 +23,7 @@ from schemas.identities import Identity, IdentityType
 __all__ = [
     "Attachment",
     "Channel",
+    "ConsentChange",
     "DeadLetter",
     "DeliveryState",
     "DeliveryStatus",
@@ -31,6 +34,7 @@ __all__ = [
     "Interaction",
     "Kind",
     "OutboundCommand",
+    "Purpose",
     "RoutedEvent",
     "Routing",
     "ThreadRef",

@@ -123,6 +123,22 @@ class Attachment(_Model):
     provider_id: str | None = Field(default=None, max_length=255)
 
 
+class Purpose(StrEnum):
+    """Why we contact a customer: consent is given or withdrawn per channel and purpose."""
+
+    SERVICE = "service"
+    MARKETING = "marketing"
+
+
+class ConsentChange(_Model):
+    """A customer's own request carried by an interaction ("STOP", "unsubscribe", "START")."""
+
+    channel: Channel | Literal["*"] = Field(description="the channel, or * for every channel")
+    purpose: Purpose
+    granted: bool
+    reason: str = Field(default="", max_length=500)
+
+
 class ThreadRef(_Model):
     """The conversation an interaction belongs to, as the channel names it."""
 
@@ -154,6 +170,7 @@ class Interaction(_Model):
         description="set by the hub on what it sends: the customer the message was sent to",
     )
     delivery: DeliveryStatus | None = None
+    consent: list[ConsentChange] = Field(default_factory=list, max_length=10)
     attributes: dict[str, Scalar] = Field(default_factory=dict)
 
     @property

@@ -165,3 +165,46 @@ async def test_reply_to_unknown_customer_is_404(client: httpx.AsyncClient) -> No
         json={"channel": "api", "text": "hi"},
     )
     assert response.status_code == 404
+
+
+async def test_reply_on_a_channel_without_consent_is_refused_before_sending(
+    client: httpx.AsyncClient, callback: CallbackServer
+) -> None:
+    email = f"{unique('optout')}@example.com"
+    await client.post(
+        "/v1/interactions",
+        json={
+            "identities": [{"type": "email", "value": email}],
+            "text": "Stop writing to me here",
+            "provider_message_id": unique("in"),
+            "consent": [
+                {
+                    "channel": "api",
+                    "purpose": "service",
+                    "granted": False,
+                    "reason": "asked by the customer",
+                }
+            ],
+        },
+    )
+
+    async def withdrawn() -> Any:
+        found = (await client.get("/v1/customers", params={"identity": f"email:{email}"})).json()
+        if found["customers"] and found["customers"][0]["consents"]:
+            return found["customers"][0]
+        return None
+
+    customer = await eventually(withdrawn)
+    [statement] = customer["consents"]
+    assert statement["channel"] == "api"
+    assert statement["granted"] is False
+    response = await client.post(
+        f"/v1/customers/{customer['id']}/messages",
+        json={"channel": "api", "text": "Our new offer!"},
+    )
+    command_id = response.json()["command_id"]
+    item = await eventually(
+        lambda: outbound_item(client, customer["id"], command_id, "refused"), timeout=30
+    )
+    assert item["delivery"]["error_code"] == "consent_withdrawn"
+    assert callback.attempts[command_id] == 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from schemas import Attachment, Channel, Direction, Identity, Kind, ThreadRef
+from schemas import Attachment, Channel, ConsentChange, Direction, Identity, Kind, ThreadRef
 from schemas.events import MAX_SUBJECT, MAX_TEXT, Scalar
 
 
@@ -31,4 +31,7 @@ class InteractionRequest(BaseModel):
     thread: ThreadRef | None = None
     attachments: list[Attachment] = Field(default_factory=list, max_length=100)
     provider_ids: dict[str, str] = Field(default_factory=dict)
+    consent: list[ConsentChange] = Field(
+        default_factory=list, max_length=10, description="consent the customer gave or withdrew"
+    )
     attributes: dict[str, Scalar] = Field(default_factory=dict)

@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 
 from schemas import Identity
+from services.customers import consent
 
 _TIMELINE = """
 SELECT t.event_id, t.occurred_at, t.received_at, t.channel, t.direction, t.kind, t.subject,
@@ -71,6 +72,7 @@ async def customer(conn: asyncpg.Connection, customer_id: uuid.UUID) -> dict[str
         "id": str(row["id"]),
         "created_at": row["created_at"].isoformat(),
         "display_name": row["display_name"],
+        "consents": await consent.listing(conn, customer_id),
         "identities": [
             {
                 "type": r["type"],

@@ -8,8 +8,17 @@ from dataclasses import dataclass
 import asyncpg
 
 from channels.base import ChannelAdapter, SendError
-from schemas import DeliveryState, DeliveryStatus, Direction, Interaction, Kind, OutboundCommand
+from schemas import (
+    DeliveryState,
+    DeliveryStatus,
+    Direction,
+    Interaction,
+    Kind,
+    OutboundCommand,
+    Purpose,
+)
 from schemas.events import utcnow
+from services.customers import consent
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +98,17 @@ async def dispatch(
         log.info("command %s already handled (%s); not sending again", command.command_id, state)
         return _outcome(command, state, claim["provider_message_id"], error=claim["last_error"])
     adapter = next((a for a in adapters.values() if command.channel in a.channels), None)
-    if adapter is None:
+    async with pool.acquire() as conn:
+        book = await consent.load(conn, [command.customer_id])
+    if not book.allows(command.customer_id, command.channel, Purpose.SERVICE):
+        outcome = _outcome(
+            command,
+            DeliveryState.REFUSED,
+            None,
+            "consent_withdrawn",
+            f"the customer withdrew consent to {command.channel.value} messages",
+        )
+    elif adapter is None:
         outcome = _outcome(
             command,
             DeliveryState.REFUSED,

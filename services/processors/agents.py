@@ -12,6 +12,7 @@ from schemas import DeliveryStatus, Direction, Interaction, UnifiedEvent
 from schemas.events import utcnow
 from schemas.topics import DELIVERY, INTERACTIONS, UNIFIED
 from services.bus.records import Record, to_record
+from services.customers import consent
 from services.identity.exact import resolve_exact
 from services.processors import metrics
 from services.processors.decode import decode_batch
@@ -57,6 +58,14 @@ async def unify_batch(resources: Resources, events: Sequence[Any]) -> None:
         async with pool.acquire() as conn:
             interactions = await drop_echoes(conn, decoded.models)
             customers = await resolve_exact(conn, interactions)
+            await consent.apply_changes(
+                conn,
+                [
+                    consent.ConsentWrite(customer, change, i.occurred_at, i.event_id)
+                    for i, customer in zip(interactions, customers, strict=True)
+                    for change in i.consent
+                ],
+            )
         now = utcnow()
         for interaction, customer_id in zip(interactions, customers, strict=True):
             unified = UnifiedEvent(
