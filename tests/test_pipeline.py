@@ -23,6 +23,8 @@ from services.bus.records import Record
 from services.db.migrate import available, migrate
 from services.processors.app import APP_ID
 from services.stack.broker import EmbeddedBroker
+from services.stack.embedded import prepare
+from services.stack.postgres import EmbeddedPostgres
 from tests.support import consume, eventually, start_component, stop_process, unique
 
 
@@ -218,3 +220,84 @@ async def test_migrations_apply_concurrently_exactly_once(stack: Any) -> None:
             await c.close()
         await admin.execute(f"DROP DATABASE {name}")
         await admin.close()
+
+
+@pytest.mark.usefixtures("processors")
+async def test_an_event_the_database_refuses_is_dead_lettered_alone(
+    stack: Any, producer: Producer, pool: asyncpg.Pool
+) -> None:
+    """PostgreSQL cannot store NUL characters: that event is isolated, the batch goes on."""
+    good = [interaction() for _ in range(5)]
+    poison = interaction(text="before\x00after")
+    await KafkaPublisher(producer).publish([*good[:2], poison, *good[2:]])
+    assert await eventually(lambda: _equals(rows(pool, good), 5))
+
+    def poisoned(records: list[Any]) -> bool:
+        return any(
+            header_map(r.headers).get("ce_id") == str(poison.event_id)
+            and header_map(r.headers).get(STAGE_HEADER) == "project"
+            for r in records
+        )
+
+    dead = await consume(stack.bootstrap, DEADLETTER.name, poisoned)
+    [record] = [r for r in dead if header_map(r.headers).get("ce_id") == str(poison.event_id)]
+    headers = header_map(record.headers)
+    assert headers[ORIGIN_TOPIC_HEADER] == UNIFIED.name
+    assert "0x00" in headers[ERROR_HEADER] or "\\u0000" in headers[ERROR_HEADER]
+    assert await rows(pool, [poison]) == 0
+
+
+async def test_database_outage_delays_but_loses_nothing(
+    component_env: dict[str, str], tmp_path: Path
+) -> None:
+    """PostgreSQL goes away mid-stream: the worker retries, and every event lands once."""
+    broker = EmbeddedBroker(tmp_path)
+    broker.start()
+    database = EmbeddedPostgres(tmp_path / "pgdata", durable=False)
+    database.start()
+    worker = None
+    try:
+        await prepare(broker.bootstrap, database.url)
+        env = dict(
+            component_env, KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, DATABASE_URL=database.url
+        )
+        producer = Producer(broker.bootstrap)
+        await producer.start()
+        publisher = KafkaPublisher(producer)
+        before = [interaction() for _ in range(10)]
+        during = [interaction() for _ in range(10)]
+        worker = start_component("processors", env, tmp_path / "worker.log")
+        own = await asyncpg.connect(database.url)
+        await publisher.publish(before)
+        await eventually(lambda: _equals(_count(own, before), 10), timeout=60)
+        await own.close()
+
+        database.stop()
+        await publisher.publish(during)
+        await asyncio.sleep(3)  # the worker meets the outage and retries
+        database.start()
+
+        again = await asyncpg.connect(database.url)
+        try:
+            await eventually(lambda: _equals(_count(again, before + during), 20), timeout=60)
+            duplicates = await again.fetchval(
+                "SELECT count(*) - count(DISTINCT event_id) FROM timeline"
+            )
+            assert duplicates == 0
+        finally:
+            await again.close()
+        await producer.stop()
+        log = (tmp_path / "worker.log").read_text()
+        assert "transient failure, retrying" in log
+    finally:
+        if worker is not None:
+            stop_process(worker)
+        database.stop()
+        broker.stop()
+
+
+async def _count(conn: asyncpg.Connection, events: list[Interaction]) -> int:
+    return await conn.fetchval(
+        "SELECT count(*) FROM timeline WHERE event_id = ANY($1::uuid[])",
+        [e.event_id for e in events],
+    )

@@ -17,6 +17,7 @@ from services.bus.records import Record, to_record
 from services.config import Settings
 from services.dispatcher.send import dispatch
 from services.processors.agents import raw_topic
+from services.processors.batches import handle_durably
 from services.processors.decode import decode_batch
 from services.processors.resources import Resources
 from services.streams import faust_app
@@ -50,7 +51,9 @@ def create_app(settings: Settings, bootstrap: str, database_url: str) -> faust.A
 
     async def dispatcher(stream: Any) -> None:
         async for events in stream.take_events(100, within=settings.batch_wait):
-            await dispatch_batch(resources, adapters, events)
+            await handle_durably(
+                lambda r, batch: dispatch_batch(r, adapters, batch), resources, events, "dispatch"
+            )
 
     app.agent(raw_topic(app, OUTBOUND.name), name="omnihub.dispatch", concurrency=1)(dispatcher)
     app.on_before_shutdown.connect(resources.close)

@@ -15,6 +15,7 @@ from services.bus.records import Record, to_record
 from services.customers import consent
 from services.identity.exact import resolve_exact
 from services.processors import metrics
+from services.processors.batches import handle_durably
 from services.processors.decode import decode_batch
 from services.processors.resources import Resources
 from services.processors.timeline import write_events, write_states
@@ -135,7 +136,7 @@ def _install(
 ) -> None:
     async def agent(stream: Any) -> None:
         async for events in stream.take_events(batch, within=wait):
-            await handler(resources, events)
+            await handle_durably(handler, resources, events, stage=name)
 
     agent.__name__ = agent.__qualname__ = f"omnihub_{name}"
     # concurrency=1: a later batch must never commit an offset past an unfinished one (#606).

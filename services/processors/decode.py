@@ -22,7 +22,8 @@ class Decoded(Generic[M]):
     dead: list[Record]
 
 
-def _headers(message: Any) -> list[tuple[str, bytes]]:
+def message_headers(message: Any) -> list[tuple[str, bytes]]:
+    """The headers of a faust message as (name, bytes) pairs."""
     raw = message.headers or []
     items = raw.items() if isinstance(raw, dict) else raw
     return [(str(k), bytes(v or b"")) for k, v in items]
@@ -48,7 +49,7 @@ def decode_batch(events: Sequence[Any], model: type[M], stage: str) -> Decoded[M
                     offset=message.offset,
                     key=message.key,
                     value=message.value,
-                    headers=_headers(message),
+                    headers=message_headers(message),
                     error=f"{model.__name__} validation failed: {summary}",
                     stage=stage,
                 )

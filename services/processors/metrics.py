@@ -7,6 +7,7 @@ DEAD_LETTERS = Counter(
     "omnihub_dead_letters_total", "Records sent to the dead-letter topic", ["stage"]
 )
 TIMELINE_ROWS = Counter("omnihub_timeline_rows_total", "Rows newly written to the timeline")
+RETRIES = Counter("omnihub_retries_total", "Transient failures retried", ["stage"])
 ECHOES_DROPPED = Counter(
     "omnihub_echoes_dropped_total", "Inbound echoes of our own outbound messages dropped"
 )

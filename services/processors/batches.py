@@ -1,0 +1,100 @@
+"""Run a batch handler so that a batch is acked only once it is durably handled.
+
+faust's ``take_events`` acks a batch when the loop body ends, even when it ends with an
+exception, so a handler must never raise out of the loop:
+- transient failures (PostgreSQL or the broker unreachable) are retried with backoff, forever:
+  the partition waits rather than skipping events;
+- any other failure (a poison event the database refuses, a bug) isolates the batch event by
+  event, and the events that still fail go to the dead-letter topic with the error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import asyncpg
+
+from channels.base import PublishError
+from services.bus.deadletter import dead_letter
+from services.processors import metrics
+from services.processors.decode import message_headers
+from services.processors.resources import Resources
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Resources, Sequence[Any]], Awaitable[None]]
+
+TRANSIENT = (
+    OSError,
+    asyncio.TimeoutError,
+    PublishError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+)
+MAX_BACKOFF = 10.0
+
+
+async def _until_done(action: Callable[[], Awaitable[None]], stage: str) -> None:
+    """Run ``action``, retrying transient failures with capped exponential backoff."""
+    delay = 0.1
+    while True:
+        try:
+            await action()
+            return
+        except TRANSIENT as exc:
+            metrics.RETRIES.labels(stage).inc()
+            log.warning("%s: transient failure, retrying in %.1fs: %r", stage, delay, exc)
+            await asyncio.sleep(delay)
+            delay = min(MAX_BACKOFF, delay * 2)
+
+
+async def handle_durably(
+    handler: Handler, resources: Resources, events: Sequence[Any], stage: str
+) -> None:
+    """Handle ``events`` completely before returning: retried, isolated or dead-lettered."""
+    try:
+        await _until_done(lambda: handler(resources, events), stage)
+        return
+    except Exception as exc:
+        log.error("%s: batch of %d failed, isolating events: %r", stage, len(events), exc)
+    for event in events:
+        await _one(handler, resources, event, stage)
+
+
+async def _one(handler: Handler, resources: Resources, event: Any, stage: str) -> None:
+    try:
+        await _until_done(lambda: handler(resources, [event]), stage)
+    except Exception as exc:
+        failure = exc
+        await _until_done(lambda: _dead_letter(resources, event, failure, stage), stage)
+
+
+async def _dead_letter(resources: Resources, event: Any, exc: Exception, stage: str) -> None:
+    _, producer = await resources.ready()
+    message = event.message
+    record = dead_letter(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+        headers=message_headers(message),
+        error=f"{type(exc).__name__}: {exc}",
+        stage=stage,
+    )
+    await producer.send_all([record])
+    metrics.DEAD_LETTERS.labels(stage).inc()
+    log.error(
+        "%s: event at %s[%d]@%d dead-lettered: %r",
+        stage,
+        message.topic,
+        message.partition,
+        message.offset,
+        exc,
+    )
