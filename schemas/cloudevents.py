@@ -16,6 +16,7 @@ STAGE_HEADER = "x-omnihub-stage"
 ORIGIN_TOPIC_HEADER = "x-omnihub-source-topic"
 ORIGIN_PARTITION_HEADER = "x-omnihub-source-partition"
 ORIGIN_OFFSET_HEADER = "x-omnihub-source-offset"
+ORIGINAL_TYPE_HEADER = "x-omnihub-original-ce-type"
 
 
 def ce_headers(

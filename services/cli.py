@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -133,6 +133,32 @@ def token_create(
     typer.echo(asyncio.run(create()))
 
 
+@token_app.command("revoke")
+def token_revoke(
+    name: Annotated[str, typer.Option(help="revoke every token with this name")],
+) -> None:
+    """Revoke tokens by name; they stop working within the API's 30 s cache."""
+    from services.db.pool import migrated_pool
+
+    _, database_url = _settings().require_servers()
+
+    async def revoke() -> str:
+        pool = await migrated_pool(database_url)
+        try:
+            return str(
+                await pool.execute(
+                    "UPDATE api_tokens SET revoked_at = now()"
+                    " WHERE name = $1 AND revoked_at IS NULL",
+                    name,
+                )
+            )
+        finally:
+            await pool.close()
+
+    status = asyncio.run(revoke())
+    typer.echo(f"revoked {status.rsplit(' ', 1)[-1]} token(s) named {name!r}")
+
+
 @app.command()
 def topics(create: Annotated[bool, typer.Option(help="create missing topics")] = False) -> None:
     """List omnihub's topics: name, partitions, key and record type."""
@@ -141,8 +167,9 @@ def topics(create: Annotated[bool, typer.Option(help="create missing topics")] =
     if create:
         from services.bus.admin import ensure_topics
 
-        bootstrap, _ = _settings().require_servers()
-        made = asyncio.run(ensure_topics(bootstrap))
+        settings = _settings()
+        bootstrap, _ = settings.require_servers()
+        made = asyncio.run(ensure_topics(bootstrap, replication=settings.kafka_replication_factor))
         console.print(f"created: {', '.join(made) or 'nothing (all exist)'}")
     table = Table("topic", "partitions", "key", "value", "ce_type")
     for spec in ALL_TOPICS:
@@ -161,46 +188,53 @@ def tail(
     topic: str,
     from_beginning: Annotated[bool, typer.Option("--from-beginning")] = False,
     limit: Annotated[int, typer.Option(help="stop after this many records (0: never)")] = 0,
+    idle: Annotated[float, typer.Option(help="stop after this many quiet seconds (0: never)")] = 0,
 ) -> None:
-    """Print a topic's records as JSON lines (value, key, headers)."""
+    """Print a topic's records as JSON lines (partition, offset, key, headers, value)."""
+    bootstrap, _ = _settings().require_servers()
+    asyncio.run(_follow(bootstrap, topic, from_beginning, limit, idle))
+
+
+async def _follow(
+    bootstrap: str, topic: str, from_beginning: bool, limit: int, idle: float
+) -> None:
     from aiokafka import AIOKafkaConsumer
 
-    bootstrap, _ = _settings().require_servers()
-
-    async def follow() -> None:
-        consumer = AIOKafkaConsumer(
-            topic,
-            bootstrap_servers=bootstrap,
-            group_id=None,
-            auto_offset_reset="earliest" if from_beginning else "latest",
-        )
-        await consumer.start()
-        seen = 0
-        try:
-            async for record in consumer:
-                try:
-                    value = json.loads(record.value) if record.value else None
-                except ValueError:
-                    value = record.value.decode("utf-8", "replace") if record.value else None
-                typer.echo(
-                    json.dumps(
-                        {
-                            "partition": record.partition,
-                            "offset": record.offset,
-                            "key": record.key.decode("utf-8", "replace") if record.key else None,
-                            "headers": {k: v.decode("utf-8", "replace") for k, v in record.headers},
-                            "value": value,
-                        },
-                        ensure_ascii=False,
-                    )
-                )
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest" if from_beginning else "latest",
+    )
+    await consumer.start()
+    seen = 0
+    quiet = 0.0
+    try:
+        while not idle or quiet < idle:
+            batch = await consumer.getmany(timeout_ms=250)
+            records = [r for part in batch.values() for r in part]
+            quiet = 0.0 if records else quiet + 0.25
+            for record in records:
+                typer.echo(json.dumps(_as_json(record), ensure_ascii=False))
                 seen += 1
                 if limit and seen >= limit:
                     return
-        finally:
-            await consumer.stop()
+    finally:
+        await consumer.stop()
 
-    asyncio.run(follow())
+
+def _as_json(record: Any) -> dict[str, Any]:
+    try:
+        value = json.loads(record.value) if record.value else None
+    except ValueError:
+        value = record.value.decode("utf-8", "replace")
+    return {
+        "partition": record.partition,
+        "offset": record.offset,
+        "key": record.key.decode("utf-8", "replace") if record.key else None,
+        "headers": {k: v.decode("utf-8", "replace") for k, v in record.headers},
+        "value": value,
+    }
 
 
 @app.command()
@@ -208,8 +242,9 @@ def migrate() -> None:
     """Apply pending database migrations."""
     from services.stack.embedded import prepare
 
-    bootstrap, database_url = _settings().require_servers()
-    asyncio.run(prepare(bootstrap, database_url))
+    settings = _settings()
+    bootstrap, database_url = settings.require_servers()
+    asyncio.run(prepare(bootstrap, database_url, replication=settings.kafka_replication_factor))
     console.print("schema up to date; topics exist")
 
 

@@ -18,11 +18,15 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
     kafka_bootstrap_servers: str | None = Field(default=None, alias="KAFKA_BOOTSTRAP_SERVERS")
+    kafka_replication_factor: int = Field(default=1, alias="KAFKA_REPLICATION_FACTOR")
     kafka_idempotence: bool = Field(default=False, alias="KAFKA_ENABLE_IDEMPOTENCE")
     database_url: str | None = Field(default=None, alias="DATABASE_URL")
     data_dir: Path = Field(default=Path(".omnihub"), alias="OMNIHUB_DATA_DIR")
     http_host: str = Field(default="127.0.0.1", alias="OMNIHUB_HTTP_HOST")
     http_port: int = Field(default=8080, alias="OMNIHUB_HTTP_PORT")
+    metrics_port: int | None = Field(
+        default=None, alias="OMNIHUB_METRICS_PORT", description="workers: Prometheus port"
+    )
     public_url: str | None = Field(default=None, alias="OMNIHUB_PUBLIC_URL")
     log_level: str = Field(default="INFO", alias="OMNIHUB_LOG_LEVEL")
     publish_timeout: float = Field(default=10.0, alias="OMNIHUB_PUBLISH_TIMEOUT")
@@ -31,7 +35,6 @@ class Settings(BaseSettings):
     fetch_max_wait_ms: int = Field(default=50, alias="OMNIHUB_FETCH_MAX_WAIT_MS")
     commit_interval: float = Field(default=1.0, alias="OMNIHUB_COMMIT_INTERVAL")
     worker_session_timeout: float = Field(default=6.0, alias="OMNIHUB_SESSION_TIMEOUT")
-    default_phone_region: str | None = Field(default=None, alias="OMNIHUB_DEFAULT_PHONE_REGION")
     channels: str = Field(
         default="", alias="OMNIHUB_CHANNELS", description="adapters to serve; empty: all"
     )

@@ -65,6 +65,7 @@ def ready_file(settings: Settings, app_id: str, pid: int) -> Path:
 def mark_ready(app: faust.App, settings: Settings) -> None:
     """Keep ``ready_file`` present between the first completed rebalance and shutdown."""
     marker = ready_file(settings, app.conf.id, os.getpid())
+    marker.unlink(missing_ok=True)  # a marker left by a killed worker with the same pid
 
     async def on_rebalanced(sender: object, **kwargs: object) -> None:
         marker.parent.mkdir(parents=True, exist_ok=True)
@@ -83,6 +84,10 @@ def run_faust(app: faust.App, settings: Settings) -> None:
     from faust.worker import Worker
 
     mark_ready(app, settings)
+    if settings.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.metrics_port, addr=settings.http_host)
     verbose = settings.log_level.upper() == "DEBUG"
     level = "debug" if verbose else "warn"
     for name in ("faust", "mode", "aiokafka"):

@@ -87,6 +87,7 @@ async def test_unparseable_records_go_to_dead_letter_and_work_goes_on(
         assert "Interaction validation failed" in headers[ERROR_HEADER]
     shaped = next(r for r in ours if r.value == wrong_shape.value)
     assert header_map(shaped.headers)["ce_id"] == marker
+    assert header_map(shaped.headers)["ce_type"] == DEADLETTER.ce_type
     assert "event_id" in header_map(shaped.headers)[ERROR_HEADER]
     assert await eventually(lambda: rows(pool, [good])) == 1
 

@@ -31,7 +31,14 @@ class ApiAdapter(ChannelAdapter):
 
     def parse(self, request: InboundRequest) -> list[Interaction]:
         """Parse the JSON body into one interaction."""
-        return [parse_body(request.body, utcnow(), source=f"channels/{self.name}")]
+        return [
+            parse_body(
+                request.body,
+                utcnow(),
+                source=f"channels/{self.name}",
+                default_region=self.settings.default_phone_region,
+            )
+        ]
 
     async def send(self, command: OutboundCommand) -> SendResult:
         """POST the reply to the configured callback URL."""

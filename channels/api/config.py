@@ -21,3 +21,8 @@ class ApiChannelSettings(BaseSettings):
     callback_attempts: int = Field(default=5, ge=1, le=20)
     callback_backoff: float = Field(default=0.5, gt=0, description="first retry delay, seconds")
     max_body_bytes: int = 1_048_576
+    default_phone_region: str | None = Field(
+        default=None,
+        validation_alias="OMNIHUB_DEFAULT_PHONE_REGION",
+        description="ISO country (e.g. FR) for phone numbers given without +country code",
+    )

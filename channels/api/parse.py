@@ -16,10 +16,14 @@ def _locate(error: Any) -> str:
     return ".".join(str(part) for part in error["loc"]) or "body"
 
 
-def parse_body(body: bytes, received_at: datetime, source: str = "api") -> Interaction:
+def parse_body(
+    body: bytes, received_at: datetime, source: str = "api", default_region: str | None = None
+) -> Interaction:
     """Validate the JSON body and build the interaction; ParseError names each bad field."""
     try:
-        request = InteractionRequest.model_validate_json(body)
+        request = InteractionRequest.model_validate_json(
+            body, context={"default_region": default_region}
+        )
         fields = request.model_dump(exclude_none=True)
         fields["identities"] = request.identities
         fields["received_at"] = received_at

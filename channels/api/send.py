@@ -46,7 +46,7 @@ async def post_reply(
                 code=str(response.status_code),
                 retryable=True,
             )
-        if response.status_code >= 400:
+        if not 200 <= response.status_code < 300:
             raise SendError(
                 f"callback refused the reply with {response.status_code}",
                 code=str(response.status_code),

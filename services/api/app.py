@@ -81,6 +81,8 @@ def create_app(
         router = adapter.router(publisher)
         if router is not None:
             app.include_router(router, prefix=f"/channels/{name}")
-    app.add_middleware(BodyLimit, max_bytes=MAX_BODY)
+    api = adapters.get("api")
+    limit = api.settings.max_body_bytes if isinstance(api, ApiAdapter) else MAX_BODY
+    app.add_middleware(BodyLimit, max_bytes=max(limit, MAX_BODY))
     app.add_middleware(RequestMetrics)
     return app

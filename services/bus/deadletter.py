@@ -7,6 +7,7 @@ from schemas.cloudevents import (
     ORIGIN_OFFSET_HEADER,
     ORIGIN_PARTITION_HEADER,
     ORIGIN_TOPIC_HEADER,
+    ORIGINAL_TYPE_HEADER,
     STAGE_HEADER,
     Headers,
 )
@@ -33,5 +34,7 @@ def dead_letter(
         (ORIGIN_PARTITION_HEADER, str(partition).encode()),
         (ORIGIN_OFFSET_HEADER, str(offset).encode()),
     ]
-    kept = [(k, v) for k, v in headers if not k.startswith("x-omnihub-")]
+    original_type = next((v for k, v in headers if k == "ce_type"), b"")
+    kept = [(k, v) for k, v in headers if not k.startswith("x-omnihub-") and k != "ce_type"]
+    kept += [("ce_type", DEADLETTER.ce_type.encode()), (ORIGINAL_TYPE_HEADER, original_type)]
     return Record(topic=DEADLETTER.name, key=key, value=value or b"", headers=kept + reason)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from schemas.cloudevents import Headers, ce_headers
+from schemas.events import utcnow
 from schemas.topics import TopicSpec
 
 
@@ -27,5 +28,5 @@ def to_record(spec: TopicSpec, model: BaseModel, event_id: str, source: str) -> 
         topic=spec.name,
         key=key,
         value=model.model_dump_json().encode(),
-        headers=ce_headers(event_id=event_id, ce_type=spec.ce_type, source=source),
+        headers=ce_headers(event_id=event_id, ce_type=spec.ce_type, source=source, time=utcnow()),
     )

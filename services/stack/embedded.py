@@ -56,9 +56,9 @@ def start_stack(settings: Settings, durable: bool = True) -> Stack:
     return stack
 
 
-async def prepare(bootstrap: str, database_url: str) -> None:
+async def prepare(bootstrap: str, database_url: str, replication: int = 1) -> None:
     """Create the topics and apply the migrations."""
-    await ensure_topics(bootstrap)
+    await ensure_topics(bootstrap, replication=replication)
     pool = await migrated_pool(database_url)
     await pool.close()
 
