@@ -234,6 +234,12 @@ class Routing(_Model):
     copy_of: Department | None = Field(
         default=None, description="set on a copy: the primary department of the event"
     )
+    language: str | None = Field(
+        default=None,
+        max_length=35,
+        description="the language rules matched in: the interaction's own, else detected "
+        "(ISO 639-1); null when too short or ambiguous to tell",
+    )
 
 
 class RoutedEvent(_Model):
@@ -271,6 +277,31 @@ class OutboundCommand(_Model):
     @property
     def partition_key(self) -> bytes:
         """Kafka key: the customer id, so replies to one customer leave in order."""
+        return str(self.customer_id).encode()
+
+
+class CustomerEvent(_Model):
+    """A change to who a customer is (topic: customers, keyed by customer id).
+
+    ``customer.merged``: ``merged_ids`` now answer as aliases of ``customer_id``;
+    ``customer.split``: ``new_ids`` were cut out of ``customer_id`` with ``identities``;
+    ``customer.deleted``: a tombstone, consumers delete what they hold about ``customer_id``.
+    """
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    type: Literal["customer.merged", "customer.split", "customer.deleted"]
+    customer_id: uuid.UUID
+    merged_ids: list[uuid.UUID] = Field(default_factory=list)
+    new_ids: list[uuid.UUID] = Field(default_factory=list)
+    identities: list[Identity] = Field(default_factory=list)
+    reason: str = Field(default="", max_length=2000)
+    caused_by: uuid.UUID | None = Field(default=None, description="the event that caused it")
+    occurred_at: AwareDatetime = Field(default_factory=utcnow)
+
+    @property
+    def partition_key(self) -> bytes:
+        """Kafka key: the customer id."""
         return str(self.customer_id).encode()
 
 

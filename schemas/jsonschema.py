@@ -8,7 +8,14 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from schemas.events import DeliveryStatus, Interaction, OutboundCommand, RoutedEvent, UnifiedEvent
+from schemas.events import (
+    CustomerEvent,
+    DeliveryStatus,
+    Interaction,
+    OutboundCommand,
+    RoutedEvent,
+    UnifiedEvent,
+)
 
 SCHEMA_DIR = Path(__file__).parent / "json"
 
@@ -18,6 +25,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "routed.v1": RoutedEvent,
     "outbound.v1": OutboundCommand,
     "delivery.v1": DeliveryStatus,
+    "customer.v1": CustomerEvent,
 }
 
 

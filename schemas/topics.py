@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from schemas.events import (
+    CustomerEvent,
     DeliveryStatus,
     Department,
     Interaction,
@@ -62,6 +63,14 @@ DELIVERY = TopicSpec(
     ce_type="com.omnihub.delivery.v1",
     description="delivery states of outbound messages",
 )
+CUSTOMERS = TopicSpec(
+    name=f"{PREFIX}.customers.v1",
+    partitions=8,
+    key="customer id",
+    model=CustomerEvent,
+    ce_type="com.omnihub.customer.v1",
+    description="customer lifecycle: merged, split, deleted (tombstone)",
+)
 DEADLETTER = TopicSpec(
     name=f"{PREFIX}.deadletter.v1",
     partitions=1,
@@ -91,6 +100,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     UNIFIED,
     OUTBOUND,
     DELIVERY,
+    CUSTOMERS,
     DEADLETTER,
     *ROUTED.values(),
 )

@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(
         default=None, alias="OMNIHUB_METRICS_PORT", description="workers: Prometheus port"
     )
+    identity_rules: str | None = Field(
+        default=None, alias="OMNIHUB_IDENTITY_RULES", description="YAML file of identity rules"
+    )
     public_url: str | None = Field(default=None, alias="OMNIHUB_PUBLIC_URL")
     log_level: str = Field(default="INFO", alias="OMNIHUB_LOG_LEVEL")
     publish_timeout: float = Field(default=10.0, alias="OMNIHUB_PUBLISH_TIMEOUT")

@@ -10,10 +10,10 @@ import faust
 
 from schemas import DeliveryStatus, Direction, Interaction, UnifiedEvent
 from schemas.events import utcnow
-from schemas.topics import DELIVERY, INTERACTIONS, UNIFIED
+from schemas.topics import CUSTOMERS, DELIVERY, INTERACTIONS, UNIFIED
 from services.bus.records import Record, to_record
 from services.customers import consent
-from services.identity.exact import resolve_exact
+from services.identity.resolver import resolve
 from services.processors import metrics
 from services.processors.batches import handle_durably
 from services.processors.decode import decode_batch
@@ -56,9 +56,10 @@ async def unify_batch(resources: Resources, events: Sequence[Any]) -> None:
     decoded = decode_batch(events, Interaction, stage="unify")
     outputs: list[Record] = list(decoded.dead)
     if decoded.models:
-        async with pool.acquire() as conn:
+        async with pool.acquire() as conn, conn.transaction():
             interactions = await drop_echoes(conn, decoded.models)
-            customers = await resolve_exact(conn, interactions)
+            resolution = await resolve(conn, interactions, resources.identity_rules)
+            customers = resolution.customers
             await consent.apply_changes(
                 conn,
                 [
@@ -76,6 +77,7 @@ async def unify_batch(resources: Resources, events: Sequence[Any]) -> None:
                 interaction=interaction,
             )
             outputs.append(to_record(UNIFIED, unified, str(unified.event_id), SOURCE))
+        outputs += [to_record(CUSTOMERS, e, str(e.event_id), SOURCE) for e in resolution.events]
     await producer.send_all(outputs)
     metrics.PROCESSED.labels("unify").inc(len(decoded.models))
     metrics.DEAD_LETTERS.labels("unify").inc(len(decoded.dead))

@@ -9,6 +9,7 @@ import asyncpg
 from services.bus.producer import Producer
 from services.config import Settings
 from services.db.pool import migrated_pool
+from services.identity.rules import load_rules
 
 
 class Resources:
@@ -18,6 +19,7 @@ class Resources:
         self.settings = settings
         self.bootstrap = bootstrap
         self.database_url = database_url
+        self.identity_rules = load_rules(settings.identity_rules)
         self._lock = asyncio.Lock()
         self._pool: asyncpg.Pool | None = None
         self._producer: Producer | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 
 import asyncpg
@@ -32,14 +33,37 @@ def _command_id(event: UnifiedEvent) -> str | None:
     return str(value) if value else None
 
 
+async def current_customers(
+    conn: asyncpg.Connection, ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, uuid.UUID]:
+    """Map customer ids to the live customer they answer as, holding a share lock on them.
+
+    A merge holds the rows FOR UPDATE, so a batch written here either waits for the merge
+    and follows the alias, or commits first and is then moved by the merge.
+    """
+    rows = await conn.fetch(
+        "SELECT id, merged_into FROM customers WHERE id = ANY($1::uuid[]) ORDER BY id FOR SHARE",
+        sorted(set(ids)),
+    )
+    return {r["id"]: r["merged_into"] or r["id"] for r in rows}
+
+
 async def write_events(conn: asyncpg.Connection, events: Sequence[UnifiedEvent]) -> int:
     """Insert unified events into the timeline; an event id already there is skipped."""
     if not events:
         return 0
+    async with conn.transaction():
+        alias = await current_customers(conn, [e.customer_id for e in events])
+        return await _insert_events(conn, events, alias)
+
+
+async def _insert_events(
+    conn: asyncpg.Connection, events: Sequence[UnifiedEvent], alias: dict[uuid.UUID, uuid.UUID]
+) -> int:
     rows = [
         (
             e.event_id,
-            e.customer_id,
+            alias.get(e.customer_id, e.customer_id),
             e.interaction.occurred_at,
             e.interaction.received_at,
             e.interaction.channel.value,

@@ -1,0 +1,352 @@
+"""Reading and writing the identity graph: locks, snapshots, set-based writes, the link log."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+from schemas import CustomerEvent
+from services.identity import profile
+from services.identity.keys import Key, lock_id
+
+if TYPE_CHECKING:
+    from services.identity.resolver import Writes
+    from services.identity.rules import IdentityRules
+
+
+@dataclass(frozen=True)
+class LogRow:
+    """One entry of the append-only link log."""
+
+    key: Key
+    customer: uuid.UUID | None
+    action: str
+    decision: str
+    rule: str
+    reason: str
+    event_id: uuid.UUID | None
+    other: uuid.UUID | None = None
+    actor: str = "resolver"
+
+
+@dataclass(frozen=True)
+class CustomerRow:
+    """A locked customer."""
+
+    id: uuid.UUID
+    created_at: datetime
+    merge_count: int
+
+
+@dataclass
+class Snapshot:
+    """What the batch's identities and their customers look like, under lock."""
+
+    mapping: dict[Key, uuid.UUID] = field(default_factory=dict)
+    matching: dict[Key, str] = field(default_factory=dict)
+    sightings: dict[Key, set[uuid.UUID]] = field(default_factory=dict)
+    separations: set[frozenset[Key]] = field(default_factory=set)
+    customers: list[CustomerRow] = field(default_factory=list)
+    members: dict[uuid.UUID, set[Key]] = field(default_factory=dict)
+
+
+def columns(keys: Iterable[Key]) -> tuple[list[str], list[str], list[str]]:
+    """Three parallel arrays of a list of keys, for unnest()."""
+    keys = list(keys)
+    return [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]
+
+
+async def lock_keys(conn: asyncpg.Connection, keys: Sequence[Key]) -> None:
+    """Take transaction-scoped advisory locks on identity values, in one sorted statement."""
+    if keys:
+        ids = sorted({lock_id(k) for k in keys})
+        await conn.execute(
+            "SELECT count(pg_advisory_xact_lock(l)) FROM (SELECT unnest($1::bigint[]) AS l"
+            " ORDER BY 1) AS ordered",
+            ids,
+        )
+
+
+async def lock_customers(conn: asyncpg.Connection, ids: Iterable[uuid.UUID]) -> list[CustomerRow]:
+    """Lock customer rows (sorted, FOR UPDATE), following merged ones to their survivor."""
+    wanted = set(ids)
+    locked: dict[uuid.UUID, Any] = {}
+    while wanted - set(locked):
+        rows = await conn.fetch(
+            "SELECT id, created_at, merge_count, status, merged_into FROM customers"
+            " WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE",
+            sorted(wanted - set(locked)),
+        )
+        for row in rows:
+            locked[row["id"]] = row
+            if row["merged_into"] is not None:
+                wanted.add(row["merged_into"])
+        wanted &= set(locked) | {r["merged_into"] for r in rows if r["merged_into"]}
+    return [
+        CustomerRow(r["id"], r["created_at"], r["merge_count"])
+        for r in locked.values()
+        if r["status"] == "active"
+    ]
+
+
+async def snapshot(
+    conn: asyncpg.Connection, keys: Sequence[Key], hints: Sequence[uuid.UUID] = ()
+) -> Snapshot:
+    """Lock the keys and their customers; read everything the decider needs."""
+    await lock_keys(conn, keys)
+    snap = Snapshot()
+    customers: dict[uuid.UUID, CustomerRow] = {}
+    wanted: set[uuid.UUID] = set(hints)
+    while True:
+        rows = await conn.fetch(
+            "SELECT i.type, i.scope, i.value, i.customer_id, i.matching FROM identities i"
+            " JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(type, scope, value)"
+            " ON (i.type, i.scope, i.value) = (k.type, k.scope, k.value)",
+            *columns(keys),
+        )
+        snap.mapping = {(r["type"], r["scope"], r["value"]): r["customer_id"] for r in rows}
+        snap.matching = {(r["type"], r["scope"], r["value"]): r["matching"] for r in rows}
+        wanted |= set(snap.mapping.values())
+        if wanted <= set(customers):
+            break
+        for row in await lock_customers(conn, wanted - set(customers)):
+            customers[row.id] = row
+        wanted = {c for c in wanted if c in customers}
+        # identities may have moved while we waited for a customer lock: read them again
+    snap.customers = list(customers.values())
+    member_rows = await conn.fetch(
+        "SELECT type, scope, value, customer_id FROM identities WHERE customer_id = ANY($1)",
+        list(customers),
+    )
+    for r in member_rows:
+        snap.members.setdefault(r["customer_id"], set()).add((r["type"], r["scope"], r["value"]))
+    for r in await conn.fetch(
+        "SELECT s.type, s.scope, s.value, s.customer_id FROM identity_sightings s"
+        " JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(type, scope, value)"
+        " ON (s.type, s.scope, s.value) = (k.type, k.scope, k.value)",
+        *columns(keys),
+    ):
+        snap.sightings.setdefault((r["type"], r["scope"], r["value"]), set()).add(r["customer_id"])
+    related = set(keys) | {k for ks in snap.members.values() for k in ks}
+    snap.separations = await separations(conn, related)
+    return snap
+
+
+async def separations(conn: asyncpg.Connection, keys: Iterable[Key]) -> set[frozenset[Key]]:
+    """The separated pairs that involve any of ``keys``."""
+    keys = list(keys)
+    if not keys:
+        return set()
+    rows = await conn.fetch(
+        "SELECT a_type, a_scope, a_value, b_type, b_scope, b_value FROM identity_separations s"
+        " WHERE (a_type, a_scope, a_value) IN"
+        "       (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))"
+        "    OR (b_type, b_scope, b_value) IN"
+        "       (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))",
+        *columns(keys),
+    )
+    return {frozenset(((r[0], r[1], r[2]), (r[3], r[4], r[5]))) for r in rows}
+
+
+async def write_log(conn: asyncpg.Connection, rows: Sequence[LogRow]) -> None:
+    """Append entries to the link log in one statement."""
+    if not rows:
+        return
+    await conn.execute(
+        """INSERT INTO identity_link_log (type, scope, value, customer_id, action, decision,
+                                          rule, reason, event_id, other_customer, actor)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::text[],
+                                $6::text[], $7::text[], $8::text[], $9::uuid[], $10::uuid[],
+                                $11::text[])""",
+        [r.key[0] for r in rows],
+        [r.key[1] for r in rows],
+        [r.key[2] for r in rows],
+        [r.customer for r in rows],
+        [r.action for r in rows],
+        [r.decision for r in rows],
+        [r.rule for r in rows],
+        [r.reason for r in rows],
+        [r.event_id for r in rows],
+        [r.other for r in rows],
+        [r.actor for r in rows],
+    )
+
+
+async def move_customer(
+    conn: asyncpg.Connection,
+    merged: uuid.UUID,
+    survivor: uuid.UUID,
+    rules: IdentityRules,
+    *,
+    event_id: uuid.UUID | None,
+    reason: str,
+    actor: str = "resolver",
+) -> None:
+    """Merge ``merged`` into ``survivor``: identities, timeline, consent, profile, aliases."""
+    moved = await conn.fetch(
+        "UPDATE identities SET customer_id = $2 WHERE customer_id = $1"
+        " RETURNING type, scope, value",
+        merged,
+        survivor,
+    )
+    await write_log(
+        conn,
+        [
+            LogRow(
+                (r["type"], r["scope"], r["value"]),
+                survivor,
+                "merge",
+                "accepted",
+                "merge",
+                reason,
+                event_id,
+                merged,
+                actor,
+            )
+            for r in moved
+        ],
+    )
+    await conn.execute(
+        "UPDATE customers SET status = 'merged', merged_into = $2 WHERE id = $1", merged, survivor
+    )
+    await conn.execute(
+        "UPDATE customers SET merged_into = $2 WHERE merged_into = $1", merged, survivor
+    )
+    await conn.execute(
+        "UPDATE timeline SET customer_id = $2 WHERE customer_id = $1", merged, survivor
+    )
+    await conn.execute(
+        """INSERT INTO consents (customer_id, channel, purpose, granted, reason, source_event,
+                                 changed_at)
+           SELECT $2, channel, purpose, granted, reason, source_event, changed_at
+           FROM consents WHERE customer_id = $1
+           ON CONFLICT (customer_id, channel, purpose) DO UPDATE
+           SET granted = EXCLUDED.granted, reason = EXCLUDED.reason,
+               source_event = EXCLUDED.source_event, changed_at = EXCLUDED.changed_at
+           WHERE consents.changed_at < EXCLUDED.changed_at""",
+        merged,
+        survivor,
+    )
+    await conn.execute("DELETE FROM consents WHERE customer_id = $1", merged)
+    await profile.merge_into(conn, merged, survivor, rules)
+
+
+async def apply(
+    conn: asyncpg.Connection,
+    writes: Writes,
+    alias: dict[uuid.UUID, uuid.UUID],
+    rules: IdentityRules,
+) -> list[CustomerEvent]:
+    """Write a batch's decisions; return the customer.merged events to publish."""
+    if writes.new_customers:
+        await conn.execute(
+            "INSERT INTO customers (id, created_at) SELECT * FROM"
+            " unnest($1::uuid[], $2::timestamptz[])",
+            [c.id for c in writes.new_customers],
+            [c.created_at for c in writes.new_customers],
+        )
+    if writes.links:
+        keys = [link[0] for link in writes.links]
+        await conn.execute(
+            """INSERT INTO identities (type, scope, value, customer_id, first_event, matching)
+               SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[],
+                                    $5::uuid[], $6::text[])""",
+            *columns(keys),
+            [link[1] for link in writes.links],
+            [link[2] for link in writes.links],
+            [link[3] for link in writes.links],
+        )
+    await write_log(conn, writes.log)
+    for merged, survivor, event_id, reason in writes.merges:
+        await move_customer(conn, merged, survivor, rules, event_id=event_id, reason=reason)
+    if writes.merges:
+        await conn.execute(
+            "UPDATE customers c SET merge_count = c.merge_count + m.n FROM"
+            " (SELECT merged_into AS id, count(*) + sum(merge_count) AS n FROM customers"
+            "  WHERE id = ANY($1::uuid[]) GROUP BY merged_into) m WHERE c.id = m.id",
+            [m[0] for m in writes.merges],
+        )
+    if writes.matching:
+        keys = list(writes.matching)
+        await conn.execute(
+            "UPDATE identities i SET matching = m.matching FROM"
+            " (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])"
+            "  AS k(type, scope, value, matching)) m"
+            " WHERE (i.type, i.scope, i.value) = (m.type, m.scope, m.value)",
+            *columns(keys),
+            [writes.matching[k] for k in keys],
+        )
+    if writes.sightings:
+        rows = list(writes.sightings)
+        await conn.execute(
+            """INSERT INTO identity_sightings (type, scope, value, customer_id, first_event)
+               SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::uuid[])
+               ON CONFLICT DO NOTHING""",
+            *columns(r[0] for r in rows),
+            [r[1] for r in rows],
+            [r[2] for r in rows],
+        )
+    if writes.edges:
+        pairs = list(writes.edges.items())
+        await add_edges(conn, [(a, b) for (a, b), _ in pairs], [e for _, e in pairs], "event")
+    if writes.flags:
+        await flag(conn, writes.flags)
+    return merged_events(writes, alias)
+
+
+async def add_edges(
+    conn: asyncpg.Connection,
+    pairs: Sequence[tuple[Key, Key]],
+    events: Sequence[uuid.UUID | None],
+    source: str,
+) -> None:
+    """Record evidence that identities belong together (idempotent)."""
+    await conn.execute(
+        """INSERT INTO identity_edges (a_type, a_scope, a_value, b_type, b_scope, b_value,
+                                       event_id, source)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                $6::text[], $7::uuid[], $8::text[])
+           ON CONFLICT DO NOTHING""",
+        *columns(a for a, _ in pairs),
+        *columns(b for _, b in pairs),
+        list(events),
+        [source] * len(pairs),
+    )
+
+
+async def flag(conn: asyncpg.Connection, flags: dict[uuid.UUID, list[str]]) -> None:
+    """Append review reasons to customers."""
+    await conn.execute(
+        "UPDATE customers c SET review = c.review || f.reasons::jsonb FROM"
+        " (SELECT unnest($1::uuid[]) AS id, unnest($2::text[]) AS reasons) f WHERE c.id = f.id",
+        list(flags),
+        [json.dumps(v) for v in flags.values()],
+    )
+
+
+def merged_events(writes: Writes, alias: dict[uuid.UUID, uuid.UUID]) -> list[CustomerEvent]:
+    """One customer.merged event per survivor of this batch."""
+    by_survivor: dict[uuid.UUID, list[uuid.UUID]] = {}
+    causes: dict[uuid.UUID, uuid.UUID | None] = {}
+    for merged, survivor, event_id, _ in writes.merges:
+        final = survivor
+        while final in alias:
+            final = alias[final]
+        by_survivor.setdefault(final, []).append(merged)
+        causes[final] = event_id
+    return [
+        CustomerEvent(
+            type="customer.merged",
+            customer_id=survivor,
+            merged_ids=merged,
+            reason="identities of these customers arrived in one interaction",
+            caused_by=causes[survivor],
+        )
+        for survivor, merged in by_survivor.items()
+    ]
