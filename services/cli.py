@@ -13,12 +13,14 @@ from rich.console import Console
 from rich.table import Table
 
 from services.config import Settings
+from services.routing.cli import app as rules_app
 
 app = typer.Typer(
     help="omnihub: one timeline per customer across every channel.", no_args_is_help=True
 )
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
+app.add_typer(rules_app, name="rules")
 console = Console()
 
 

@@ -1,0 +1,1 @@
+"""Routing of unified interactions to departments: rules, language, classifier, eval, diff."""

@@ -1,0 +1,68 @@
+"""Language detection with lingua (its models ship inside the PyPI wheel: nothing is
+downloaded at run time)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+
+from lingua import IsoCode639_1, Language, LanguageDetector, LanguageDetectorBuilder
+
+
+@dataclass(frozen=True)
+class Detected:
+    """The most likely language and how sure lingua is (0..1)."""
+
+    language: str
+    confidence: float
+
+
+def normalise(tag: str | None) -> str | None:
+    """The primary subtag of a language tag, lower-case ("pt-BR" -> "pt")."""
+    if not tag:
+        return None
+    return tag.replace("_", "-").split("-", 1)[0].strip().lower() or None
+
+
+def _language(code: str) -> Language:
+    try:
+        return Language.from_iso_code_639_1(getattr(IsoCode639_1, code.upper()))
+    except AttributeError:
+        raise ValueError(f"unknown language code {code!r}") from None
+
+
+def check(code: str) -> None:
+    """Raise ValueError unless lingua knows the ISO 639-1 ``code``."""
+    _language(code)
+
+
+@lru_cache(maxsize=4)
+def _detector(codes: tuple[str, ...]) -> LanguageDetector:
+    languages = [_language(code) for code in codes]
+    return (
+        LanguageDetectorBuilder.from_languages(*languages).with_preloaded_language_models().build()
+    )
+
+
+class Detector:
+    """Detects among the given languages; below ``min_confidence`` the language is unknown."""
+
+    def __init__(self, codes: Iterable[str], min_confidence: float) -> None:
+        self.codes = tuple(sorted(set(codes)))
+        self.min_confidence = min_confidence
+        self._lingua = _detector(self.codes) if len(self.codes) > 1 else None
+
+    def detect(self, text: str) -> Detected | None:
+        """The language of ``text``, or None when it is too short or too ambiguous to say."""
+        if not text.strip():
+            return None
+        if self._lingua is None:
+            return Detected(self.codes[0], 1.0) if self.codes else None
+        values = self._lingua.compute_language_confidence_values(text)
+        if not values:
+            return None
+        best = values[0]
+        if best.value < self.min_confidence:
+            return None
+        return Detected(best.language.iso_code_639_1.name.lower(), float(best.value))

@@ -1,0 +1,132 @@
+"""Text normalisation and keyword/phrase matching: case- and accent-insensitive, word-bounded,
+inflection-aware through Snowball stemmers (one per language, pure Python, offline)."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cache, lru_cache
+from typing import Any
+
+import snowballstemmer
+
+#: ISO 639-1 code -> Snowball algorithm name, for the languages a ruleset may declare.
+STEMMERS = {
+    "ar": "arabic",
+    "ca": "catalan",
+    "da": "danish",
+    "de": "german",
+    "el": "greek",
+    "en": "english",
+    "es": "spanish",
+    "fi": "finnish",
+    "fr": "french",
+    "hu": "hungarian",
+    "id": "indonesian",
+    "it": "italian",
+    "nl": "dutch",
+    "no": "norwegian",
+    "pt": "portuguese",
+    "ro": "romanian",
+    "ru": "russian",
+    "sv": "swedish",
+    "tr": "turkish",
+}
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def fold(word: str) -> str:
+    """Lower-case and strip accents (é -> e, Cyrillic yo -> ye); keeps the script."""
+    decomposed = unicodedata.normalize("NFKD", word.casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def words(text: str) -> list[str]:
+    """The words of ``text`` (Unicode word characters); punctuation and apostrophes split."""
+    return _WORD.findall(unicodedata.normalize("NFC", text))
+
+
+@cache
+def _stemmer(language: str) -> Any:
+    return snowballstemmer.stemmer(STEMMERS[language])
+
+
+@lru_cache(maxsize=65536)
+def stem(word: str, language: str) -> str:
+    """The accent-folded Snowball stem of one word ("Rechnungen" -> "rechnung")."""
+    lowered = word.casefold().replace("\u0451", "\u0435")  # yo -> ye
+    return fold(_stemmer(language).stemWord(lowered))
+
+
+@dataclass(frozen=True)
+class Keyword:
+    """A keyword or phrase of a rule, prepared for every language of the ruleset.
+
+    A word ending in ``*`` matches any word starting with it ("rechnung*" matches
+    "Rechnungsadresse"); other words match when equal once folded, or when their stems are
+    equal in the message's language.
+    """
+
+    source: str
+    folded: tuple[str, ...]
+    prefix: tuple[bool, ...]
+    stems: dict[str, tuple[str, ...]]
+
+    @classmethod
+    def parse(cls, source: str, languages: Iterable[str]) -> Keyword:
+        """Prepare ``source``; ValueError if it has no word in it."""
+        raw = [(w, False) for w in words(source)]
+        if source.rstrip().endswith("*") and raw:
+            raw[-1] = (raw[-1][0], True)
+        if not raw:
+            raise ValueError(f"keyword {source!r} has no word in it")
+        folded = tuple(fold(w) for w, _ in raw)
+        stems = {lang: tuple(stem(w, lang) for w, _ in raw) for lang in languages}
+        return cls(source, folded, tuple(p for _, p in raw), stems)
+
+
+@dataclass
+class Words:
+    """The words of one field of a message, with their stems computed on demand."""
+
+    original: list[str]
+    folded: list[str] = field(init=False)
+    _stems: dict[str, list[str]] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        self.folded = [fold(w) for w in self.original]
+
+    def stems(self, language: str) -> list[str]:
+        """Stems of every word in ``language``, cached."""
+        if language not in self._stems:
+            self._stems[language] = [stem(w, language) for w in self.original]
+        return self._stems[language]
+
+
+def find(keyword: Keyword, text: Words, languages: Sequence[str]) -> str | None:
+    """Where ``keyword`` occurs in ``text`` as whole words: the words it matched, or None."""
+    size = len(keyword.folded)
+    for start in range(len(text.folded) - size + 1):
+        window = text.folded[start : start + size]
+        if all(
+            (w.startswith(k) if p else w == k)
+            for w, k, p in zip(window, keyword.folded, keyword.prefix, strict=True)
+        ):
+            return " ".join(text.original[start : start + size])
+    for language in languages:
+        wanted = keyword.stems.get(language)
+        if wanted is None:
+            continue
+        stems = text.stems(language)
+        for start in range(len(stems) - size + 1):
+            if all(
+                (text.folded[start + i].startswith(keyword.folded[i]))
+                if keyword.prefix[i]
+                else stems[start + i] == wanted[i]
+                for i in range(size)
+            ):
+                return " ".join(text.original[start : start + size])
+    return None
