@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from channels.api import ApiAdapter
 from channels.base import ChannelAdapter
+from channels.twilio import TwilioAdapter
 from schemas import Channel
 
 ADAPTERS: dict[str, type[ChannelAdapter]] = {
     ApiAdapter.name: ApiAdapter,
+    TwilioAdapter.name: TwilioAdapter,
 }
 
 

@@ -6,6 +6,7 @@ import os
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -35,7 +36,7 @@ def stack(data_dir: Path) -> Iterator[Stack]:
 
 
 @pytest.fixture(scope="session")
-def component_env(stack: Stack, data_dir: Path) -> dict[str, str]:
+def component_env(stack: Stack, data_dir: Path, twilio_env: dict[str, str]) -> dict[str, str]:
     """Environment of a component process pointed at the session stack."""
     return dict(
         os.environ,
@@ -43,6 +44,7 @@ def component_env(stack: Stack, data_dir: Path) -> dict[str, str]:
         DATABASE_URL=stack.database_url,
         OMNIHUB_DATA_DIR=str(data_dir),
         OMNIHUB_LOG_LEVEL="WARNING",
+        **twilio_env,
     )
 
 
@@ -108,3 +110,28 @@ async def client(api_url: str, tokens: dict[Role, str]) -> AsyncIterator[httpx.A
     headers = {"authorization": f"Bearer {tokens[Role.INTEGRATION]}"}
     async with httpx.AsyncClient(base_url=api_url, headers=headers, timeout=30) as http:
         yield http
+
+
+@pytest.fixture(scope="session")
+def twilio_api_port() -> int:
+    """Port of the loopback stand-in for Twilio's REST API."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def twilio_env(twilio_api_port: int) -> dict[str, str]:
+    """The Twilio adapter's settings (the samples' token and public URL, REST to the fake)."""
+    from tests.twilio_support import twilio_env
+
+    return twilio_env(twilio_api_port)
+
+
+@pytest.fixture(scope="session")
+async def twilio_api(twilio_api_port: int) -> AsyncIterator[Any]:
+    """The stand-in for Twilio's REST API, where the dispatcher's Twilio adapter sends SMS."""
+    from tests.twilio_support import FakeTwilio
+
+    fake = FakeTwilio()
+    runner = await fake.start(twilio_api_port)
+    yield fake
+    await runner.cleanup()

@@ -5,12 +5,16 @@ from __future__ import annotations
 import inspect
 import socket
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
 from channels.base import ChannelAdapter, Health, InboundRequest, ParseError
 from channels.registry import ADAPTERS, adapter_class, adapter_for_channel
+from channels.twilio import TwilioAdapter
+from channels.twilio.config import TwilioSettings
 from schemas import Interaction
+from tests import twilio_support as twilio
 
 #: For each adapter: a request it must accept, and one it must refuse to parse.
 VALID: dict[str, InboundRequest] = {
@@ -21,6 +25,15 @@ VALID: dict[str, InboundRequest] = {
         body=b'{"identities": [{"type": "email", "value": "A@Example.com"}],'
         b' "text": "hi", "provider_message_id": "c-1"}',
     ),
+    "twilio": InboundRequest(
+        method="POST",
+        url="http://hub/channels/twilio/sms",
+        headers={
+            "Content-Type": twilio.FORM,
+            "X-Twilio-Signature": twilio.sign("sms", twilio.sample_form("inbound_sms.form.txt")),
+        },
+        body=urlencode(twilio.sample_form("inbound_sms.form.txt")).encode(),
+    ),
 }
 INVALID: dict[str, InboundRequest] = {
     "api": InboundRequest(
@@ -28,6 +41,18 @@ INVALID: dict[str, InboundRequest] = {
         url="http://hub/v1/interactions",
         headers={"content-type": "application/json"},
         body=b'{"text": 1}',
+    ),
+    "twilio": InboundRequest(
+        method="POST",
+        url="http://hub/channels/twilio/sms",
+        headers={"content-type": twilio.FORM},
+        body=b"Body=no+sender&MessageSid=SM00000000000000000000000000000000",
+    ),
+}
+#: Adapters that need settings to verify VALID (the default comes from the environment).
+CONFIGURED: dict[str, Any] = {
+    "twilio": lambda: TwilioAdapter(
+        TwilioSettings(TWILIO_AUTH_TOKEN=twilio.TOKEN, OMNIHUB_PUBLIC_URL=twilio.PUBLIC_URL)
     ),
 }
 
@@ -64,7 +89,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @adapters
 def test_parse_is_pure_and_deterministic(name: str, no_network: None) -> None:
-    adapter = adapter_class(name)()
+    adapter = CONFIGURED.get(name, adapter_class(name))()
     adapter.verify(VALID[name])
     first = adapter.parse(VALID[name])
     second = adapter.parse(VALID[name])
