@@ -17,6 +17,7 @@ from services.identity.resolver import resolve
 from services.processors import metrics
 from services.processors.batches import handle_durably
 from services.processors.decode import decode_batch
+from services.processors.receipts import claim_parked, resolve_receipts, split_receipts
 from services.processors.resources import Resources
 from services.processors.timeline import write_events, write_states
 
@@ -54,7 +55,12 @@ async def unify_batch(resources: Resources, events: Sequence[Any]) -> None:
     """Resolve each interaction's customer and publish unified events (and dead letters)."""
     pool, producer = await resources.ready()
     decoded = decode_batch(events, Interaction, stage="unify")
+    decoded.models, receipts = split_receipts(decoded.models)
     outputs: list[Record] = list(decoded.dead)
+    if receipts:  # delivery receipts update the message they are about, not the timeline
+        async with pool.acquire() as conn:
+            states = await resolve_receipts(conn, receipts)
+        outputs += [to_record(DELIVERY, s, str(s.command_id), SOURCE) for s in states]
     if decoded.models:
         async with pool.acquire() as conn, conn.transaction():
             interactions = await drop_echoes(conn, decoded.models)
@@ -104,6 +110,7 @@ async def delivery_batch(resources: Resources, events: Sequence[Any]) -> None:
     if decoded.models:
         async with pool.acquire() as conn:
             await write_states(conn, decoded.models)
+            await claim_parked(conn, decoded.models)
     if decoded.dead:
         await producer.send_all(decoded.dead)
     metrics.PROCESSED.labels("delivery").inc(len(decoded.models))
