@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     identity_rules: str | None = Field(
         default=None, alias="OMNIHUB_IDENTITY_RULES", description="YAML file of identity rules"
     )
+    routing_rules: str | None = Field(
+        default=None, alias="OMNIHUB_ROUTING_RULES", description="YAML ruleset; unset: shipped"
+    )
     public_url: str | None = Field(default=None, alias="OMNIHUB_PUBLIC_URL")
     log_level: str = Field(default="INFO", alias="OMNIHUB_LOG_LEVEL")
     publish_timeout: float = Field(default=10.0, alias="OMNIHUB_PUBLISH_TIMEOUT")

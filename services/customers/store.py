@@ -15,10 +15,12 @@ from services.customers import consent
 
 _TIMELINE = """
 SELECT t.event_id, t.occurred_at, t.received_at, t.channel, t.direction, t.kind, t.subject,
-       t.body, t.language, t.thread_id, t.provider_message_id, t.command_id, t.department,
+       t.body, coalesce(t.language, r.language) AS language, t.thread_id, t.provider_message_id,
+       t.command_id, coalesce(r.department, t.department) AS department,
        t.interaction, d.state AS delivery_state, d.error_code AS delivery_error_code,
        d.error_message AS delivery_error
 FROM timeline t
+LEFT JOIN routing_decisions r ON r.event_id = t.event_id
 LEFT JOIN LATERAL (
     SELECT state, error_code, error_message FROM delivery_states s
     WHERE s.command_id = t.command_id ORDER BY rank DESC, occurred_at DESC LIMIT 1

@@ -19,6 +19,7 @@ from services.processors.batches import handle_durably
 from services.processors.decode import decode_batch
 from services.processors.receipts import claim_parked, resolve_receipts, split_receipts
 from services.processors.resources import Resources
+from services.processors.route import route_handler
 from services.processors.timeline import write_events, write_states
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,7 @@ def install_agents(app: faust.App, resources: Resources, batch: int, wait: float
         "unify": (INTERACTIONS.name, unify_batch),
         "project": (UNIFIED.name, project_batch),
         "delivery": (DELIVERY.name, delivery_batch),
+        "route": (UNIFIED.name, route_handler(resources.settings)),
     }
     for name, (topic_name, handler) in handlers.items():
         _install(app, name, raw_topic(app, topic_name), handler, resources, batch, wait)

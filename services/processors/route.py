@@ -1,0 +1,161 @@
+"""The route agent: unified events -> routing decisions -> omnihub.routed.<department>.v1.
+
+Per batch: one query for the customers' consents (a second one only if rules read customer
+fields), rules evaluated in memory, opt-outs written as consent changes, decisions recorded in
+``routing_decisions`` (the timeline joins them), then the primary record and its copies
+published, acked by the broker before the batch's offsets may be committed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+from prometheus_client import Counter
+
+from schemas import ConsentChange, RoutedEvent, UnifiedEvent
+from schemas.events import utcnow
+from schemas.topics import ROUTED
+from services.bus.records import Record, to_record
+from services.config import Settings
+from services.customers import consent
+from services.processors import metrics
+from services.processors.batches import Handler
+from services.processors.decode import decode_batch
+from services.processors.resources import Resources
+from services.routing import lookups
+from services.routing.engine import Decision, Message, Router
+
+log = logging.getLogger(__name__)
+
+SOURCE = "services/processors"
+
+ROUTED_TOTAL = Counter(
+    "omnihub_routed_total", "Routed records published", ["department", "rule", "copy"]
+)
+
+_DECISIONS = """
+INSERT INTO routing_decisions (event_id, customer_id, department, copies, priority, tags, rule_id,
+                               ruleset_version, reason, language, confidence)
+SELECT u.event_id, u.customer_id, u.department,
+       ARRAY(SELECT jsonb_array_elements_text(u.copies::jsonb)), u.priority,
+       ARRAY(SELECT jsonb_array_elements_text(u.tags::jsonb)), u.rule_id, u.ruleset_version,
+       u.reason, u.language, u.confidence
+FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+            $8::text[], $9::text[], $10::text[], $11::real[])
+     AS u(event_id, customer_id, department, copies, priority, tags, rule_id, ruleset_version,
+          reason, language, confidence)
+ON CONFLICT (event_id) DO NOTHING
+"""
+
+
+async def record_decisions(
+    conn: asyncpg.Connection, decided: Sequence[tuple[UnifiedEvent, Decision]]
+) -> None:
+    """Store each routed event's primary decision; a replayed event keeps its first one."""
+    rows = [
+        (
+            event.event_id,
+            event.customer_id,
+            d.primary.department.value,
+            json.dumps([c.department.value for c in d.copies]),  # a nested list would be 2-D
+            d.primary.priority,
+            json.dumps(d.primary.tags),
+            d.primary.rule_id,
+            d.primary.ruleset_version,
+            d.primary.reason,
+            d.language,
+            d.primary.confidence,
+        )
+        for event, d in decided
+        if d.primary is not None
+    ]
+    if rows:
+        await conn.execute(_DECISIONS, *(list(c) for c in zip(*rows, strict=True)))
+
+
+def decide(
+    router: Router, events: Sequence[UnifiedEvent], found: lookups.Lookups
+) -> tuple[list[tuple[UnifiedEvent, Decision]], list[consent.ConsentWrite]]:
+    """Route a batch in order; an opt-out also applies to the customer's later events in it."""
+    decided: list[tuple[UnifiedEvent, Decision]] = []
+    writes: list[consent.ConsentWrite] = []
+    withdrawn_here: dict[uuid.UUID, set[str]] = {}
+    seen: set[uuid.UUID] = set()
+    for event in events:
+        if event.event_id in seen:  # the same event twice in one batch (a producer retry)
+            continue
+        seen.add(event.event_id)
+        customer = event.customer_id
+        withdrawn = found.withdrawn(customer) | withdrawn_here.get(customer, set())
+        decision = router.route(
+            Message.of(event.interaction), found.profile(customer), frozenset(withdrawn)
+        )
+        rule = decision.primary.rule_id if decision.primary else "ignored"
+        for purpose in decision.withdraw_consent:
+            change = ConsentChange(
+                channel="*", purpose=purpose, granted=False, reason=f"opt-out (rule {rule})"
+            )
+            writes.append(
+                consent.ConsentWrite(
+                    customer, change, event.interaction.occurred_at, event.event_id
+                )
+            )
+            withdrawn_here.setdefault(customer, set()).add(purpose.value)
+        decided.append((event, decision))
+    return decided, writes
+
+
+def records(decided: Sequence[tuple[UnifiedEvent, Decision]]) -> list[Record]:
+    """The routed records: one on the primary department's topic, one per copy."""
+    now = utcnow()
+    out = []
+    for event, decision in decided:
+        interaction = event.interaction
+        if interaction.language is None and decision.language:
+            interaction = interaction.model_copy(update={"language": decision.language})
+        for routing in decision.routings:
+            routed = RoutedEvent(
+                event_id=event.event_id,
+                customer_id=event.customer_id,
+                routed_at=now,
+                routing=routing,
+                interaction=interaction,
+            )
+            out.append(to_record(ROUTED[routing.department], routed, str(event.event_id), SOURCE))
+            ROUTED_TOTAL.labels(
+                routing.department.value, routing.rule_id, str(routing.copy_of is not None).lower()
+            ).inc()
+    return out
+
+
+def route_handler(settings: Settings) -> Handler:
+    """Load and validate the ruleset now (a bad one stops the worker at start) -> the handler."""
+    router = Router.load(settings.routing_rules)
+    log.info("routing with ruleset %s (%d rules)", router.version, len(router.ruleset.rules))
+
+    async def route_batch(resources: Resources, events: Sequence[Any]) -> None:
+        pool, producer = await resources.ready()
+        decoded = decode_batch(events, UnifiedEvent, stage="route")
+        outputs: list[Record] = list(decoded.dead)
+        if decoded.models:
+            async with pool.acquire() as conn:
+                found = await lookups.load(
+                    conn,
+                    (e.customer_id for e in decoded.models),
+                    with_profiles=router.ruleset.needs_customer,
+                )
+                decided, writes = decide(router, decoded.models, found)
+                async with conn.transaction():
+                    await consent.apply_changes(conn, writes)
+                    await record_decisions(conn, decided)
+            outputs += records(decided)
+        await producer.send_all(outputs)
+        metrics.PROCESSED.labels("route").inc(len(decoded.models))
+        metrics.DEAD_LETTERS.labels("route").inc(len(decoded.dead))
+
+    return route_batch
