@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -15,11 +16,14 @@ from services.customers import consent
 from services.customers.consent import ConsentBook
 
 _PROFILES = """
-SELECT c.id, c.display_name, c.created_at,
+SELECT c.id, c.display_name, c.created_at, p.name, p.language, p.preferred_channel,
+       coalesce(p.attributes, '{}'::jsonb) AS attributes,
        coalesce(array_agg(DISTINCT i.type) FILTER (WHERE i.type IS NOT NULL), '{}') AS types
-FROM customers c LEFT JOIN identities i ON i.customer_id = c.id
+FROM customers c
+LEFT JOIN customer_profiles p ON p.customer_id = c.id
+LEFT JOIN identities i ON i.customer_id = c.id
 WHERE c.id = ANY($1::uuid[])
-GROUP BY c.id
+GROUP BY c.id, p.customer_id
 """
 
 #: Every channel plus "*": asking ConsentBook about each finds a withdrawal on any channel.
@@ -53,12 +57,20 @@ class Lookups:
 
 def profile_fields(row: asyncpg.Record, now: datetime) -> dict[str, Any]:
     """The fields of one customer as rules see them (``customer.<name>``)."""
-    return {
+    attributes = row["attributes"]
+    if isinstance(attributes, str):  # a connection without the pool's JSON codec
+        attributes = json.loads(attributes)
+    fields: dict[str, Any] = {
         "display_name": row["display_name"],
         "created_at": row["created_at"].isoformat(),
         "age_days": (now - row["created_at"]).days,
         "identity_types": sorted(row["types"]),
+        "name": row["name"],
+        "language": row["language"],
+        "preferred_channel": row["preferred_channel"],
     }
+    fields.update({f"attributes.{k}": v for k, v in (attributes or {}).items()})
+    return fields
 
 
 async def load(
