@@ -93,3 +93,13 @@ async def consume(
     finally:
         await consumer.stop()
     raise AssertionError(f"{topic}: condition not met within {timeout}s ({len(records)} records)")
+
+
+def phone() -> str:
+    """A fresh, valid French mobile number in E.164."""
+    return f"+336{uuid.uuid4().int % 10**8:08d}"
+
+
+def email(prefix: str = "c") -> str:
+    """A fresh email address."""
+    return f"{unique(prefix)}@example.com"

@@ -10,13 +10,14 @@ from fastapi import FastAPI
 from channels.api import ApiAdapter
 from channels.base import ChannelAdapter
 from channels.registry import ADAPTERS, adapter_class
-from services.api import customers, health, interactions
+from services.api import customers, health, identity, interactions
 from services.api.auth import TokenVerifier
 from services.api.limits import BodyLimit
 from services.api.metrics import RequestMetrics
 from services.bus.producer import KafkaPublisher, Producer
 from services.config import Settings
 from services.db.pool import migrated_pool
+from services.identity.rules import load_rules
 
 MAX_BODY = 1_048_576
 
@@ -57,6 +58,7 @@ def create_app(
                 raise RuntimeError("the hub API needs DATABASE_URL")
             pool = await migrated_pool(database_url, min_size=2, max_size=10)
             app.state.tokens = TokenVerifier(pool)
+            app.state.identity_rules = load_rules(settings.identity_rules)
         await producer.start()
         app.state.pool = pool
         app.state.producer = producer
@@ -77,6 +79,7 @@ def create_app(
     if core:
         app.include_router(interactions.router)
         app.include_router(customers.router)
+        app.include_router(identity.router)
     for name, adapter in adapters.items():
         router = adapter.router(publisher)
         if router is not None:

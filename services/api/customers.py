@@ -15,6 +15,7 @@ from schemas.topics import OUTBOUND
 from services.api.auth import Principal, Role, require
 from services.bus.records import to_record
 from services.customers import store
+from services.identity import manual
 
 router = APIRouter(prefix="/v1/customers")
 Reader = Annotated[Principal, Depends(require(Role.AGENT, Role.INTEGRATION))]
@@ -64,8 +65,11 @@ async def get_timeline(
 ) -> dict[str, Any]:
     """Return the customer's interactions across every channel, newest first."""
     async with request.app.state.pool.acquire() as conn:
+        live = await manual.live_id(conn, customer_id)
+        if live is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no such customer")
         try:
-            return await store.timeline_page(conn, customer_id, limit, cursor)
+            return await store.timeline_page(conn, live, limit, cursor)
         except ValueError as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
 

@@ -12,6 +12,7 @@ import asyncpg
 
 from schemas import Identity
 from services.customers import consent
+from services.identity import profile
 
 _TIMELINE = """
 SELECT t.event_id, t.occurred_at, t.received_at, t.channel, t.direction, t.kind, t.subject,
@@ -59,21 +60,39 @@ async def find_by_identity(conn: asyncpg.Connection, identity: Identity) -> list
 
 
 async def customer(conn: asyncpg.Connection, customer_id: uuid.UUID) -> dict[str, Any] | None:
-    """Return a customer with its identities, or None."""
+    """Return a live customer with identities, consents, profile and review flags, or None.
+
+    A merged-away id answers as an alias: the survivor is returned, with ``requested_id``.
+    """
     row = await conn.fetchrow(
-        "SELECT id, created_at, display_name FROM customers WHERE id = $1", customer_id
+        "SELECT c.id, c.created_at, c.display_name, c.status, c.review::text AS review,"
+        " c.merge_count FROM customers c"
+        " WHERE c.id = (SELECT coalesce(merged_into, id) FROM customers WHERE id = $1)"
+        " AND c.status = 'active'",
+        customer_id,
     )
     if row is None:
         return None
+    requested = customer_id
+    customer_id = row["id"]
     identities = await conn.fetch(
         "SELECT type, scope, value, created_at FROM identities WHERE customer_id = $1"
         " ORDER BY created_at, type, value",
         customer_id,
     )
+    found_profile = await profile.read(conn, customer_id)
+    aliases = await conn.fetch(
+        "SELECT id FROM customers WHERE merged_into = $1 ORDER BY id", customer_id
+    )
     return {
         "id": str(row["id"]),
+        **({"requested_id": str(requested)} if requested != customer_id else {}),
         "created_at": row["created_at"].isoformat(),
         "display_name": row["display_name"],
+        "aliases": [str(r["id"]) for r in aliases],
+        "merge_count": row["merge_count"],
+        "review": json.loads(row["review"]),
+        "profile": _profile_view(found_profile),
         "consents": await consent.listing(conn, customer_id),
         "identities": [
             {
@@ -85,6 +104,16 @@ async def customer(conn: asyncpg.Connection, customer_id: uuid.UUID) -> dict[str
             for r in identities
         ],
     }
+
+
+def _profile_view(found: dict[str, Any] | None) -> dict[str, Any]:
+    if found is None:
+        return {}
+    view = {
+        k: found[k] for k in ("name", "language", "preferred_channel", "addresses", "attributes")
+    }
+    view["birth_date"] = found["birth_date"].isoformat() if found["birth_date"] else None
+    return view
 
 
 def _item(row: asyncpg.Record) -> dict[str, Any]:

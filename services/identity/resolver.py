@@ -153,7 +153,7 @@ class Decider:
 
         if not candidates:
             known = [k for k in keys if k in self.mapping]
-            if known:  # only shared or blocked values known: stay with their customer
+            if known and not usable:  # only shared or blocked values: stay with their owner
                 customer = self.find(self.mapping[known[0]])
             else:
                 customer = self._new_customer(now)
