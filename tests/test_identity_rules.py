@@ -379,9 +379,9 @@ def test_rules_load_from_yaml_and_reject_mistakes(tmp_path: Path) -> None:
     assert rules.blocked_rule(Identity(type="email", value="alice@example.org")) is None
     bad = tmp_path / "bad.yaml"
     bad.write_text("blocked:\n  email: ['re:([unclosed']\n")
-    with pytest.raises(Exception, match="unterminated|missing"):
+    with pytest.raises(ValueError, match=r"unterminated|missing"):
         load_rules(bad)
     unknown = tmp_path / "unknown.yaml"
     unknown.write_text("merge_limit: 3\n")
-    with pytest.raises(Exception, match="merge_limit"):
+    with pytest.raises(ValueError, match="merge_limit"):
         load_rules(unknown)

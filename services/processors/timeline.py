@@ -13,9 +13,10 @@ _INSERT_EVENTS = """
 INSERT INTO timeline (event_id, customer_id, occurred_at, received_at, channel, direction, kind,
                       subject, body, language, thread_id, provider_message_id, command_id,
                       interaction)
-SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::timestamptz[], $5::text[],
-                     $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
-                     $12::text[], $13::uuid[], $14::jsonb[])
+SELECT e, c, o, r, ch, d, k, s, b, l, t, p, cmd, i::jsonb
+FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::timestamptz[], $5::text[],
+            $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
+            $12::text[], $13::uuid[], $14::text[]) AS u(e, c, o, r, ch, d, k, s, b, l, t, p, cmd, i)
 ON CONFLICT (event_id) DO NOTHING
 """
 
@@ -75,7 +76,7 @@ async def _insert_events(
             e.interaction.thread.id if e.interaction.thread else None,
             e.interaction.provider_message_id,
             _command_id(e),
-            e.interaction.model_dump(mode="json"),
+            e.interaction.model_dump_json(),
         )
         for e in events
     ]
