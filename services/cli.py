@@ -240,6 +240,43 @@ def _as_json(record: Any) -> dict[str, Any]:
 
 
 @app.command()
+def bench(
+    events: Annotated[int, typer.Option(help="events in each backlog phase")] = 20_000,
+    customers: Annotated[int, typer.Option(help="distinct customers")] = 2_000,
+    multi_share: Annotated[float, typer.Option(help="share known by email and phone")] = 0.3,
+    requests: Annotated[int, typer.Option(help="requests per ingress measurement")] = 5_000,
+    rate: Annotated[float, typer.Option(help="offered events/s for the latency phase")] = 500,
+    big_timeline: Annotated[int, typer.Option(help="events of the long timeline")] = 100_000,
+) -> None:
+    """Measure throughput and latency of the whole hub; prints one JSON object."""
+    from rich.progress import Progress
+
+    from services.bench.run import Options, run
+
+    settings = _settings()
+    logging.getLogger().setLevel(logging.WARNING)
+    options = Options(
+        events=events,
+        customers=customers,
+        multi_share=multi_share,
+        ingress_requests=requests,
+        latency_rate=rate,
+        big_timeline=big_timeline,
+    )
+    err = Console(stderr=True)
+    with Progress(console=err, transient=False) as progress:
+        task = progress.add_task("benchmark", total=11)
+
+        def say(text: str) -> None:
+            progress.update(task, advance=1, description=text)
+
+        report = asyncio.run(run(options, say))
+        progress.update(task, completed=11, description="done")
+    del settings
+    typer.echo(json.dumps(report, indent=2))
+
+
+@app.command()
 def migrate() -> None:
     """Apply pending database migrations."""
     from services.stack.embedded import prepare

@@ -12,6 +12,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from services.config import Settings
 from services.stack.embedded import clear_runtime, start_stack, write_runtime
@@ -34,11 +35,15 @@ class Component:
     restarts: int = 0
 
 
-def _spawn(name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def spawn(name: str, env: dict[str, str], log: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start `omnihub run <name>` in its own session (output to ``log`` when given)."""
+    out = open(log, "ab") if log else None
     return subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "services.cli", "run", name],
+        [sys.executable, "-m", "services.cli", "run", *name.split()],
         env=env,
         start_new_session=True,
+        stdout=out,
+        stderr=subprocess.STDOUT if out else None,
     )
 
 
@@ -113,7 +118,7 @@ def up(settings: Settings, out: Callable[[str], object] | None = None) -> int:
         )
         write_runtime(settings, stack, http_url)
         for component in components:
-            component.proc = _spawn(component.name, env)
+            component.proc = spawn(component.name, env)
         _wait_until_ready(settings, components, stopping)
         print_(
             f"omnihub is up: {http_url}  (Kafka {stack.bootstrap}; PostgreSQL {stack.database_url})"
@@ -130,7 +135,7 @@ def up(settings: Settings, out: Callable[[str], object] | None = None) -> int:
                         component.restarts,
                     )
                     time.sleep(min(30, 2**component.restarts))
-                    component.proc = _spawn(component.name, env)
+                    component.proc = spawn(component.name, env)
     finally:
         print_("stopping omnihub ...")
         for component in reversed(components):

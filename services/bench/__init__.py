@@ -1,0 +1,1 @@
+"""`omnihub bench`: throughput and latency of the whole hub on this machine, as JSON."""

@@ -1,0 +1,405 @@
+"""The benchmark's phases, in one run, against the embedded stack or external servers.
+
+1. processors on a backlog (one worker, then two), 2. the yardstick (plain aiokafka loop and
+plain asyncpg writes over the same records), 3. ingress per web process (API channel and signed
+Twilio webhooks), 4. end to end through the channels at saturation, 5. latency at a fixed
+offered load, 6. start-up time, peak memory, lost and duplicated events, timeline page cost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+import asyncpg
+import psutil
+from twilio.request_validator import RequestValidator
+
+from schemas import Interaction
+from schemas.ids import event_id_for
+from schemas.topics import INTERACTIONS
+from services.api.auth import Role, create_token
+from services.bench import data, measure, yardstick
+from services.bench.load import Request, at_rate, saturate
+from services.bus.producer import Producer
+from services.bus.records import to_record
+from services.config import Settings
+from services.routing.engine import Router
+from services.stack.embedded import Stack, start_stack
+from services.stack.ports import free_port, wait_for_port
+from services.streams import ready_file
+from services.supervisor import spawn
+
+TWILIO_TOKEN = "bench_auth_token_0123456789abcdef"  # noqa: S105 - a bench-only secret
+TWILIO_ACCOUNT = "AC" + "b" * 32
+
+
+@dataclass
+class Options:
+    """What to run: sizes, loads and phases."""
+
+    events: int = 20_000
+    customers: int = 2_000
+    multi_share: float = 0.3
+    ingress_requests: int = 5_000
+    concurrency: int = 64
+    latency_rate: float = 500.0
+    latency_seconds: float = 10.0
+    big_timeline: int = 100_000
+    seed: int = 7
+
+
+@dataclass
+class Procs:
+    """Component processes and their peak memory (sampled)."""
+
+    env: dict[str, str]
+    logs: Path
+    running: dict[str, list[subprocess.Popen[bytes]]] = field(default_factory=dict)
+    peak_mb: dict[str, float] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def start(self, name: str, extra: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start a component and remember it."""
+        index = len(self.running.get(name, []))
+        proc = spawn(name, dict(self.env, **(extra or {})), self.logs / f"{name}-{index}.log")
+        self.running.setdefault(name, []).append(proc)
+        return proc
+
+    def stop(self, name: str) -> None:
+        """Stop every process of a component."""
+        for proc in self.running.pop(name, []):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
+
+    def stop_all(self) -> None:
+        """Stop everything and the sampler."""
+        self._stop.set()
+        for name in list(self.running):
+            self.stop(name)
+
+    def sample(self) -> None:
+        """Sample the resident memory of every process (with children) until stopped."""
+
+        def loop() -> None:
+            while not self._stop.wait(0.25):
+                for name, procs in list(self.running.items()):
+                    for proc in procs:
+                        try:
+                            rss = psutil.Process(proc.pid).memory_info().rss
+                        except psutil.Error:
+                            continue
+                        mb = rss / 2**20
+                        self.peak_mb[name] = round(max(self.peak_mb.get(name, 0.0), mb), 1)
+
+        threading.Thread(target=loop, daemon=True).start()
+
+
+def worker_ready(settings: Settings, proc: subprocess.Popen[bytes]) -> bool:
+    """True once the worker holds its partitions."""
+    return ready_file(settings, "omnihub-processors", proc.pid).exists()
+
+
+async def preload(bootstrap: str, events: Sequence[Interaction]) -> float:
+    """Put events on the interactions topic; returns producer records/s."""
+    producer = Producer(bootstrap, client_id="bench-preload", linger_ms=20, timeout=60)
+    await producer.start()
+    start = time.perf_counter()
+    for offset in range(0, len(events), 5000):
+        await producer.send_all(
+            to_record(INTERACTIONS, e, str(e.event_id), "bench")
+            for e in events[offset : offset + 5000]
+        )
+    rate = len(events) / (time.perf_counter() - start)
+    await producer.stop()
+    return rate
+
+
+async def drain(
+    conn: asyncpg.Connection,
+    watch: measure.RoutedWatch,
+    ids: Sequence[uuid.UUID],
+    timeout: float = 300,
+) -> dict[str, Any]:
+    """Wait for every event in the timeline and on its department topic."""
+    rows, t_rows = await measure.wait_timeline(conn, ids, timeout)
+    routed, t_routed = await watch.wait(ids, timeout)
+    return {"rows": rows, "routed": routed, "done": max(t_rows, t_routed)}
+
+
+async def backlog_phase(
+    opts: Options,
+    settings: Settings,
+    stack: Stack,
+    procs: Procs,
+    conn: asyncpg.Connection,
+    watch: measure.RoutedWatch,
+    workers: int,
+    tag: str,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    """N events preloaded, then ``workers`` processors started: events/s until all done."""
+    crowd = data.people(opts.customers, opts.multi_share, opts.seed)
+    events = data.events(opts.events, crowd, opts.seed + workers, tag)
+    say(f"preloading {len(events)} events")
+    produce_rate = await preload(stack.bootstrap, events)
+    say(f"starting {workers} processors worker(s)")
+    started = time.monotonic()
+    new = [procs.start("processors") for _ in range(workers)]
+    first_seen: float | None = None
+    ids = [e.event_id for e in events]
+    while first_seen is None:
+        if await conn.fetchval(
+            "SELECT 1 FROM timeline WHERE event_id = ANY($1::uuid[]) LIMIT 1", ids
+        ):
+            first_seen = time.monotonic()
+        elif any(p.poll() is not None for p in new):
+            raise RuntimeError("a processors worker exited; see its log in " + str(procs.logs))
+        else:
+            await asyncio.sleep(0.02)
+    result = await drain(conn, watch, ids)
+    seconds = result["done"] - first_seen
+    return {
+        "workers": workers,
+        "events": len(events),
+        "preload_records_per_second": round(produce_rate),
+        "startup_to_first_event_s": round(first_seen - started, 2),
+        "seconds": round(seconds, 2),
+        "events_per_second": round(len(events) / seconds),
+        "lost": len(events) - min(result["rows"], result["routed"]),
+        "duplicated_on_department_topics": watch.duplicates(ids),
+        "_events": events,
+    }
+
+
+def api_requests(url: str, token: str, events: Sequence[Interaction]) -> list[Request]:
+    """POST /v1/interactions requests for events."""
+    headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+    return [(f"{url}/v1/interactions", data.api_body(e), headers) for e in events]
+
+
+def twilio_requests(url: str, public: str, events: Sequence[Interaction]) -> list[Request]:
+    """Signed inbound-SMS webhooks, one per event (signatures computed beforehand)."""
+    validator = RequestValidator(TWILIO_TOKEN)
+    signed_url = f"{public}/channels/twilio/sms"
+    made = []
+    for n, event in enumerate(events):
+        sid = "SM" + uuid.uuid5(uuid.NAMESPACE_URL, f"{event.event_id}").hex
+        phone = next(
+            (i.value for i in event.identities if i.type.value == "phone"), f"+3360{n % 10**7:07d}"
+        )
+        params = {
+            "MessageSid": sid,
+            "SmsSid": sid,
+            "AccountSid": TWILIO_ACCOUNT,
+            "From": phone,
+            "To": "+14155551212",
+            "Body": event.text or "",
+            "NumMedia": "0",
+            "NumSegments": "1",
+            "ApiVersion": "2010-04-01",
+            "SmsStatus": "received",
+        }
+        headers = {
+            "content-type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": validator.compute_signature(signed_url, params),
+        }
+        made.append((f"{url}/channels/twilio/sms", urlencode(params).encode(), headers))
+    return made
+
+
+def sms_event_ids(requests: Sequence[Request]) -> list[uuid.UUID]:
+    """The event ids the Twilio adapter derives from the webhooks' MessageSid."""
+    return [
+        event_id_for("sms", parse_qs(body.decode())["MessageSid"][0]) for _, body, _ in requests
+    ]
+
+
+async def timeline_cost(
+    api: str, token: str, conn: asyncpg.Connection, big: int, rounds: int = 200
+) -> dict[str, Any]:
+    """Time a timeline page for a customer with 10 events and one with ``big``."""
+    import aiohttp
+
+    small_id, big_id = uuid.uuid4(), uuid.uuid4()
+    await conn.execute("INSERT INTO customers (id) VALUES ($1), ($2)", small_id, big_id)
+    for customer, count in ((small_id, 10), (big_id, big)):
+        await conn.execute(
+            """INSERT INTO timeline (event_id, customer_id, occurred_at, received_at, channel,
+                                     direction, kind, body, provider_message_id, interaction)
+               SELECT gen_random_uuid(), $1, now() - make_interval(secs => g), now(), 'email',
+                      'inbound', 'message', 'bench message ' || g, 'bench-' || g, '{}'::jsonb
+               FROM generate_series(1, $2) AS g""",
+            customer,
+            count,
+        )
+    await conn.execute("ANALYZE timeline")
+    headers = {"authorization": f"Bearer {token}"}
+    out: dict[str, Any] = {}
+    async with aiohttp.ClientSession(headers=headers) as session:
+        for label, customer in (("10_events", small_id), (f"{big}_events", big_id)):
+            times = []
+            cursor = None
+            for n in range(rounds):
+                params = {"limit": "50"}
+                if cursor and n % 2:  # alternate first pages and a deeper page
+                    params["cursor"] = cursor
+                start = time.perf_counter()
+                async with session.get(
+                    f"{api}/v1/customers/{customer}/timeline", params=params
+                ) as response:
+                    page = await response.json()
+                times.append(time.perf_counter() - start)
+                cursor = page.get("next_cursor") or cursor
+            out[label] = measure.spread(sorted(times))
+    return out
+
+
+async def run(opts: Options, say: Callable[[str], None]) -> dict[str, Any]:
+    """Every phase; returns the JSON report."""
+    base = Settings()
+    data_dir = Path(tempfile.mkdtemp(prefix="omnihub-bench-"))
+    settings = base.model_copy(update={"data_dir": data_dir})
+    say("starting the stack")
+    stack = await asyncio.to_thread(start_stack, settings, False)
+    port = free_port()
+    api = f"http://127.0.0.1:{port}"
+    env = dict(
+        os.environ,
+        KAFKA_BOOTSTRAP_SERVERS=stack.bootstrap,
+        DATABASE_URL=stack.database_url,
+        OMNIHUB_DATA_DIR=str(data_dir),
+        OMNIHUB_LOG_LEVEL="WARNING",
+        OMNIHUB_HTTP_PORT=str(port),
+        TWILIO_AUTH_TOKEN=TWILIO_TOKEN,
+        TWILIO_ACCOUNT_SID=TWILIO_ACCOUNT,
+        TWILIO_FROM_NUMBER="+14155551212",
+        OMNIHUB_PUBLIC_URL=api,
+    )
+    procs = Procs(env, data_dir)
+    procs.sample()
+    report: dict[str, Any] = {
+        "machine": {
+            "cores": os.cpu_count(),
+            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        },
+        "stack": "embedded (Tansu + PostgreSQL)" if stack.started else "external",
+        "options": {k: v for k, v in vars(opts).items()},
+    }
+    conn = await asyncpg.connect(stack.database_url)
+    watch = measure.RoutedWatch(stack.bootstrap)
+    await watch.start()
+    all_events: list[uuid.UUID] = []
+    try:
+        one = await backlog_phase(opts, settings, stack, procs, conn, watch, 1, "b1", say)
+        all_events += [e.event_id for e in one.pop("_events")]
+        say("yardstick: plain aiokafka loop and asyncpg writes")
+        router = Router.load(settings.routing_rules)
+        plain = await yardstick.plain_loop(stack.bootstrap, opts.events, router)
+        writes = await yardstick.plain_writes(
+            stack.database_url, data.events(opts.events, data.people(100, 0, 1), 1, "w")
+        )
+        procs.stop("processors")
+        two = await backlog_phase(opts, settings, stack, procs, conn, watch, 2, "b2", say)
+        all_events += [e.event_id for e in two.pop("_events")]
+        procs.stop("processors")
+        report["processors_backlog"] = {
+            "one_worker": one,
+            "two_workers": two,
+            "ratio_to_plain_loop": round(one["events_per_second"] / plain, 2),
+        }
+        report["yardstick"] = {
+            "plain_aiokafka_loop_events_per_second": round(plain),
+            "asyncpg_batched_rows_per_second": round(writes),
+        }
+
+        say("ingress: one web process, workers stopped")
+        procs.start("api")
+        await asyncio.to_thread(wait_for_port, "127.0.0.1", port, 60)
+        token = await create_token(conn, Role.INTEGRATION, "bench")
+        crowd = data.people(opts.customers, opts.multi_share, opts.seed + 10)
+        api_events = data.events(opts.ingress_requests, crowd, 11, "ia")
+        sms_events = data.events(opts.ingress_requests, crowd, 12, "it")
+        api_load = await saturate(api_requests(api, token, api_events), opts.concurrency)
+        sms_reqs = twilio_requests(api, api, sms_events)
+        sms_load = await saturate(sms_reqs, opts.concurrency)
+        report["ingress_per_web_process"] = {
+            "api_channel": api_load.summary(),
+            "twilio_signed_webhooks": sms_load.summary(),
+        }
+        backlog_ids = [e.event_id for e in api_events] + sms_event_ids(sms_reqs)
+        all_events += backlog_ids
+
+        say("end to end through the channels at saturation (workers running)")
+        workers = [procs.start("processors") for _ in range(2)]
+        while not all(worker_ready(settings, w) for w in workers):
+            await asyncio.sleep(0.1)
+        await drain(conn, watch, backlog_ids)
+        e2e_events = data.events(opts.ingress_requests, crowd, 13, "e2e")
+        e2e_sms = twilio_requests(api, api, data.events(opts.ingress_requests, crowd, 14, "e2s"))
+        started = time.monotonic()
+        loads = await asyncio.gather(
+            saturate(api_requests(api, token, e2e_events), opts.concurrency // 2),
+            saturate(e2e_sms, opts.concurrency // 2),
+        )
+        e2e_ids = [e.event_id for e in e2e_events] + sms_event_ids(e2e_sms)
+        done = await drain(conn, watch, e2e_ids)
+        all_events += e2e_ids
+        report["end_to_end_saturation"] = {
+            "events": len(e2e_ids),
+            "web_processes": 1,
+            "workers": 2,
+            "events_per_second": round(len(e2e_ids) / (done["done"] - started)),
+            "ingress": [load.summary() for load in loads],
+        }
+
+        say(f"latency at {opts.latency_rate:.0f} events/s offered")
+        count = int(opts.latency_rate * opts.latency_seconds)
+        steady = data.events(count, crowd, 15, "lat")
+        load = await at_rate(api_requests(api, token, steady), opts.latency_rate)
+        ids = [e.event_id for e in steady]
+        await drain(conn, watch, ids)
+        all_events += ids
+        report["latency_at_fixed_load"] = {
+            "offered_per_second": opts.latency_rate,
+            "ingress": load.summary(),
+            "acceptance_to_timeline_commit": await measure.commit_latencies(conn, ids),
+            "acceptance_to_department_topic": watch.latencies(ids),
+        }
+
+        say("timeline page cost: 10 events vs a long history")
+        report["timeline_page"] = await timeline_cost(api, token, conn, opts.big_timeline)
+
+        rows = await conn.fetchval(
+            "SELECT count(*) FROM timeline WHERE event_id = ANY($1::uuid[])", all_events
+        )
+        routed = sum(1 for e in all_events if str(e) in watch.primaries)
+        report["correctness"] = {
+            "events_sent": len(all_events),
+            "lost_from_timeline": len(all_events) - rows,
+            "lost_from_department_topics": len(all_events) - routed,
+            "duplicated_on_department_topics": watch.duplicates(all_events),
+        }
+        report["peak_memory_mb"] = dict(procs.peak_mb)
+    finally:
+        await watch.stop()
+        await conn.close()
+        procs.stop_all()
+        await asyncio.to_thread(stack.stop)
+    return report
