@@ -66,7 +66,10 @@ class IdentityRules(BaseModel):
         for patterns in value.values():
             for pattern in patterns:
                 if pattern.startswith("re:"):
-                    re.compile(pattern[3:])
+                    try:
+                        re.compile(pattern[3:])
+                    except re.error as exc:
+                        raise ValueError(f"bad regex {pattern!r}: {exc}") from None
         return value
 
     @field_validator("survivorship")

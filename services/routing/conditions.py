@@ -6,6 +6,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from services.routing.text import Keyword, Words, find
@@ -133,6 +134,39 @@ class Text(Condition):
         same = found.casefold() == keyword.source.casefold()
         return f"'{found}'" if same else f"'{found}'~'{keyword.source}'"
 
+    @cached_property
+    def _index(self) -> tuple[dict[str, list[int]], dict[str, dict[str, list[int]]], list[int]]:
+        """The ``any`` keywords by first word: folded, stemmed per language, and the ones
+        starting with a prefix (always candidates); values are positions in ``any``."""
+        by_word: dict[str, list[int]] = {}
+        by_stem: dict[str, dict[str, list[int]]] = {}
+        prefixed: list[int] = []
+        for n, keyword in enumerate(self.any):
+            if keyword.prefix[0]:
+                prefixed.append(n)
+                continue
+            by_word.setdefault(keyword.folded[0], []).append(n)
+            for language, stems in keyword.stems.items():
+                by_stem.setdefault(language, {}).setdefault(stems[0], []).append(n)
+        return by_word, by_stem, prefixed
+
+    def _candidates(self, ctx: Context) -> list[Keyword]:
+        """The ``any`` keywords whose first word occurs in the message, in rule order."""
+        by_word, by_stem, prefixed = self._index
+        chosen = set(prefixed)
+        for name in self.where:
+            words = ctx.fields.get(name)
+            if words is None:
+                continue
+            for word in words.folded:
+                chosen.update(by_word.get(word, ()))
+            for language in ctx.stem_languages:
+                table = by_stem.get(language)
+                if table:
+                    for value in words.stems(language):
+                        chosen.update(table.get(value, ()))
+        return [self.any[n] for n in sorted(chosen)]
+
     def test(self, ctx: Context) -> Match:
         if self.max_words is not None and ctx.word_count > self.max_words:
             return None
@@ -143,7 +177,7 @@ class Text(Condition):
                 return None
             reasons.append(self._explain(keyword, found))
         if self.any:
-            for keyword in self.any:
+            for keyword in self._candidates(ctx):
                 found = self._find(keyword, ctx)
                 if found is not None:
                     reasons.append(self._explain(keyword, found))

@@ -90,14 +90,18 @@ class Keyword:
 
 @dataclass
 class Words:
-    """The words of one field of a message, with their stems computed on demand."""
+    """The words of one field of a message, indexed by folded form and, on demand, by stem."""
 
     original: list[str]
     folded: list[str] = field(init=False)
+    _at: dict[str, list[int]] = field(default_factory=dict, init=False)
     _stems: dict[str, list[str]] = field(default_factory=dict, init=False)
+    _stem_at: dict[str, dict[str, list[int]]] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self.folded = [fold(w) for w in self.original]
+        for position, word in enumerate(self.folded):
+            self._at.setdefault(word, []).append(position)
 
     def stems(self, language: str) -> list[str]:
         """Stems of every word in ``language``, cached."""
@@ -105,11 +109,49 @@ class Words:
             self._stems[language] = [stem(w, language) for w in self.original]
         return self._stems[language]
 
+    def has_any(
+        self, folded: frozenset[str], stems: dict[str, frozenset[str]], languages: Sequence[str]
+    ) -> bool:
+        """Whether any of these folded words, or stems in ``languages``, occurs at all."""
+        if not folded.isdisjoint(self._at):
+            return True
+        for language in languages:
+            wanted = stems.get(language)
+            if wanted and not wanted.isdisjoint(self.stems(language)):
+                return True
+        return False
+
+    def positions(self, word: str) -> list[int]:
+        """Where a folded word occurs."""
+        return self._at.get(word, [])
+
+    def stem_positions(self, language: str, wanted: str) -> list[int]:
+        """Where a stem occurs, in ``language``."""
+        if language not in self._stem_at:
+            index: dict[str, list[int]] = {}
+            for position, value in enumerate(self.stems(language)):
+                index.setdefault(value, []).append(position)
+            self._stem_at[language] = index
+        return self._stem_at[language].get(wanted, [])
+
+
+def _starts(keyword: Keyword, text: Words, language: str | None) -> Iterable[int]:
+    """Candidate start positions of ``keyword``: from the index unless its first word is a
+    prefix (then every position)."""
+    if keyword.prefix[0]:
+        return range(len(text.folded))
+    if language is None:
+        return text.positions(keyword.folded[0])
+    return text.stem_positions(language, keyword.stems[language][0])
+
 
 def find(keyword: Keyword, text: Words, languages: Sequence[str]) -> str | None:
     """Where ``keyword`` occurs in ``text`` as whole words: the words it matched, or None."""
     size = len(keyword.folded)
-    for start in range(len(text.folded) - size + 1):
+    last = len(text.folded) - size
+    for start in _starts(keyword, text, None):
+        if start > last:
+            break
         window = text.folded[start : start + size]
         if all(
             (w.startswith(k) if p else w == k)
@@ -121,7 +163,9 @@ def find(keyword: Keyword, text: Words, languages: Sequence[str]) -> str | None:
         if wanted is None:
             continue
         stems = text.stems(language)
-        for start in range(len(stems) - size + 1):
+        for start in _starts(keyword, text, language):
+            if start > last:
+                break
             if all(
                 (text.folded[start + i].startswith(keyword.folded[i]))
                 if keyword.prefix[i]
