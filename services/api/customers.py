@@ -9,12 +9,10 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from channels.base import PublishError
-from schemas import Channel, Identity, OutboundCommand
+from schemas import Channel, Identity
 from schemas.events import MAX_SUBJECT, MAX_TEXT
-from schemas.topics import OUTBOUND
 from services.api.auth import Principal, Role, require
-from services.bus.records import to_record
-from services.customers import store
+from services.customers import outbound, store
 from services.identity import manual
 
 router = APIRouter(prefix="/v1/customers")
@@ -94,28 +92,22 @@ async def send_message(
     reply: ReplyRequest,
 ) -> dict[str, str]:
     """Queue a message to the customer; the dispatcher sends it and reports its status."""
-    async with request.app.state.pool.acquire() as conn:
-        found = await store.customer(conn, customer_id)
-    if found is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such customer")
-    to = reply.to
-    if to is None:
-        if not found["identities"]:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "customer has no identity")
-        first = found["identities"][0]
-        to = Identity(type=first["type"], scope=first["scope"], value=first["value"])
-    command = OutboundCommand(
-        customer_id=customer_id,
-        channel=reply.channel,
-        to=to,
-        text=reply.text,
-        subject=reply.subject,
-        in_reply_to=reply.in_reply_to,
-        requested_by=f"{principal.role}:{principal.name or principal.token_id}",
-    )
-    record = to_record(OUTBOUND, command, str(command.command_id), "services/api")
     try:
-        await request.app.state.producer.send_all([record])
+        command = await outbound.queue_message(
+            request.app.state.pool,
+            request.app.state.producer,
+            customer_id,
+            channel=reply.channel,
+            text=reply.text,
+            subject=reply.subject,
+            to=reply.to,
+            in_reply_to=reply.in_reply_to,
+            requested_by=f"{principal.role}:{principal.name or principal.token_id}",
+        )
+    except outbound.NoSuchCustomer:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such customer") from None
+    except outbound.NoRecipient as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     except PublishError:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
