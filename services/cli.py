@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from services.config import Settings
+from services.console.cli import app as user_app
 from services.routing.cli import app as rules_app
 
 app = typer.Typer(
@@ -21,6 +22,7 @@ app = typer.Typer(
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 app.add_typer(rules_app, name="rules")
+app.add_typer(user_app, name="user")
 console = Console()
 
 
