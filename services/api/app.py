@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from channels.api import ApiAdapter
 from channels.base import ChannelAdapter
 from channels.registry import ADAPTERS, adapter_class
-from services.api import customers, health, identity, interactions
+from services.api import customers, health, identity, interactions, privacy
 from services.api.auth import TokenVerifier
 from services.api.limits import BodyLimit
 from services.api.metrics import RequestMetrics
@@ -80,6 +80,7 @@ def create_app(
         app.include_router(interactions.router)
         app.include_router(customers.router)
         app.include_router(identity.router)
+        app.include_router(privacy.router)
     for name, adapter in adapters.items():
         router = adapter.router(publisher)
         if router is not None:

@@ -1,0 +1,67 @@
+"""Privacy endpoints: export everything held about a customer; delete it (admins only)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, HTTPException, Request, status
+
+from channels.base import PublishError
+from services.api.auth import Principal, Role, require
+from services.api.identity import actor
+from services.identity.manual import ManualError
+from services.privacy import service
+from services.privacy.erase import NotFound
+
+router = APIRouter(prefix="/v1/customers")
+
+
+@router.get("/{customer_id}/export")
+async def export_customer(
+    request: Request,
+    principal: Annotated[Principal, Depends(require(Role.AGENT))],
+    customer_id: uuid.UUID,
+) -> dict[str, Any]:
+    """Everything the hub holds about the customer, as JSON (the export is logged)."""
+    document = await service.export_customer(request.app.state.pool, customer_id, actor(principal))
+    if document is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such customer")
+    return document
+
+
+@router.delete("/{customer_id}")
+async def delete_customer(
+    request: Request,
+    principal: Annotated[Principal, Depends(require(Role.ADMIN))],
+    customer_id: uuid.UUID,
+    reason: Annotated[str, Body(embed=True, min_length=3, max_length=2000)],
+) -> dict[str, Any]:
+    """Delete the customer's data and publish a ``customer.deleted`` tombstone.
+
+    ``{"reason": "..."}`` is required; it is logged with personal data masked. Repeating the
+    call on a deleted customer re-publishes the tombstone.
+    """
+    try:
+        event = await service.delete_customer(
+            request.app.state.pool,
+            request.app.state.producer,
+            customer_id,
+            reason,
+            actor(principal),
+        )
+    except NotFound:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such customer") from None
+    except ManualError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    except PublishError:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "deleted, but the customers topic did not acknowledge the tombstone; call again",
+            headers={"Retry-After": "5"},
+        ) from None
+    return {
+        "customer_id": str(event.customer_id),
+        "status": "deleted",
+        "tombstone": str(event.event_id),
+    }

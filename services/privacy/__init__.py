@@ -1,0 +1,1 @@
+"""Privacy: export everything held about a customer; delete it, with a tombstone downstream."""
