@@ -302,3 +302,72 @@ async def _count(conn: asyncpg.Connection, events: list[Interaction]) -> int:
         "SELECT count(*) FROM timeline WHERE event_id = ANY($1::uuid[])",
         [e.event_id for e in events],
     )
+
+
+@pytest.mark.usefixtures("processors")
+async def test_a_replayed_event_is_not_routed_twice(
+    stack: Any, producer: Producer, pool: asyncpg.Pool
+) -> None:
+    """Redelivery after a rebalance or restart must not duplicate department records."""
+    from schemas import UnifiedEvent
+    from schemas.topics import ROUTED
+    from services.bus.records import to_record
+
+    original = interaction(text="My invoice is wrong, I was charged twice")
+    await KafkaPublisher(producer).publish([original])
+    customer = await eventually(
+        lambda: pool.fetchval(
+            "SELECT customer_id FROM routing_decisions WHERE event_id = $1", original.event_id
+        )
+    )
+    await eventually(
+        lambda: pool.fetchval(
+            "SELECT published_at FROM routing_decisions WHERE event_id = $1", original.event_id
+        )
+    )
+    replay = UnifiedEvent(
+        event_id=original.event_id,
+        customer_id=customer,
+        unified_at=original.received_at,
+        interaction=original,
+    )
+    await producer.send_all([to_record(UNIFIED, replay, str(replay.event_id), "test")] * 2)
+    # the same customer, so the same partition: handled after the replays
+    marker = interaction(text="My invoice is wrong again", identities=original.identities)
+    await KafkaPublisher(producer).publish([marker])
+    await eventually(
+        lambda: pool.fetchval(
+            "SELECT published_at FROM routing_decisions WHERE event_id = $1", marker.event_id
+        )
+    )
+    seen = [r for spec in ROUTED.values() for r in await read_all(stack.bootstrap, spec.name)]
+    primaries = [
+        r
+        for r in seen
+        if header_map(r.headers)["ce_id"] == str(original.event_id) and b'"copy_of":null' in r.value
+    ]
+    assert len(primaries) == 1
+    assert any(header_map(r.headers)["ce_id"] == str(marker.event_id) for r in seen)
+
+
+async def read_all(bootstrap: str, topic: str) -> list[Any]:
+    """Every record of a topic: read until two polls in a row bring nothing new."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    records: list[Any] = []
+    quiet = 0
+    try:
+        while quiet < 2:
+            batch = await consumer.getmany(timeout_ms=300)
+            got = [r for part in batch.values() for r in part]
+            records += got
+            quiet = 0 if got else quiet + 1
+    finally:
+        await consumer.stop()
+    return records

@@ -53,7 +53,7 @@ def events(count: int, crowd: list[Person], seed: int, tag: str) -> list[Interac
     made = []
     for n in range(count):
         person = crowd[rng.randrange(len(crowd))]
-        language, text = TEXTS[rng.randrange(len(TEXTS))]
+        _, text = TEXTS[rng.randrange(len(TEXTS))]  # providers do not say the language
         if person.phone and rng.random() < 0.5:
             ids = [{"type": "phone", "value": person.phone}]
             if rng.random() < 0.3:
@@ -69,7 +69,6 @@ def events(count: int, crowd: list[Person], seed: int, tag: str) -> list[Interac
                 kind="message",
                 identities=ids,
                 text=text,
-                language=language,
                 subject=None if channel == "sms" else "Customer request",
                 provider_message_id=f"{tag}-{n}",
                 occurred_at=base + timedelta(seconds=n),
@@ -88,7 +87,6 @@ def api_body(event: Interaction) -> bytes:
             "kind",
             "identities",
             "text",
-            "language",
             "subject",
             "provider_message_id",
             "occurred_at",

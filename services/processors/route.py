@@ -49,14 +49,22 @@ FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text
             $8::text[], $9::text[], $10::text[], $11::real[])
      AS u(event_id, customer_id, department, copies, priority, tags, rule_id, ruleset_version,
           reason, language, confidence)
-ON CONFLICT (event_id) DO NOTHING
+ON CONFLICT (event_id) DO UPDATE SET event_id = EXCLUDED.event_id
+WHERE routing_decisions.published_at IS NULL
+RETURNING event_id
+"""
+
+_PUBLISHED = """
+UPDATE routing_decisions SET published_at = now()
+WHERE event_id = ANY($1::uuid[]) AND published_at IS NULL
 """
 
 
 async def record_decisions(
     conn: asyncpg.Connection, decided: Sequence[tuple[UnifiedEvent, Decision]]
-) -> None:
-    """Store each routed event's primary decision; a replayed event keeps its first one."""
+) -> set[uuid.UUID]:
+    """Store each routed event's primary decision (a replayed event keeps its first one);
+    return the events whose records still have to be published."""
     rows = [
         (
             event.event_id,
@@ -74,8 +82,10 @@ async def record_decisions(
         for event, d in decided
         if d.primary is not None
     ]
-    if rows:
-        await conn.execute(_DECISIONS, *(list(c) for c in zip(*rows, strict=True)))
+    if not rows:
+        return set()
+    pending = await conn.fetch(_DECISIONS, *(list(c) for c in zip(*rows, strict=True)))
+    return {r["event_id"] for r in pending}
 
 
 def decide(
@@ -142,6 +152,7 @@ def route_handler(settings: Settings) -> Handler:
         pool, producer = await resources.ready()
         decoded = decode_batch(events, UnifiedEvent, stage="route")
         outputs: list[Record] = list(decoded.dead)
+        pending: set[uuid.UUID] = set()
         if decoded.models:
             async with pool.acquire() as conn:
                 found = await lookups.load(
@@ -152,9 +163,13 @@ def route_handler(settings: Settings) -> Handler:
                 decided, writes = decide(router, decoded.models, found)
                 async with conn.transaction():
                     await consent.apply_changes(conn, writes)
-                    await record_decisions(conn, decided)
-            outputs += records(decided)
+                    pending = await record_decisions(conn, decided)
+            fresh = [(e, d) for e, d in decided if e.event_id in pending]
+            outputs += records(fresh)
         await producer.send_all(outputs)
+        if pending:
+            async with pool.acquire() as conn:
+                await conn.execute(_PUBLISHED, list(pending))
         metrics.PROCESSED.labels("route").inc(len(decoded.models))
         metrics.DEAD_LETTERS.labels("route").inc(len(decoded.dead))
 
