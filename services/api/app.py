@@ -16,6 +16,7 @@ from services.api.limits import BodyLimit
 from services.api.metrics import RequestMetrics
 from services.bus.producer import KafkaPublisher, Producer
 from services.config import Settings
+from services.console import router as console
 from services.db.pool import migrated_pool
 from services.identity.rules import load_rules
 
@@ -59,6 +60,8 @@ def create_app(
             pool = await migrated_pool(database_url, min_size=2, max_size=10)
             app.state.tokens = TokenVerifier(pool)
             app.state.identity_rules = load_rules(settings.identity_rules)
+            app.state.console = console.state(settings.public_url, database_url)
+            await app.state.console.feed.start()
         await producer.start()
         app.state.pool = pool
         app.state.producer = producer
@@ -68,6 +71,8 @@ def create_app(
         try:
             yield
         finally:
+            if core:
+                await app.state.console.feed.stop()
             await producer.stop()
             for adapter in adapters.values():
                 await adapter.close()
@@ -81,6 +86,7 @@ def create_app(
         app.include_router(customers.router)
         app.include_router(identity.router)
         app.include_router(privacy.router)
+        console.install(app)
     for name, adapter in adapters.items():
         router = adapter.router(publisher)
         if router is not None:

@@ -1,0 +1,92 @@
+"""Sign-in and sign-out pages."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from services.console import sessions, throttle, users
+from services.console.forms import read_form
+from services.console.guard import Actor
+from services.console.render import page, redirect
+
+router = APIRouter()
+#: Login CSRF: the sign-in form carries the value of this short-lived cookie (double submit).
+PRE_COOKIE = "omnihub_signin"
+
+
+def safe_next(target: str | None) -> str:
+    """Only console paths on this site (never //elsewhere or a scheme)."""
+    if target and target.startswith("/console") and not target.startswith("//"):
+        return target
+    return "/console"
+
+
+def _cookie_args(request: Request) -> dict[str, object]:
+    return {
+        "httponly": True,
+        "samesite": "strict",
+        "secure": request.app.state.console.secure_cookies,
+        "path": "/console",
+    }
+
+
+def _form(request: Request, error: str | None = None, status_code: int = 200) -> Response:
+    token = secrets.token_urlsafe(24)
+    response = page(
+        request,
+        "sign_in.html",
+        status_code=status_code,
+        error=error,
+        pre_token=token,
+        next=safe_next(request.query_params.get("next")),
+    )
+    response.set_cookie(PRE_COOKIE, token, max_age=3600, **_cookie_args(request))  # type: ignore[arg-type]
+    return response
+
+
+@router.get("/console/sign-in")
+async def sign_in_page(request: Request) -> Response:
+    """The sign-in form."""
+    return _form(request)
+
+
+@router.post("/console/sign-in")
+async def sign_in(request: Request) -> Response:
+    """Check the password (throttled per username), open a session, set its cookie."""
+    form = await read_form(request)
+    expected = request.cookies.get(PRE_COOKIE, "")
+    if not expected or not hmac.compare_digest(expected, form.get("pre_token", "")):
+        return _form(request, "Your sign-in form expired; please try again.", 403)
+    username = form.text("username")[:100]
+    async with request.app.state.pool.acquire() as conn:
+        if await throttle.blocked(conn, username):
+            return _form(request, "Too many failed attempts; try again in a few minutes.", 429)
+        user = await users.check_password(conn, username, form.get("password", ""))
+        if user is None:
+            await throttle.failed(conn, username)
+            return _form(request, "Wrong username or password.", 401)
+        await throttle.succeeded(conn, username)
+        session_id = await sessions.open_session(conn, user.id)
+    response = redirect(safe_next(form.get("next")))
+    response.set_cookie(
+        sessions.COOKIE,
+        session_id,
+        max_age=sessions.LIFETIME_HOURS * 3600,
+        **_cookie_args(request),  # type: ignore[arg-type]
+    )
+    response.delete_cookie(PRE_COOKIE, path="/console")
+    return response
+
+
+@router.post("/console/sign-out")
+async def sign_out(request: Request, session: Actor) -> Response:
+    """End the session here and in the browser."""
+    async with request.app.state.pool.acquire() as conn:
+        await sessions.close_session(conn, request.cookies.get(sessions.COOKIE, ""))
+    response = redirect("/console/sign-in?notice=signed_out")
+    response.delete_cookie(sessions.COOKIE, path="/console")
+    return response

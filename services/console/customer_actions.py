@@ -1,0 +1,207 @@
+"""What agents do on the customer page: reply, log by hand, merge, split; export and delete."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+
+from channels.base import PublishError
+from schemas import CustomerEvent, Department, Identity
+from schemas.events import MAX_SUBJECT, MAX_TEXT
+from schemas.topics import CUSTOMERS
+from services.bus.records import to_record
+from services.console import handlog, queue, reply, timeline
+from services.console.customer_pages import customer_page, sendable_channels
+from services.console.forms import read_form
+from services.console.guard import Actor, Viewer, at_least
+from services.console.render import SECURITY_HEADERS, redirect
+from services.console.users import ConsoleRole
+from services.customers import consent, outbound, store
+from services.identity import manual
+from services.privacy import service
+from services.privacy.erase import NotFound
+
+router = APIRouter(prefix="/console/customers/{customer_id}")
+BUS_DOWN = "The event bus did not acknowledge; nothing was sent. Try again."
+
+
+@router.post("/reply")
+async def send_reply(request: Request, session: Actor, customer_id: uuid.UUID) -> Response:
+    """Queue a reply on an allowed channel, through the same path as the API's replies."""
+    form = await read_form(request)
+    text, subject = form.text("text"), form.text("subject") or None
+    if not text or len(text) > MAX_TEXT or (subject and len(subject) > MAX_SUBJECT):
+        return await customer_page(request, session, customer_id, "Write a reply first.", 422)
+    async with request.app.state.pool.acquire() as conn:
+        found = await store.customer(conn, customer_id)
+        if found is None:
+            return await customer_page(request, session, customer_id)
+        customer_id = uuid.UUID(found["id"])
+        conversations = await timeline.load(conn, customer_id)
+        book = await consent.load(conn, [customer_id])
+    replying_to = timeline.find_item(conversations, form.text("in_reply_to"))
+    choices = reply.options(
+        customer_id,
+        found["identities"],
+        book,
+        sendable_channels(request),
+        timeline.channels_used(conversations),
+        (found["profile"] or {}).get("preferred_channel"),
+        replying_to,
+    )
+    chosen = next((o for o in choices if o.channel.value == form.text("channel")), None)
+    if chosen is None or not chosen.enabled:
+        why = chosen.disabled_because if chosen else "not offered"
+        return await customer_page(
+            request, session, customer_id, f"You cannot reply on that channel ({why}).", 422
+        )
+    try:
+        await outbound.queue_message(
+            request.app.state.pool,
+            request.app.state.producer,
+            customer_id,
+            channel=chosen.channel,
+            text=text,
+            subject=subject,
+            to=chosen.recipient,
+            in_reply_to=uuid.UUID(replying_to["event_id"]) if replying_to else None,
+            requested_by=session.user.actor,
+            source="services/console",
+        )
+    except PublishError:
+        return await customer_page(request, session, customer_id, BUS_DOWN, 503)
+    return redirect(f"/console/customers/{customer_id}?notice=queued")
+
+
+@router.post("/log")
+async def log_interaction(request: Request, session: Actor, customer_id: uuid.UUID) -> Response:
+    """Publish a hand-logged visit, letter or call through the API channel's publisher."""
+    form = await read_form(request)
+    try:
+        kind, department = form.text("kind"), Department(form.text("department"))
+        if kind not in handlog.KINDS or form.text("direction") not in ("inbound", "outbound"):
+            raise ValueError("unknown kind or direction")
+        at = handlog.occurred(form.text("occurred_at"), form.text("tz_offset"))
+        summary = form.text("summary")
+        if not summary or len(summary) > MAX_TEXT:
+            raise ValueError("write a summary")
+    except ValueError as exc:
+        return await customer_page(request, session, customer_id, f"Cannot log: {exc}", 422)
+    async with request.app.state.pool.acquire() as conn:
+        found = await store.customer(conn, customer_id)
+    if found is None or not found["identities"]:
+        return await customer_page(request, session, customer_id, "No identity to log on.", 422)
+    first = found["identities"][0]
+    identity = Identity(type=first["type"], scope=first["scope"], value=first["value"])
+    event = handlog.interaction(
+        uuid.UUID(found["id"]),
+        identity,
+        kind,
+        form.text("direction"),
+        at,
+        summary,
+        department,
+        session.user,
+    )
+    async with request.app.state.pool.acquire() as conn:
+        await queue.logged_by_hand(conn, event.event_id, session.user)
+    try:
+        await request.app.state.publisher.publish([event])
+    except PublishError:
+        return await customer_page(request, session, customer_id, BUS_DOWN, 503)
+    return redirect(f"/console/customers/{found['id']}?notice=logged")
+
+
+async def _publish(request: Request, event: CustomerEvent) -> None:
+    record = to_record(CUSTOMERS, event, str(event.event_id), "services/console")
+    await request.app.state.producer.send_all([record])
+
+
+@router.post("/merge")
+async def merge(request: Request, session: Actor, customer_id: uuid.UUID) -> Response:
+    """Merge another customer into this one, with a reason (identity API semantics)."""
+    form = await read_form(request)
+    reason = form.text("reason")
+    try:
+        other = uuid.UUID(form.text("other"))
+        if len(reason) < 3:
+            raise ValueError("give a reason")
+        async with request.app.state.pool.acquire() as conn:
+            event = await manual.merge(
+                conn,
+                customer_id,
+                other,
+                reason,
+                session.user.actor,
+                request.app.state.identity_rules,
+            )
+        await _publish(request, event)
+    except (ValueError, manual.ManualError) as exc:
+        return await customer_page(request, session, customer_id, f"Cannot merge: {exc}", 409)
+    except PublishError:
+        return await customer_page(request, session, customer_id, BUS_DOWN, 503)
+    return redirect(f"/console/customers/{event.customer_id}?notice=merged")
+
+
+@router.post("/split")
+async def split(request: Request, session: Actor, customer_id: uuid.UUID) -> Response:
+    """Cut the checked identities out of this customer, with a reason."""
+    form = await read_form(request)
+    reason = form.text("reason")
+    try:
+        identities = [Identity.parse(value) for value in form.many("identity")]
+        if not identities or len(reason) < 3:
+            raise ValueError("check identities and give a reason")
+        async with request.app.state.pool.acquire() as conn:
+            event = await manual.split(conn, customer_id, identities, reason, session.user.actor)
+        await _publish(request, event)
+    except (ValueError, ValidationError, manual.ManualError) as exc:
+        return await customer_page(request, session, customer_id, f"Cannot split: {exc}", 409)
+    except PublishError:
+        return await customer_page(request, session, customer_id, BUS_DOWN, 503)
+    return redirect(f"/console/customers/{customer_id}?notice=split")
+
+
+@router.get("/export")
+async def export(request: Request, session: Viewer, customer_id: uuid.UUID) -> Response:
+    """Download everything held about the customer (supervisors and admins; logged)."""
+    at_least(session, ConsoleRole.SUPERVISOR)
+    document = await service.export_customer(
+        request.app.state.pool, customer_id, session.user.actor
+    )
+    if document is None:
+        return await customer_page(request, session, customer_id)
+    return Response(
+        json.dumps(document, ensure_ascii=False, indent=2),
+        media_type="application/json",
+        headers={
+            **SECURITY_HEADERS,
+            "Content-Disposition": f'attachment; filename="customer-{customer_id}.json"',
+        },
+    )
+
+
+@router.post("/delete")
+async def delete(request: Request, session: Actor, customer_id: uuid.UUID) -> Response:
+    """Delete the customer (admins only), with a reason; publishes the tombstone."""
+    at_least(session, ConsoleRole.ADMIN)
+    reason = (await read_form(request)).text("reason")
+    if len(reason) < 3:
+        return await customer_page(request, session, customer_id, "Give a reason.", 422)
+    try:
+        await service.delete_customer(
+            request.app.state.pool,
+            request.app.state.producer,
+            customer_id,
+            reason,
+            session.user.actor,
+        )
+    except (NotFound, manual.ManualError) as exc:
+        return await customer_page(request, session, customer_id, f"Cannot delete: {exc}", 409)
+    except PublishError:
+        return await customer_page(request, session, customer_id, BUS_DOWN, 503)
+    return redirect("/console/search?notice=deleted")

@@ -1,0 +1,142 @@
+"""Live timeline: one LISTEN connection per API process, fanned out to SSE subscribers.
+
+PostgreSQL triggers (migration 0006) announce every new timeline row, delivery state and
+routing decision on the ``omnihub_timeline`` channel as ``<customer id>/<event id>``. The feed
+keeps one dedicated connection listening (reconnecting when it drops) and hands each
+notification to the queues of the pages showing that customer. A page reconciles with the
+server on every notification and on every (re)connection, so nothing is lost in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "omnihub_timeline"
+QUEUE_SIZE = 100
+RESYNC = "resync"
+
+
+class TimelineFeed:
+    """Fans ``omnihub_timeline`` notifications out to per-customer subscriber queues."""
+
+    def __init__(self, database_url: str, retry_seconds: float = 1.0) -> None:
+        self.database_url = database_url
+        self.retry_seconds = retry_seconds
+        self._subscribers: dict[str, set[asyncio.Queue[str]]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.listening = asyncio.Event()
+
+    async def start(self) -> None:
+        """Start listening in the background (reconnecting until stopped)."""
+        self._task = asyncio.create_task(self._run(), name="omnihub-timeline-feed")
+
+    async def stop(self) -> None:
+        """Stop listening."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(self.database_url)
+                lost = asyncio.Event()
+                conn.add_termination_listener(_setter(lost))
+                await conn.add_listener(CHANNEL, self._notified)
+                self.listening.set()
+                self._broadcast(RESYNC)  # whatever happened while not listening
+                await lost.wait()
+                log.warning("timeline feed: listening connection lost; reconnecting")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("timeline feed: cannot listen (%r); retrying", exc)
+            finally:
+                self.listening.clear()
+                if conn is not None and not conn.is_closed():
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(conn.close(timeout=2))
+            await asyncio.sleep(self.retry_seconds)
+
+    def _notified(self, conn: Any, pid: int, channel: str, payload: str) -> None:
+        customer, _, _ = payload.partition("/")
+        for queue in self._subscribers.get(customer, ()):
+            self._offer(queue, payload)
+
+    def _broadcast(self, message: str) -> None:
+        for queues in self._subscribers.values():
+            for queue in queues:
+                self._offer(queue, message)
+
+    @staticmethod
+    def _offer(queue: asyncio.Queue[str], message: str) -> None:
+        try:
+            queue.put_nowait(message)
+        except asyncio.QueueFull:  # a slow page: it will reconcile everything at once
+            with contextlib.suppress(asyncio.QueueEmpty):
+                while True:
+                    queue.get_nowait()
+            queue.put_nowait(RESYNC)
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, customer_id: str) -> AsyncIterator[asyncio.Queue[str]]:
+        """A queue receiving the customer's notifications while the context is open."""
+        queue: asyncio.Queue[str] = asyncio.Queue(QUEUE_SIZE)
+        self._subscribers.setdefault(customer_id, set()).add(queue)
+        try:
+            yield queue
+        finally:
+            subscribers = self._subscribers.get(customer_id, set())
+            subscribers.discard(queue)
+            if not subscribers:
+                self._subscribers.pop(customer_id, None)
+
+    def subscriber_count(self) -> int:
+        """Open subscriptions (for tests and metrics)."""
+        return sum(len(q) for q in self._subscribers.values())
+
+
+def _setter(event: asyncio.Event) -> Any:
+    """A termination listener that sets ``event``."""
+
+    def lost(_conn: Any) -> None:
+        event.set()
+
+    return lost
+
+
+def sse(event: str, data: str) -> str:
+    """One server-sent event (data must be a single line)."""
+    return f"event: {event}\ndata: {data}\n\n"
+
+
+async def stream(
+    feed: TimelineFeed, customer_id: str, lifetime: float = 15.0, heartbeat: float = 5.0
+) -> AsyncIterator[str]:
+    """The SSE body for one page: ``ready``, then ``timeline`` events until ``lifetime``.
+
+    Streams end after ``lifetime`` seconds and the browser's EventSource reconnects (``retry``),
+    so a server that stops is never held up by open streams; the page reconciles on ``ready``.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + lifetime
+    async with feed.subscribe(customer_id) as queue:
+        yield "retry: 500\n\n" + sse("ready", customer_id)
+        while (left := deadline - loop.time()) > 0:
+            try:
+                message = await asyncio.wait_for(queue.get(), timeout=min(heartbeat, left))
+            except TimeoutError:
+                yield ": keep-alive\n\n"
+                continue
+            yield sse("timeline", message)

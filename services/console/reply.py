@@ -1,0 +1,105 @@
+"""The reply form: which channels are offered, which are disabled and why, and to whom."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from schemas import Channel, Identity, IdentityType, Purpose
+from services.console.timeline import CHANNEL_LABELS
+from services.customers.consent import ConsentBook
+
+#: The identity types a channel delivers to, in order of preference (None: any identity).
+RECIPIENTS: dict[Channel, tuple[IdentityType, ...] | None] = {
+    Channel.SMS: (IdentityType.PHONE,),
+    Channel.VOICE: (IdentityType.PHONE,),
+    Channel.WHATSAPP: (IdentityType.WHATSAPP, IdentityType.PHONE),
+    Channel.EMAIL: (IdentityType.EMAIL,),
+    Channel.WEBCHAT: (IdentityType.WEBCHAT_VISITOR,),
+    Channel.MESSENGER: (IdentityType.FACEBOOK,),
+    Channel.INSTAGRAM: (IdentityType.INSTAGRAM,),
+    Channel.X: (IdentityType.X,),
+    Channel.TELEGRAM: (IdentityType.TELEGRAM,),
+    Channel.API: None,
+}
+
+
+@dataclass(frozen=True)
+class ChannelOption:
+    """One channel of the reply form."""
+
+    channel: Channel
+    label: str
+    recipient: Identity | None
+    disabled_because: str | None
+    selected: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the agent may send on it."""
+        return self.disabled_because is None
+
+
+def _identity(found: dict[str, Any]) -> Identity:
+    return Identity.model_construct(
+        type=IdentityType(found["type"]), scope=found.get("scope") or "", value=found["value"]
+    )
+
+
+def recipient(
+    channel: Channel, identities: Sequence[dict[str, Any]], replying_to: dict[str, Any] | None
+) -> Identity | None:
+    """Whom a message on ``channel`` goes to: the replied-to message's sender on the same
+    channel, else the customer's first identity of a type the channel delivers to."""
+    if replying_to and replying_to["channel"] == channel.value and replying_to["identity"]:
+        return _identity(replying_to["identity"])
+    wanted = RECIPIENTS.get(channel, ())
+    if wanted is None:
+        return _identity(identities[0]) if identities else None
+    for kind in wanted:
+        for found in identities:
+            if found["type"] == kind.value:
+                return _identity(found)
+    return None
+
+
+def options(
+    customer_id: uuid.UUID,
+    identities: Sequence[dict[str, Any]],
+    book: ConsentBook,
+    sendable: Iterable[Channel],
+    used: Sequence[str],
+    preferred: str | None,
+    replying_to: dict[str, Any] | None,
+) -> list[ChannelOption]:
+    """The channels offered: those the hub sends on, the customer used, or prefers.
+
+    Disabled: no service consent, no address for it, or no adapter sends on it. Selected: the
+    replied-to message's channel, else the preferred one, else the most recently used one.
+    """
+    sendable = set(sendable)
+    names = [c.value for c in sendable] + list(used) + ([preferred] if preferred else [])
+    offered = [c for c in Channel if c.value in names and c is not Channel.MANUAL]
+    built = []
+    for channel in offered:
+        to = recipient(channel, identities, replying_to)
+        why = None
+        if not book.allows(customer_id, channel, Purpose.SERVICE):
+            why = "no consent"
+        elif channel not in sendable:
+            why = "not connected"
+        elif to is None:
+            why = "no address"
+        label = CHANNEL_LABELS.get(channel.value, channel.value)
+        if channel.value == preferred:
+            label += " (preferred)"
+        built.append(ChannelOption(channel, label, to, why))
+    enabled = [o.channel.value for o in built if o.enabled]
+    wishes = [replying_to["channel"] if replying_to else None, preferred, *used]
+    choice = next((w for w in wishes if w in enabled), None)
+    return [
+        ChannelOption(o.channel, o.label, o.recipient, o.disabled_because, o.channel == choice)
+        for o in built
+    ]

@@ -1,0 +1,152 @@
+// omnihub console: live timeline (SSE) and small conveniences. No framework, no build step.
+// Untrusted text is only ever set with textContent; no HTML is parsed from data.
+"use strict";
+
+(function () {
+  function el(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  function setDelivery(meta, delivery) {
+    var badge = meta.querySelector(".delivery");
+    var error = meta.querySelector(".delivery-error");
+    if (!delivery) return;
+    if (!badge) { badge = el("span", "delivery"); meta.appendChild(badge); }
+    badge.textContent = delivery.state;
+    badge.setAttribute("data-state", delivery.state);
+    if (delivery.error) {
+      if (!error) { error = el("span", "delivery-error"); badge.after(error); }
+      error.textContent = delivery.error;
+    } else if (error) {
+      error.remove();
+    }
+  }
+
+  function buildItem(it) {
+    var li = el("li", "item " + it.direction);
+    li.setAttribute("data-event-id", it.event_id);
+    var meta = el("div", "meta");
+    meta.appendChild(el("span", "channel", it.channel_label));
+    meta.appendChild(el("span", "direction", it.direction));
+    meta.appendChild(el("span", "kind", it.kind));
+    var time = el("time", null, it.when);
+    time.setAttribute("datetime", it.when_iso);
+    meta.appendChild(time);
+    if (it.department) meta.appendChild(el("span", "department", it.department));
+    if (it.language) meta.appendChild(el("span", "language", it.language));
+    setDelivery(meta, it.delivery);
+    if (it.logged_by) meta.appendChild(el("span", "logged-by", "logged by " + it.logged_by));
+    li.appendChild(meta);
+    if (it.subject) li.appendChild(el("div", "subject", it.subject));
+    if (it.text) li.appendChild(el("p", "text", it.text));
+    if (it.attachments && it.attachments.length) {
+      var list = el("ul", "attachments");
+      it.attachments.forEach(function (a) {
+        var entry = el("li");
+        if (a.url && /^https?:\/\//.test(a.url)) {
+          var link = el("a", null, a.label);
+          link.href = a.url;
+          link.rel = "noopener noreferrer nofollow";
+          link.target = "_blank";
+          entry.appendChild(link);
+        } else {
+          entry.textContent = a.label;
+        }
+        list.appendChild(entry);
+      });
+      li.appendChild(list);
+    }
+    if (it.direction === "inbound" && it.channel !== "manual") {
+      var reply = el("a", "reply-link", "Reply");
+      reply.href = "?reply_to=" + encodeURIComponent(it.event_id) + "#reply";
+      li.appendChild(reply);
+    }
+    return li;
+  }
+
+  function index(root, selector, attribute) {
+    var found = new Map();
+    root.querySelectorAll(selector).forEach(function (node) {
+      found.set(node.getAttribute(attribute), node);
+    });
+    return found;
+  }
+
+  function reconcile(container, data) {
+    var sections = index(container, "section.conversation", "data-key");
+    var items = index(container, "li.item", "data-event-id");
+    var empty = container.querySelector(".empty");
+    if (empty && data.conversations.length) empty.remove();
+    data.conversations.forEach(function (conv) {
+      var section = sections.get(conv.key);
+      if (!section) {
+        section = el("section", "conversation");
+        section.setAttribute("data-key", conv.key);
+        section.appendChild(el("h3", null, conv.title));
+        section.appendChild(el("ol", "items"));
+      }
+      var list = section.querySelector("ol.items");
+      conv.items.forEach(function (it) {
+        var node = items.get(it.event_id);
+        if (node) {
+          setDelivery(node.querySelector(".meta"), it.delivery);
+          var dept = node.querySelector(".department");
+          if (it.department && !dept) {
+            node.querySelector("time").after(el("span", "department", it.department));
+          }
+        } else {
+          node = buildItem(it);
+        }
+        list.appendChild(node); // moves an existing node into its place, in order
+      });
+      container.appendChild(section); // appended in order: most recent conversation first
+    });
+  }
+
+  function liveTimeline(section) {
+    var container = document.getElementById("conversations");
+    var state = document.getElementById("live-state");
+    var pending = false;
+    var running = false;
+
+    function refresh() {
+      if (running) { pending = true; return; }
+      running = true;
+      fetch(section.getAttribute("data-json"), { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (response) {
+          if (response.status === 401) { window.location.reload(); throw new Error("signed out"); }
+          if (!response.ok) throw new Error("HTTP " + response.status);
+          return response.json();
+        })
+        .then(function (data) { reconcile(container, data); })
+        .catch(function () { /* the next notification or reconnection retries */ })
+        .finally(function () {
+          running = false;
+          if (pending) { pending = false; refresh(); }
+        });
+    }
+
+    var source = new EventSource(section.getAttribute("data-feed"));
+    source.addEventListener("ready", function () {
+      state.textContent = "live";
+      state.setAttribute("data-live", "on");
+      refresh(); // reconcile whatever happened while (re)connecting
+    });
+    source.addEventListener("timeline", refresh);
+    source.addEventListener("error", function () {
+      state.textContent = "reconnecting";
+      state.setAttribute("data-live", "off");
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("input.tz-offset").forEach(function (input) {
+      input.value = String(new Date().getTimezoneOffset());
+    });
+    var section = document.getElementById("timeline");
+    if (section && window.EventSource && window.fetch) liveTimeline(section);
+  });
+})();

@@ -1,0 +1,163 @@
+"""The customer page's timeline: items across channels, grouped into conversations.
+
+The same view model feeds the server-rendered page (Jinja) and the JSON the page's script
+fetches on a live notification, so both show the same thing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from services.customers import store
+
+#: The console shows the newest items; older ones are in the API (keyset paging).
+LIMIT = 200
+
+CHANNEL_LABELS = {
+    "email": "Email",
+    "sms": "SMS",
+    "voice": "Phone",
+    "webchat": "Web chat",
+    "messenger": "Messenger",
+    "instagram": "Instagram",
+    "whatsapp": "WhatsApp",
+    "x": "X",
+    "telegram": "Telegram",
+    "api": "API",
+    "manual": "Logged by hand",
+}
+
+
+@dataclass
+class Conversation:
+    """Items of one thread (or one channel and address), oldest first."""
+
+    key: str
+    title: str
+    items: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def last_at(self) -> str:
+        """When the conversation last moved (ISO 8601)."""
+        return str(max(item["when_iso"] for item in self.items))
+
+    def as_json(self) -> dict[str, Any]:
+        """What the page's script reads."""
+        return {"key": self.key, "title": self.title, "items": self.items}
+
+
+def when(iso: str) -> str:
+    """A timestamp as agents read it (UTC, to the minute)."""
+    return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _attachment(found: dict[str, Any]) -> dict[str, Any]:
+    parts = [found.get("name") or "attachment", found.get("content_type") or ""]
+    if found.get("size") is not None:
+        parts.append(f"{found['size']} bytes")
+    url = found.get("url") or ""
+    safe_url = url if url.startswith(("https://", "http://")) else None
+    return {"label": " · ".join(p for p in parts if p), "url": safe_url}
+
+
+def item_view(raw: dict[str, Any], attributes: dict[str, Any]) -> dict[str, Any]:
+    """One timeline item, display-ready."""
+    first = raw["identities"][0] if raw["identities"] else {}
+    department = raw["department"]
+    if raw["channel"] == "manual" and attributes.get("department"):
+        department = str(attributes["department"])  # chosen by the agent who logged it
+    delivery = raw.get("delivery")
+    return {
+        "event_id": raw["event_id"],
+        "when": when(raw["occurred_at"]),
+        "when_iso": raw["occurred_at"],
+        "channel": raw["channel"],
+        "channel_label": CHANNEL_LABELS.get(raw["channel"], raw["channel"]),
+        "direction": raw["direction"],
+        "kind": raw["kind"],
+        "department": department,
+        "language": raw["language"],
+        "subject": raw["subject"],
+        "text": raw["text"],
+        "address": first.get("value"),
+        "identity": first or None,
+        "attachments": [_attachment(a) for a in raw["attachments"]],
+        "delivery": (
+            {
+                "state": delivery["state"] or "queued",
+                "error": " ".join(
+                    p for p in (delivery.get("error_code"), delivery.get("error")) if p
+                ),
+            }
+            if delivery is not None
+            else None
+        ),
+        "logged_by": attributes.get("logged_by"),
+        "in_reply_to": attributes.get("in_reply_to"),
+        "thread_id": raw["thread_id"],
+    }
+
+
+def _key(item: dict[str, Any], keys: dict[str, str]) -> str:
+    if item["thread_id"]:
+        return f"thread:{item['channel']}:{item['thread_id']}"
+    if item["in_reply_to"] and item["in_reply_to"] in keys:
+        return keys[item["in_reply_to"]]
+    if item["channel"] == "manual":
+        return f"manual:{item['event_id']}"
+    return f"{item['channel']}:{item['address'] or ''}"
+
+
+def _title(item: dict[str, Any]) -> str:
+    if item["channel"] == "manual":
+        return f"{CHANNEL_LABELS['manual']}: {item['kind']}"
+    if item["thread_id"] and item["subject"]:
+        return f"{item['channel_label']} · {item['subject']}"
+    return f"{item['channel_label']} · {item['address'] or 'unknown address'}"
+
+
+def group(items: list[dict[str, Any]]) -> list[Conversation]:
+    """Group items into conversations; the most recently active conversation comes first."""
+    keys: dict[str, str] = {}
+    conversations: dict[str, Conversation] = {}
+    for item in sorted(items, key=lambda i: (i["when_iso"], i["event_id"])):
+        key = _key(item, keys)
+        keys[item["event_id"]] = key
+        conversation = conversations.setdefault(key, Conversation(key, _title(item)))
+        conversation.items.append(item)
+    return sorted(conversations.values(), key=lambda c: c.last_at, reverse=True)
+
+
+async def load(conn: asyncpg.Connection, customer_id: uuid.UUID) -> list[Conversation]:
+    """The customer's newest items (up to LIMIT), as conversations."""
+    page = await store.timeline_page(conn, customer_id, LIMIT, None)
+    rows = await conn.fetch(
+        "SELECT event_id::text, interaction->'attributes' AS attributes FROM timeline"
+        " WHERE event_id = ANY($1::uuid[])",
+        [item["event_id"] for item in page["items"]],
+    )
+    attributes = {r["event_id"]: r["attributes"] or {} for r in rows}
+    return group([item_view(i, attributes.get(i["event_id"], {})) for i in page["items"]])
+
+
+def channels_used(conversations: list[Conversation]) -> list[str]:
+    """Channels the customer was in touch on, most recent first."""
+    seen: dict[str, None] = {}
+    for conversation in conversations:
+        for item in reversed(conversation.items):
+            seen.setdefault(item["channel"], None)
+    return list(seen)
+
+
+def find_item(conversations: list[Conversation], event_id: str) -> dict[str, Any] | None:
+    """An item by event id, if shown."""
+    for conversation in conversations:
+        for item in conversation.items:
+            if item["event_id"] == event_id:
+                return item
+    return None
