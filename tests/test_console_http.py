@@ -11,9 +11,10 @@ import asyncpg
 import httpx
 import pytest
 
+from services.api.auth import Role
 from services.console import sessions, throttle
-from tests.console_support import PASSWORD, ConsoleHttp, make_user
-from tests.support import ROOT, eventually, phone, unique
+from tests.console_support import PASSWORD, ConsoleHttp, csrf_of, make_user
+from tests.support import ROOT, email, eventually, phone, unique
 
 pytestmark = pytest.mark.usefixtures("processors")
 
@@ -220,3 +221,175 @@ async def test_user_create_cli_reads_the_password_from_stdin(
     assert code == 2 and "at least" in err
     code, out, _ = await omnihub(component_env, "", "user", "list")
     assert code == 0 and f"{name}\tagent\tafter_sales,finance\tactive" in out
+
+
+async def new_customer(client: httpx.AsyncClient, *identities: dict[str, str], **extra: Any) -> str:
+    """Post an interaction with ``identities``; return the customer id once it exists."""
+    response = await client.post(
+        "/v1/interactions",
+        json={
+            "identities": list(identities),
+            "text": "hello",
+            "provider_message_id": unique("c"),
+            **extra,
+        },
+    )
+    assert response.status_code == 202, response.text
+    first = identities[0]
+
+    async def known() -> Any:
+        found = (
+            await client.get(
+                "/v1/customers", params={"identity": f"{first['type']}:{first['value']}"}
+            )
+        ).json()
+        return found["customers"][0]["id"] if found["customers"] else None
+
+    return str(await eventually(known))
+
+
+async def test_search_by_name_email_phone_and_any_identity(
+    console: ConsoleHttp, pool: asyncpg.Pool, client: httpx.AsyncClient, tokens: dict[Role, str]
+) -> None:
+    tel, visitor = phone(), unique("visitor")
+    mail = f"{unique('grace')}@example.com"
+    customer_id = await new_customer(
+        client,
+        {"type": "email", "value": mail},
+        {"type": "phone", "value": tel},
+        {"type": "webchat_visitor", "value": visitor},
+    )
+    name = f"Grace Hopper {unique('n')}"
+    await client.patch(
+        f"/v1/customers/{customer_id}/profile",
+        json={"name": name},
+        headers={"authorization": f"Bearer {tokens[Role.AGENT]}"},
+    )
+    await console.sign_in((await make_user(pool, "agent", ["sales"])).username)
+    spaced = f"{tel[:3]} {tel[3:4]} {tel[4:6]} {tel[6:8]} {tel[8:10]} {tel[10:]}"
+    for query in (mail.upper(), spaced, f"webchat_visitor:{visitor}", visitor, name[6:].lower()):
+        found = await console.get("/console/search", params={"q": query})
+        assert found.status_code == 303, query
+        assert found.headers["location"] == f"/console/customers/{customer_id}"
+    page = await console.get(f"/console/customers/{customer_id}")
+    assert name in page.text and "rule new_identity" in page.text  # why each identity is linked
+    none = await console.get("/console/search", params={"q": "nobody-" + unique()})
+    assert none.status_code == 200 and "No customer matches" in none.text
+
+
+async def test_an_interaction_logged_by_hand_lands_on_the_timeline_already_done(
+    console: ConsoleHttp, pool: asyncpg.Pool, client: httpx.AsyncClient
+) -> None:
+    customer_id = await new_customer(client, {"type": "email", "value": email("visit")})
+    agent = await make_user(pool, "agent", ["finance"])
+    await console.sign_in(agent.username)
+    summary = unique("Came to the shop about invoice 77; gave a copy")
+    logged = await console.post(
+        f"/console/customers/{customer_id}/log",
+        {
+            "csrf": await console.csrf(),
+            "kind": "visit",
+            "direction": "inbound",
+            "occurred_at": "2026-11-20T10:30",
+            "tz_offset": "-60",  # the agent's browser is at UTC+1
+            "department": "finance",
+            "summary": summary,
+        },
+    )
+    assert logged.status_code == 303, logged.text
+
+    async def on_timeline() -> Any:
+        page = (await client.get(f"/v1/customers/{customer_id}/timeline")).json()
+        return next((i for i in page["items"] if i["text"] == summary), None)
+
+    item = await eventually(on_timeline, timeout=30)
+    assert (item["channel"], item["kind"], item["direction"]) == ("manual", "visit", "inbound")
+    assert item["occurred_at"] == "2026-11-20T09:30:00+00:00"
+    queued = await pool.fetchrow(
+        "SELECT state, assignee FROM console_queue_items WHERE event_id = $1::uuid",
+        item["event_id"],
+    )
+    assert (queued["state"], queued["assignee"]) == ("done", agent.id)
+    page = await console.get(f"/console/customers/{customer_id}")
+    assert f"logged by {agent.username}" in page.text
+    refused = await console.post(
+        f"/console/customers/{customer_id}/log",
+        {
+            "csrf": await console.csrf(),
+            "kind": "séance",
+            "direction": "inbound",
+            "occurred_at": "2026-11-20T10:30",
+            "department": "finance",
+            "summary": "x",
+        },
+    )
+    assert refused.status_code == 422
+
+
+async def test_reply_form_disables_channels_without_consent_and_the_server_agrees(
+    console: ConsoleHttp, pool: asyncpg.Pool, client: httpx.AsyncClient
+) -> None:
+    tel = phone()
+    customer_id = await new_customer(
+        client,
+        {"type": "phone", "value": tel},
+        channel="sms",
+        consent=[{"channel": "sms", "purpose": "service", "granted": False}],
+    )
+
+    async def withdrawn() -> Any:
+        return await pool.fetchval(
+            "SELECT NOT granted FROM consents WHERE customer_id = $1::uuid AND channel = 'sms'",
+            customer_id,
+        )
+
+    await eventually(withdrawn)
+    await console.sign_in((await make_user(pool, "agent", ["triage"])).username)
+    page = await console.get(f"/console/customers/{customer_id}")
+    assert '<option value="sms" disabled>SMS (no consent)</option>' in page.text
+    assert "withdrawn" in page.text  # the consent panel
+    refused = await console.post(
+        f"/console/customers/{customer_id}/reply",
+        {"csrf": csrf_of(page.text), "channel": "sms", "text": "Hello?"},
+    )
+    assert refused.status_code == 422 and "no consent" in refused.text
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM outbound_messages WHERE customer_id = $1::uuid", customer_id
+        )
+        == 0
+    )
+
+
+async def test_merge_and_split_from_the_profile_panel(
+    console: ConsoleHttp, pool: asyncpg.Pool, client: httpx.AsyncClient
+) -> None:
+    mail, tel = email("m"), phone()
+    first = await new_customer(client, {"type": "email", "value": mail})
+    second = await new_customer(client, {"type": "phone", "value": tel}, channel="sms")
+    agent = await make_user(pool, "agent", ["triage"])
+    await console.sign_in(agent.username)
+    merged = await console.post(
+        f"/console/customers/{first}/merge",
+        {"csrf": await console.csrf(), "other": second, "reason": "same person, checked ID"},
+    )
+    assert merged.status_code == 303 and merged.headers["location"].startswith(
+        f"/console/customers/{first}"
+    )
+    alias = (await client.get(f"/v1/customers/{second}")).json()
+    assert alias["id"] == first
+    old = await console.get(f"/console/customers/{second}")
+    assert old.status_code == 303 and old.headers["location"] == f"/console/customers/{first}"
+    page = await console.get(f"/console/customers/{first}")
+    assert f"console:{agent.username}" in page.text  # who linked the merged identity
+    split = await console.post(
+        f"/console/customers/{first}/split",
+        {"csrf": csrf_of(page.text), "identity": f"phone:{tel}", "reason": "not the same person"},
+    )
+    assert split.status_code == 303
+    back = (await client.get("/v1/customers", params={"identity": f"phone:{tel}"})).json()
+    assert back["customers"][0]["id"] == second
+    empty = await console.post(
+        f"/console/customers/{first}/split", {"csrf": await console.csrf(), "reason": "none"}
+    )
+    assert empty.status_code == 409

@@ -25,13 +25,17 @@ def safe_next(target: str | None) -> str:
     return "/console"
 
 
-def _cookie_args(request: Request) -> dict[str, object]:
-    return {
-        "httponly": True,
-        "samesite": "strict",
-        "secure": request.app.state.console.secure_cookies,
-        "path": "/console",
-    }
+def set_cookie(response: Response, request: Request, name: str, value: str, max_age: int) -> None:
+    """HttpOnly, SameSite=Strict, path /console; Secure when OMNIHUB_PUBLIC_URL is https."""
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        httponly=True,
+        samesite="strict",
+        secure=request.app.state.console.secure_cookies,
+        path="/console",
+    )
 
 
 def _form(request: Request, error: str | None = None, status_code: int = 200) -> Response:
@@ -44,7 +48,7 @@ def _form(request: Request, error: str | None = None, status_code: int = 200) ->
         pre_token=token,
         next=safe_next(request.query_params.get("next")),
     )
-    response.set_cookie(PRE_COOKIE, token, max_age=3600, **_cookie_args(request))  # type: ignore[arg-type]
+    set_cookie(response, request, PRE_COOKIE, token, 3600)
     return response
 
 
@@ -72,12 +76,7 @@ async def sign_in(request: Request) -> Response:
         await throttle.succeeded(conn, username)
         session_id = await sessions.open_session(conn, user.id)
     response = redirect(safe_next(form.get("next")))
-    response.set_cookie(
-        sessions.COOKIE,
-        session_id,
-        max_age=sessions.LIFETIME_HOURS * 3600,
-        **_cookie_args(request),  # type: ignore[arg-type]
-    )
+    set_cookie(response, request, sessions.COOKIE, session_id, sessions.LIFETIME_HOURS * 3600)
     response.delete_cookie(PRE_COOKIE, path="/console")
     return response
 

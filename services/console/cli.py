@@ -81,7 +81,7 @@ def listing() -> None:
     """List console users (never their password hashes)."""
     for row in _with_database(users.listing):
         state = "disabled" if row["disabled"] else "active"
-        departments = ",".join(row["departments"]) or "-"  # type: ignore[arg-type]
+        departments = ",".join(row["departments"]) or "-"
         typer.echo(f"{row['username']}\t{row['role']}\t{departments}\t{state}")
 
 

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import asyncpg
 from argon2 import PasswordHasher
@@ -124,7 +125,7 @@ async def check_password(conn: asyncpg.Connection, username: str, password: str)
     return user_of(row)
 
 
-async def listing(conn: asyncpg.Connection) -> list[dict[str, object]]:
+async def listing(conn: asyncpg.Connection) -> list[dict[str, Any]]:
     """Every user, for the admin page and the CLI (never the hashes)."""
     rows = await conn.fetch(
         "SELECT id, username, role, departments, disabled, created_at FROM console_users"
