@@ -63,8 +63,15 @@ async def item(client: httpx.AsyncClient, phone: str, provider_message_id: str) 
 
 def published(records: list[Any], provider_message_id: str) -> list[dict[str, Any]]:
     """The interactions among ``records`` with that provider id."""
-    values = [json.loads(r.value) for r in records]
-    return [v for v in values if v.get("provider_message_id") == provider_message_id]
+    found = []
+    for record in records:
+        try:
+            value = json.loads(record.value)
+        except ValueError:  # other tests publish garbage on purpose
+            continue
+        if isinstance(value, dict) and value.get("provider_message_id") == provider_message_id:
+            found.append(value)
+    return found
 
 
 async def test_signed_sms_is_published_answered_and_on_the_timeline(
@@ -83,7 +90,7 @@ async def test_signed_sms_is_published_answered_and_on_the_timeline(
     [event] = published(records, form["MessageSid"])
     assert (event["channel"], event["direction"], event["kind"]) == ("sms", "inbound", "message")
     assert event["identities"] == [{"type": "phone", "value": phone, "scope": ""}]
-    record = next(r for r in records if json.loads(r.value)["event_id"] == event["event_id"])
+    record = next(r for r in records if event["event_id"].encode() in r.value)
     assert header_map(record.headers)["ce_source"] == "channels/twilio"
 
     entry = await item(client, phone, form["MessageSid"])
