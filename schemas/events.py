@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.identities import Identity
 from schemas.ids import event_id_for
@@ -18,13 +19,8 @@ MAX_TEXT = 100_000
 MAX_SUBJECT = 998  # RFC 5322 line limit
 
 
-def _aware(value: datetime) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError("timestamp must carry a time zone (e.g. 2026-01-31T09:00:00Z)")
-    return value
-
-
-AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
+#: Timestamps must carry a time zone (validated in pydantic's core, not in Python).
+AwareDatetime = pydantic.AwareDatetime
 Scalar = str | int | float | bool | None
 
 

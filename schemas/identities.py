@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 import phonenumbers
@@ -41,6 +42,7 @@ SCOPED_TYPES = frozenset(
 _OPAQUE_ID = re.compile(r"^[\w.:@+\-/=]{1,256}$")
 
 
+@lru_cache(maxsize=65536)
 def normalise_email(value: str) -> str:
     """Return the address lowercased and checked for syntax (no DNS lookup)."""
     try:
@@ -50,6 +52,7 @@ def normalise_email(value: str) -> str:
     return result.normalized.lower()
 
 
+@lru_cache(maxsize=65536)
 def normalise_phone(value: str, default_region: str | None = None) -> str:
     """Return the number in E.164; a national number needs ``default_region``."""
     raw = value.strip()

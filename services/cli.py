@@ -104,6 +104,8 @@ def _serve(
         port=settings.http_port,
         log_level="warning",
         access_log=False,
+        loop="uvloop",
+        http="httptools",
     )
 
 

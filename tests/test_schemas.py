@@ -75,7 +75,7 @@ def test_event_id_is_deterministic_per_channel_and_provider_id() -> None:
 
 
 def test_timestamps_must_carry_a_time_zone() -> None:
-    with pytest.raises(ValidationError, match="time zone"):
+    with pytest.raises(ValidationError, match="timezone"):
         Interaction.create(
             channel="api",
             direction="inbound",

@@ -96,6 +96,8 @@ def decide(
     writes: list[consent.ConsentWrite] = []
     withdrawn_here: dict[uuid.UUID, set[str]] = {}
     seen: set[uuid.UUID] = set()
+    messages = {e.event_id: Message.of(e.interaction) for e in events}
+    router.prime(messages.values())
     for event in events:
         if event.event_id in seen:  # the same event twice in one batch (a producer retry)
             continue
@@ -103,7 +105,7 @@ def decide(
         customer = event.customer_id
         withdrawn = found.withdrawn(customer) | withdrawn_here.get(customer, set())
         decision = router.route(
-            Message.of(event.interaction), found.profile(customer), frozenset(withdrawn)
+            messages[event.event_id], found.profile(customer), frozenset(withdrawn)
         )
         rule = decision.primary.rule_id if decision.primary else "ignored"
         for purpose in decision.withdraw_consent:

@@ -4,7 +4,7 @@ the fallback (triage). Pure: consent and profile are passed in, nothing is read 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,12 +83,20 @@ class Router:
         """The ruleset version routed records carry."""
         return self.ruleset.version
 
+    @staticmethod
+    def _content(message: Message) -> str:
+        return " ".join(p for p in (message.subject, message.text) if p)
+
+    def prime(self, messages: Iterable[Message]) -> None:
+        """Detect the languages of a batch of messages at once (see Detector.prime)."""
+        self.detector.prime(self._content(m) for m in messages if not lang.normalise(m.language))
+
     def language_of(self, message: Message) -> tuple[str | None, str]:
         """The message's language (declared, else detected) and how it was found."""
         declared = lang.normalise(message.language)
         if declared:
             return declared, "declared"
-        content = " ".join(p for p in (message.subject, message.text) if p)
+        content = self._content(message)
         detected = self.detector.detect(content)
         if detected is None:
             return None, "unknown"

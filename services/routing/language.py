@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from lingua import IsoCode639_1, Language, LanguageDetector, LanguageDetectorBuilder
 
@@ -52,14 +53,33 @@ class Detector:
         self.codes = tuple(sorted(set(codes)))
         self.min_confidence = min_confidence
         self._lingua = _detector(self.codes) if len(self.codes) > 1 else None
+        self._primed: dict[str, Detected | None] = {}
+
+    def prime(self, texts: Iterable[str]) -> None:
+        """Detect many texts at once (lingua spreads them over every core, ~3x less time than
+        one by one); the next ``detect`` of each text takes the answer from here."""
+        if self._lingua is None:
+            return
+        self._primed = {}
+        todo = list(dict.fromkeys(t for t in texts if t.strip() and t not in self._primed))
+        if len(todo) < 2:
+            return
+        for text, values in zip(
+            todo, self._lingua.compute_language_confidence_values_in_parallel(todo), strict=True
+        ):
+            self._primed[text] = self._best(values)
 
     def detect(self, text: str) -> Detected | None:
         """The language of ``text``, or None when it is too short or too ambiguous to say."""
+        if text in self._primed:
+            return self._primed.pop(text)
         if not text.strip():
             return None
         if self._lingua is None:
             return Detected(self.codes[0], 1.0) if self.codes else None
-        values = self._lingua.compute_language_confidence_values(text)
+        return self._best(self._lingua.compute_language_confidence_values(text))
+
+    def _best(self, values: list[Any]) -> Detected | None:
         if not values:
             return None
         best = values[0]
