@@ -103,3 +103,26 @@ def phone() -> str:
 def email(prefix: str = "c") -> str:
     """A fresh email address."""
     return f"{unique(prefix)}@example.com"
+
+
+async def read_all(bootstrap: str, topic: str) -> list[Any]:
+    """Every record of a topic: read until two polls in a row bring nothing new."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    records: list[Any] = []
+    quiet = 0
+    try:
+        while quiet < 2:
+            batch = await consumer.getmany(timeout_ms=300)
+            got = [r for part in batch.values() for r in part]
+            records += got
+            quiet = 0 if got else quiet + 1
+    finally:
+        await consumer.stop()
+    return records

@@ -25,7 +25,7 @@ from services.processors.app import APP_ID
 from services.stack.broker import EmbeddedBroker
 from services.stack.embedded import prepare
 from services.stack.postgres import EmbeddedPostgres
-from tests.support import consume, eventually, start_component, stop_process, unique
+from tests.support import consume, eventually, read_all, start_component, stop_process, unique
 
 
 def interaction(**overrides: Any) -> Interaction:
@@ -348,26 +348,3 @@ async def test_a_replayed_event_is_not_routed_twice(
     ]
     assert len(primaries) == 1
     assert any(header_map(r.headers)["ce_id"] == str(marker.event_id) for r in seen)
-
-
-async def read_all(bootstrap: str, topic: str) -> list[Any]:
-    """Every record of a topic: read until two polls in a row bring nothing new."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    records: list[Any] = []
-    quiet = 0
-    try:
-        while quiet < 2:
-            batch = await consumer.getmany(timeout_ms=300)
-            got = [r for part in batch.values() for r in part]
-            records += got
-            quiet = 0 if got else quiet + 1
-    finally:
-        await consumer.stop()
-    return records

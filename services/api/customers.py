@@ -12,6 +12,7 @@ from channels.base import PublishError
 from schemas import Channel, Identity
 from schemas.events import MAX_SUBJECT, MAX_TEXT
 from services.api.auth import Principal, Role, require
+from services.api.errors import bus_unavailable
 from services.customers import outbound, store
 from services.identity import manual
 
@@ -109,9 +110,5 @@ async def send_message(
     except outbound.NoRecipient as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     except PublishError:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            "the event bus did not acknowledge; retry later",
-            headers={"Retry-After": "5"},
-        ) from None
+        raise bus_unavailable() from None
     return {"command_id": str(command.command_id), "status": "queued"}

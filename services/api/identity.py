@@ -13,6 +13,7 @@ from schemas import CustomerEvent, Identity
 from schemas.events import utcnow
 from schemas.topics import CUSTOMERS
 from services.api.auth import Principal, Role, require
+from services.api.errors import bus_unavailable
 from services.bus.records import to_record
 from services.identity import manual, profile, views
 
@@ -42,9 +43,8 @@ async def publish(request: Request, event: CustomerEvent) -> None:
     try:
         await request.app.state.producer.send_all([record])
     except PublishError:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            "saved, but the customers topic did not acknowledge the event; retry",
+        raise bus_unavailable(
+            "saved, but the customers topic did not acknowledge the event; retry"
         ) from None
 
 

@@ -15,6 +15,7 @@ from channels.base import (
     UnsupportedMediaType,
 )
 from services.api.auth import Principal, Role, require
+from services.api.errors import bus_unavailable
 
 router = APIRouter()
 
@@ -59,9 +60,5 @@ async def post_interaction(
     try:
         await request.app.state.publisher.publish(interactions)
     except PublishError:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            "the event bus did not acknowledge; retry later",
-            headers={"Retry-After": "5"},
-        ) from None
+        raise bus_unavailable() from None
     return Accepted(event_id=str(interactions[0].event_id))
