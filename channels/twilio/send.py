@@ -49,7 +49,11 @@ class TwilioSender:
     def _rest(self) -> Any:
         """The twilio client, made on first use (its aiohttp session needs the running loop)."""
         if self._client is None:
-            self._http = AsyncTwilioHttpClient()
+            # The twilio client logs every request at INFO; keep that for DEBUG runs only.
+            http_log = logging.getLogger("channels.twilio.http")
+            if not log.isEnabledFor(logging.DEBUG):
+                http_log.setLevel(logging.WARNING)
+            self._http = AsyncTwilioHttpClient(logger=http_log)
             client = Client(
                 self.settings.account_sid, self.settings.token(), http_client=self._http
             )
