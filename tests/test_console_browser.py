@@ -301,7 +301,7 @@ async def test_agent_cannot_reach_admin_actions_but_an_admin_can(
 async def test_requests_without_a_session_or_a_token_are_refused(
     browser: Browser, api_url: str, pool: asyncpg.Pool
 ) -> None:
-    some_customer = await pool.fetchval("SELECT id FROM customers LIMIT 1")
+    some_customer = await pool.fetchval("SELECT id FROM customers WHERE status = 'active' LIMIT 1")
     context = await browser.new_context(base_url=api_url)
     page = await context.new_page()
     for path in ("/console", "/console/queues/triage", f"/console/customers/{some_customer}"):
