@@ -208,3 +208,41 @@ async def test_reply_on_a_channel_without_consent_is_refused_before_sending(
     )
     assert item["delivery"]["error_code"] == "consent_withdrawn"
     assert callback.attempts[command_id] == 0
+
+
+async def test_reply_goes_to_an_identity_the_channel_delivers_to(
+    client: httpx.AsyncClient,
+) -> None:
+    from tests.support import phone
+
+    mail, tel = f"{unique('pick')}@example.com", phone()
+    await client.post(
+        "/v1/interactions",
+        json={
+            "identities": [{"type": "email", "value": mail}, {"type": "phone", "value": tel}],
+            "text": "Call or text me",
+            "provider_message_id": unique("in"),
+        },
+    )
+
+    async def find() -> Any:
+        found = (await client.get("/v1/customers", params={"identity": f"email:{mail}"})).json()
+        return found["customers"][0]["id"] if found["customers"] else None
+
+    customer_id = await eventually(find)
+    response = await client.post(
+        f"/v1/customers/{customer_id}/messages", json={"channel": "sms", "text": "On our way"}
+    )
+    assert response.status_code == 202, response.text
+    command_id = response.json()["command_id"]
+
+    async def sent() -> Any:
+        page = (await client.get(f"/v1/customers/{customer_id}/timeline")).json()
+        return next((i for i in page["items"] if i.get("command_id") == command_id), None)
+
+    item = await eventually(sent, timeout=30)
+    assert item["identities"][0] == {"type": "phone", "scope": "", "value": tel}
+    email_only = await client.post(
+        f"/v1/customers/{customer_id}/messages", json={"channel": "telegram", "text": "hi"}
+    )
+    assert email_only.status_code == 422

@@ -10,20 +10,7 @@ from typing import Any
 from schemas import Channel, Identity, IdentityType, Purpose
 from services.console.timeline import CHANNEL_LABELS
 from services.customers.consent import ConsentBook
-
-#: The identity types a channel delivers to, in order of preference (None: any identity).
-RECIPIENTS: dict[Channel, tuple[IdentityType, ...] | None] = {
-    Channel.SMS: (IdentityType.PHONE,),
-    Channel.VOICE: (IdentityType.PHONE,),
-    Channel.WHATSAPP: (IdentityType.WHATSAPP, IdentityType.PHONE),
-    Channel.EMAIL: (IdentityType.EMAIL,),
-    Channel.WEBCHAT: (IdentityType.WEBCHAT_VISITOR,),
-    Channel.MESSENGER: (IdentityType.FACEBOOK,),
-    Channel.INSTAGRAM: (IdentityType.INSTAGRAM,),
-    Channel.X: (IdentityType.X,),
-    Channel.TELEGRAM: (IdentityType.TELEGRAM,),
-    Channel.API: None,
-}
+from services.customers.outbound import default_recipient
 
 
 @dataclass(frozen=True)
@@ -55,14 +42,7 @@ def recipient(
     channel, else the customer's first identity of a type the channel delivers to."""
     if replying_to and replying_to["channel"] == channel.value and replying_to["identity"]:
         return _identity(replying_to["identity"])
-    wanted = RECIPIENTS.get(channel, ())
-    if wanted is None:
-        return _identity(identities[0]) if identities else None
-    for kind in wanted:
-        for found in identities:
-            if found["type"] == kind.value:
-                return _identity(found)
-    return None
+    return default_recipient(channel, identities)
 
 
 def options(

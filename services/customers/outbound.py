@@ -7,14 +7,44 @@ sends the command and reports its delivery state.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from typing import Any
 
 import asyncpg
 
-from schemas import Channel, Identity, OutboundCommand
+from schemas import Channel, Identity, IdentityType, OutboundCommand
 from schemas.topics import OUTBOUND
 from services.bus.producer import Producer
 from services.bus.records import to_record
 from services.customers import store
+
+#: The identity types a channel delivers to, in order of preference (None: any identity).
+RECIPIENTS: dict[Channel, tuple[IdentityType, ...] | None] = {
+    Channel.SMS: (IdentityType.PHONE,),
+    Channel.VOICE: (IdentityType.PHONE,),
+    Channel.WHATSAPP: (IdentityType.WHATSAPP, IdentityType.PHONE),
+    Channel.EMAIL: (IdentityType.EMAIL,),
+    Channel.WEBCHAT: (IdentityType.WEBCHAT_VISITOR,),
+    Channel.MESSENGER: (IdentityType.FACEBOOK,),
+    Channel.INSTAGRAM: (IdentityType.INSTAGRAM,),
+    Channel.X: (IdentityType.X,),
+    Channel.TELEGRAM: (IdentityType.TELEGRAM,),
+    Channel.API: None,
+}
+
+
+def default_recipient(channel: Channel, identities: Sequence[dict[str, Any]]) -> Identity | None:
+    """The customer's first identity of a type ``channel`` delivers to (any, for api)."""
+    wanted = RECIPIENTS.get(channel, ())
+    if wanted is None:
+        chosen = identities[0] if identities else None
+    else:
+        chosen = next((i for kind in wanted for i in identities if i["type"] == kind.value), None)
+    if chosen is None:
+        return None
+    return Identity.model_construct(
+        type=IdentityType(chosen["type"]), scope=chosen.get("scope") or "", value=chosen["value"]
+    )
 
 
 class NoSuchCustomer(LookupError):
@@ -40,17 +70,16 @@ async def queue_message(
 ) -> OutboundCommand:
     """Publish the command once the broker acknowledged it (PublishError when not).
 
-    ``to`` defaults to the customer's first identity.
+    ``to`` defaults to the customer's first identity the channel can deliver to.
     """
     async with pool.acquire() as conn:
         found = await store.customer(conn, customer_id)
     if found is None:
         raise NoSuchCustomer(str(customer_id))
     if to is None:
-        if not found["identities"]:
-            raise NoRecipient("customer has no identity")
-        first = found["identities"][0]
-        to = Identity(type=first["type"], scope=first["scope"], value=first["value"])
+        to = default_recipient(channel, found["identities"])
+        if to is None:
+            raise NoRecipient(f"the customer has no identity {channel.value} can deliver to")
     command = OutboundCommand(
         customer_id=customer_id,
         channel=channel,
