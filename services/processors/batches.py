@@ -18,9 +18,8 @@ from typing import Any
 import asyncpg
 
 from channels.base import PublishError
-from services.bus.deadletter import dead_letter
 from services.processors import metrics
-from services.processors.decode import message_headers
+from services.processors.decode import dead_letter_of
 from services.processors.resources import Resources
 
 log = logging.getLogger(__name__)
@@ -78,17 +77,7 @@ async def _one(handler: Handler, resources: Resources, event: Any, stage: str) -
 async def _dead_letter(resources: Resources, event: Any, exc: Exception, stage: str) -> None:
     _, producer = await resources.ready()
     message = event.message
-    record = dead_letter(
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        key=message.key,
-        value=message.value,
-        headers=message_headers(message),
-        error=f"{type(exc).__name__}: {exc}",
-        stage=stage,
-    )
-    await producer.send_all([record])
+    await producer.send_all([dead_letter_of(message, f"{type(exc).__name__}: {exc}", stage)])
     metrics.DEAD_LETTERS.labels(stage).inc()
     log.error(
         "%s: event at %s[%d]@%d dead-lettered: %r",

@@ -43,15 +43,20 @@ def decode_batch(events: Sequence[Any], model: type[M], stage: str) -> Decoded[M
                 for e in exc.errors(include_url=False, include_input=False)
             )
             dead.append(
-                dead_letter(
-                    topic=message.topic,
-                    partition=message.partition,
-                    offset=message.offset,
-                    key=message.key,
-                    value=message.value,
-                    headers=message_headers(message),
-                    error=f"{model.__name__} validation failed: {summary}",
-                    stage=stage,
-                )
+                dead_letter_of(message, f"{model.__name__} validation failed: {summary}", stage)
             )
     return Decoded(models, dead)
+
+
+def dead_letter_of(message: Any, error: str, stage: str) -> Record:
+    """The dead-letter record of a consumed faust message, keeping its bytes and headers."""
+    return dead_letter(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+        headers=message_headers(message),
+        error=error,
+        stage=stage,
+    )
