@@ -43,7 +43,7 @@ def start_component(name: str, env: dict[str, str], log: Path) -> subprocess.Pop
     """Start `omnihub run <name>` as its own process group, logging to ``log``."""
     handle = open(log, "ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "run", name],
+        [sys.executable, "-m", "services.cli", "run", *name.split()],
         env=env,
         stdout=handle,
         stderr=subprocess.STDOUT,
