@@ -47,15 +47,15 @@ def spawn(name: str, env: dict[str, str], log: Path | None = None) -> subprocess
     )
 
 
-def _stop(component: Component, timeout: float = 20.0) -> None:
-    proc = component.proc
+def stop(proc: subprocess.Popen[bytes] | None, name: str, timeout: float = 20.0) -> None:
+    """SIGTERM a component; kill its process group if it has not stopped in ``timeout`` s."""
     if proc is None or proc.poll() is not None:
         return
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(timeout)
     except subprocess.TimeoutExpired:
-        log.warning("%s did not stop in %ss; killing it", component.name, timeout)
+        log.warning("%s did not stop in %ss; killing it", name, timeout)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(5)
 
@@ -139,7 +139,7 @@ def up(settings: Settings, out: Callable[[str], object] | None = None) -> int:
     finally:
         print_("stopping omnihub ...")
         for component in reversed(components):
-            _stop(component)
+            stop(component.proc, component.name)
         stack.stop()
         clear_runtime(settings)
         for signum, handler in previous.items():

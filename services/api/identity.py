@@ -85,10 +85,22 @@ async def split(
     request: Request, principal: Agent, customer_id: uuid.UUID, body: SplitRequest
 ) -> dict[str, Any]:
     """Real unmerge: move identities (and their events) to the customer they belong to."""
+    return await _split(request, customer_id, body.identities, body.reason, principal, "split")
+
+
+async def _split(
+    request: Request,
+    customer_id: uuid.UUID,
+    identities: list[Identity],
+    reason: str,
+    principal: Principal,
+    action: str,
+) -> dict[str, Any]:
+    """Split (or unlink) in the database, then publish customer.split."""
     async with request.app.state.pool.acquire() as conn:
         try:
             event = await manual.split(
-                conn, customer_id, body.identities, body.reason, actor(principal)
+                conn, customer_id, identities, reason, actor(principal), action=action
             )
         except manual.ManualError as exc:
             raise _conflict(exc) from None
@@ -111,29 +123,21 @@ async def links(
     request: Request, principal: Agent, customer_id: uuid.UUID, body: LinkRequest
 ) -> dict[str, Any]:
     """Manual link or unlink; these take precedence over the automatic rules."""
+    if body.action == "unlink":
+        return await _split(
+            request, customer_id, [body.identity], body.reason, principal, "manual_unlink"
+        )
     async with request.app.state.pool.acquire() as conn:
         try:
-            if body.action == "unlink":
-                event = await manual.split(
-                    conn,
-                    customer_id,
-                    [body.identity],
-                    body.reason,
-                    actor(principal),
-                    action="manual_unlink",
-                )
-            else:
-                taken_from = await manual.link(
-                    conn, customer_id, body.identity, body.reason, actor(principal)
-                )
-                return {
-                    "customer_id": str(await manual.live_id(conn, customer_id)),
-                    "taken_from": str(taken_from) if taken_from else None,
-                }
+            taken_from = await manual.link(
+                conn, customer_id, body.identity, body.reason, actor(principal)
+            )
         except manual.ManualError as exc:
             raise _conflict(exc) from None
-    await publish(request, event)
-    return {"customer_id": str(event.customer_id), "new_ids": [str(i) for i in event.new_ids]}
+        return {
+            "customer_id": str(await manual.live_id(conn, customer_id)),
+            "taken_from": str(taken_from) if taken_from else None,
+        }
 
 
 class MergeRequest(BaseModel):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import tempfile
 import threading
@@ -39,7 +38,7 @@ from services.routing.engine import Router
 from services.stack.embedded import Stack, start_stack
 from services.stack.ports import free_port, wait_for_port
 from services.streams import ready_file
-from services.supervisor import spawn
+from services.supervisor import spawn, stop
 
 TWILIO_TOKEN = "bench_auth_token_0123456789abcdef"  # noqa: S105 - a bench-only secret
 TWILIO_ACCOUNT = "AC" + "b" * 32
@@ -80,13 +79,7 @@ class Procs:
     def stop(self, name: str) -> None:
         """Stop every process of a component."""
         for proc in self.running.pop(name, []):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
+            stop(proc, name, timeout=30)
 
     def stop_all(self) -> None:
         """Stop everything and the sampler."""

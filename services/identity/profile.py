@@ -11,6 +11,7 @@ import asyncpg
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas import Channel
+from services.identity.rules import PROFILE_FIELDS
 
 if TYPE_CHECKING:
     from services.identity.rules import IdentityRules
@@ -41,7 +42,7 @@ class ProfileUpdate(BaseModel):
     attributes: dict[str, str | int | float | bool | None] | None = None
 
 
-_FIELDS = ("name", "birth_date", "language", "preferred_channel", "addresses", "attributes")
+_FIELDS = PROFILE_FIELDS
 _SELECT = (
     "SELECT customer_id, name, birth_date, language, preferred_channel, addresses::text,"
     " attributes::text, field_times::text, created_at FROM customer_profiles"
