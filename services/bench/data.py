@@ -54,6 +54,7 @@ def events(count: int, crowd: list[Person], seed: int, tag: str) -> list[Interac
     for n in range(count):
         person = crowd[rng.randrange(len(crowd))]
         _, text = TEXTS[rng.randrange(len(TEXTS))]  # providers do not say the language
+        text = f"{text} (ref. {rng.randrange(10**7):07d})"  # every text unique: nothing cached
         if person.phone and rng.random() < 0.5:
             ids = [{"type": "phone", "value": person.phone}]
             if rng.random() < 0.3:

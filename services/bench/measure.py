@@ -17,21 +17,34 @@ from aiokafka import AIOKafkaConsumer
 from schemas.topics import ROUTED
 from services.bench.load import percentile
 
+POLL = 0.25
+"""Seconds between polls: light, because timings come from the data, not from the polls."""
+
 
 async def wait_timeline(
     conn: asyncpg.Connection, event_ids: Sequence[uuid.UUID], timeout: float
-) -> tuple[int, float]:
-    """Poll until every event has its timeline row; return (rows found, monotonic time)."""
+) -> tuple[int, float, float]:
+    """Poll until every event has its timeline row; return (rows found, first and last commit
+    as epoch seconds, from the rows' ``projected_at``). Each poll asks only for the events not
+    seen yet, so watching costs PostgreSQL little while the system under test works."""
     deadline = time.monotonic() + timeout
-    found = 0
-    while time.monotonic() < deadline:
-        found = await conn.fetchval(
-            "SELECT count(*) FROM timeline WHERE event_id = ANY($1::uuid[])", list(event_ids)
+    missing = list(event_ids)
+    while missing and time.monotonic() < deadline:
+        rows = await conn.fetch(
+            "SELECT event_id FROM timeline WHERE event_id = ANY($1::uuid[])", missing
         )
-        if found >= len(event_ids):
-            break
-        await asyncio.sleep(0.05)
-    return found, time.monotonic()
+        if rows:
+            seen = {r["event_id"] for r in rows}
+            missing = [e for e in missing if e not in seen]
+        if missing:
+            await asyncio.sleep(POLL)
+    first, last = await conn.fetchrow(
+        "SELECT extract(epoch FROM min(projected_at))::float8,"
+        " extract(epoch FROM max(projected_at))::float8"
+        " FROM timeline WHERE event_id = ANY($1::uuid[])",
+        list(event_ids),
+    )
+    return len(event_ids) - len(missing), first or 0.0, last or 0.0
 
 
 async def commit_latencies(
@@ -64,7 +77,7 @@ class RoutedWatch:
     primaries: Counter[str] = field(default_factory=Counter)
     copies: int = 0
     latency: dict[str, float] = field(default_factory=dict)
-    arrived: dict[str, float] = field(default_factory=dict)
+    published: dict[str, float] = field(default_factory=dict)
     _task: asyncio.Task[None] | None = None
     _consumer: AIOKafkaConsumer | None = None
 
@@ -86,7 +99,6 @@ class RoutedWatch:
         assert self._consumer is not None
         while True:
             batch = await self._consumer.getmany(timeout_ms=200)
-            now = time.monotonic()
             for records in batch.values():
                 for record in records:
                     value = json.loads(record.value)
@@ -95,20 +107,21 @@ class RoutedWatch:
                         continue
                     event_id = value["event_id"]
                     self.primaries[event_id] += 1
-                    self.arrived.setdefault(event_id, now)
+                    self.published.setdefault(event_id, record.timestamp / 1000)
                     received = datetime.fromisoformat(value["interaction"]["received_at"])
                     self.latency[event_id] = record.timestamp / 1000 - received.timestamp()
 
     async def wait(self, event_ids: Sequence[uuid.UUID], timeout: float) -> tuple[int, float]:
-        """Wait until every event has a primary record; return (how many, monotonic time)."""
+        """Wait until every event has a primary record; return (how many, when the last was
+        published as epoch seconds, from the records' timestamps)."""
         wanted = [str(e) for e in event_ids]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            have = sum(1 for e in wanted if e in self.primaries)
-            if have >= len(wanted):
-                return have, max(self.arrived[e] for e in wanted)
-            await asyncio.sleep(0.05)
-        return sum(1 for e in wanted if e in self.primaries), time.monotonic()
+            if all(e in self.primaries for e in wanted):
+                break
+            await asyncio.sleep(POLL)
+        times = [self.published[e] for e in wanted if e in self.published]
+        return len(times), max(times, default=0.0)
 
     def latencies(self, event_ids: Sequence[uuid.UUID]) -> dict[str, float]:
         """Acceptance to department topic (producer timestamp), p50/p95/p99 in ms."""

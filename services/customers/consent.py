@@ -68,6 +68,11 @@ class ConsentBook:
         self._rows: dict[tuple[uuid.UUID, str, str], bool] = {
             (r["customer_id"], r["channel"], r["purpose"]): r["granted"] for r in rows
         }
+        self._withdrawing = {key[0] for key, granted in self._rows.items() if not granted}
+
+    def withdrew_any(self, customer_id: uuid.UUID) -> bool:
+        """Whether the customer withdrew anything at all (most never did: a quick answer)."""
+        return customer_id in self._withdrawing
 
     def allows(self, customer_id: uuid.UUID, channel: Channel | str, purpose: Purpose) -> bool:
         """Granted unless withdrawn: the channel's own statement beats the all-channel one."""

@@ -1,1 +1,1 @@
-"""faust-streaming processors: unify (identity), project (timeline)."""
+"""faust-streaming processors: unify (identity), project (timeline and routing), delivery."""

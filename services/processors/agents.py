@@ -1,8 +1,10 @@
-"""The stream agents: unify (interaction -> customer) and project (unified -> timeline)."""
+"""The stream agents: unify (interaction -> customer), project (unified -> timeline and
+department topics) and delivery (delivery states of outbound messages)."""
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,15 +14,16 @@ from schemas import DeliveryStatus, Direction, Interaction, UnifiedEvent
 from schemas.events import utcnow
 from schemas.topics import CUSTOMERS, DELIVERY, INTERACTIONS, UNIFIED
 from services.bus.records import Record, to_record
+from services.config import Settings
 from services.customers import consent
 from services.identity.resolver import resolve
 from services.processors import metrics
-from services.processors.batches import handle_durably
+from services.processors.batches import Handler, handle_durably
 from services.processors.decode import decode_batch
 from services.processors.receipts import claim_parked, resolve_receipts, split_receipts
 from services.processors.resources import Resources
-from services.processors.route import route_handler
-from services.processors.timeline import write_events, write_states
+from services.processors.route import RouteStep, mark_published
+from services.processors.timeline import insert_events, write_states
 
 log = logging.getLogger(__name__)
 
@@ -90,18 +93,32 @@ async def unify_batch(resources: Resources, events: Sequence[Any]) -> None:
     metrics.DEAD_LETTERS.labels("unify").inc(len(decoded.dead))
 
 
-async def project_batch(resources: Resources, events: Sequence[Any]) -> None:
-    """Write unified events into the timeline, then let faust commit their offsets."""
-    pool, producer = await resources.ready()
-    decoded = decode_batch(events, UnifiedEvent, stage="project")
-    if decoded.models:
-        async with pool.acquire() as conn:
-            written = await write_events(conn, decoded.models)
-        metrics.TIMELINE_ROWS.inc(written)
-    if decoded.dead:
-        await producer.send_all(decoded.dead)
-    metrics.PROCESSED.labels("project").inc(len(decoded.models))
-    metrics.DEAD_LETTERS.labels("project").inc(len(decoded.dead))
+def project_handler(settings: Settings) -> Handler:
+    """The project agent's handler: each unified record is decoded once, written into the
+    timeline and routed in one transaction, and its routed records are published before
+    faust may commit its offset."""
+    route = RouteStep(settings)
+
+    async def project_batch(resources: Resources, events: Sequence[Any]) -> None:
+        pool, producer = await resources.ready()
+        decoded = decode_batch(events, UnifiedEvent, stage="project")
+        outputs: list[Record] = list(decoded.dead)
+        published: list[uuid.UUID] = []
+        if decoded.models:
+            async with pool.acquire() as conn, conn.transaction():
+                written = await insert_events(conn, decoded.models)
+                routed, published = await route.decide_and_record(conn, decoded.models)
+            outputs += routed
+            metrics.TIMELINE_ROWS.inc(written)
+        await producer.send_all(outputs)
+        if published:
+            async with pool.acquire() as conn:
+                await mark_published(conn, published)
+        for stage in ("project", "route"):
+            metrics.PROCESSED.labels(stage).inc(len(decoded.models))
+        metrics.DEAD_LETTERS.labels("project").inc(len(decoded.dead))
+
+    return project_batch
 
 
 async def delivery_batch(resources: Resources, events: Sequence[Any]) -> None:
@@ -128,9 +145,8 @@ def install_agents(app: faust.App, resources: Resources, batch: int, wait: float
     """Attach every agent to ``app``; each acks its batch only after the batch is durable."""
     handlers = {
         "unify": (INTERACTIONS.name, unify_batch),
-        "project": (UNIFIED.name, project_batch),
+        "project": (UNIFIED.name, project_handler(resources.settings)),
         "delivery": (DELIVERY.name, delivery_batch),
-        "route": (UNIFIED.name, route_handler(resources.settings)),
     }
     for name, (topic_name, handler) in handlers.items():
         _install(app, name, raw_topic(app, topic_name), handler, resources, batch, wait)

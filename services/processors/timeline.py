@@ -50,12 +50,20 @@ async def current_customers(
 
 
 async def write_events(conn: asyncpg.Connection, events: Sequence[UnifiedEvent]) -> int:
-    """Insert unified events into the timeline; an event id already there is skipped."""
+    """Insert unified events into the timeline in a transaction of their own."""
     if not events:
         return 0
     async with conn.transaction():
-        alias = await current_customers(conn, [e.customer_id for e in events])
-        return await _insert_events(conn, events, alias)
+        return await insert_events(conn, events)
+
+
+async def insert_events(conn: asyncpg.Connection, events: Sequence[UnifiedEvent]) -> int:
+    """Insert unified events into the timeline (in the caller's transaction, which holds the
+    share locks on their customers until it ends); an event id already there is skipped."""
+    if not events:
+        return 0
+    alias = await current_customers(conn, [e.customer_id for e in events])
+    return await _insert_events(conn, events, alias)
 
 
 async def _insert_events(

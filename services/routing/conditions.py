@@ -158,13 +158,14 @@ class Text(Condition):
             words = ctx.fields.get(name)
             if words is None:
                 continue
-            for word in words.folded:
-                chosen.update(by_word.get(word, ()))
+            # key-view intersections run in C over the smaller side (the message's words)
+            for word in words.folded_set & by_word.keys():
+                chosen.update(by_word[word])
             for language in ctx.stem_languages:
                 table = by_stem.get(language)
                 if table:
-                    for value in words.stems(language):
-                        chosen.update(table.get(value, ()))
+                    for value in words.stem_set(language) & table.keys():
+                        chosen.update(table[value])
         return [self.any[n] for n in sorted(chosen)]
 
     def test(self, ctx: Context) -> Match:

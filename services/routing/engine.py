@@ -64,7 +64,9 @@ class Router:
 
     def __init__(self, ruleset: Ruleset, folder: Path | None = None) -> None:
         self.ruleset = ruleset
-        self.detector = lang.Detector(ruleset.languages, ruleset.min_language_confidence)
+        self.detector = lang.Detector(
+            ruleset.languages, ruleset.min_language_confidence, ruleset.language_accuracy
+        )
         self.classifier: Classifier | None = None
         if ruleset.classifier is not None:
             path = ruleset.classifier.examples

@@ -38,30 +38,38 @@ def check(code: str) -> None:
     _language(code)
 
 
+ACCURACIES = ("low", "high")
+"""lingua's modes: ``low`` uses trigrams only (~45 us a message, models loaded lazily, ~100 MB
+less memory); ``high`` uses 1- to 5-grams (~125 us, better on texts under ~120 characters)."""
+
+
 @lru_cache(maxsize=4)
-def _detector(codes: tuple[str, ...]) -> LanguageDetector:
+def _detector(codes: tuple[str, ...], accuracy: str) -> LanguageDetector:
     languages = [_language(code) for code in codes]
-    return (
-        LanguageDetectorBuilder.from_languages(*languages).with_preloaded_language_models().build()
-    )
+    builder = LanguageDetectorBuilder.from_languages(*languages)
+    if accuracy == "low":
+        return builder.with_low_accuracy_mode().build()
+    return builder.with_preloaded_language_models().build()
 
 
 class Detector:
     """Detects among the given languages; below ``min_confidence`` the language is unknown."""
 
-    def __init__(self, codes: Iterable[str], min_confidence: float) -> None:
+    def __init__(self, codes: Iterable[str], min_confidence: float, accuracy: str = "low") -> None:
+        if accuracy not in ACCURACIES:
+            raise ValueError(f"accuracy must be one of {ACCURACIES}, not {accuracy!r}")
         self.codes = tuple(sorted(set(codes)))
         self.min_confidence = min_confidence
-        self._lingua = _detector(self.codes) if len(self.codes) > 1 else None
+        self._lingua = _detector(self.codes, accuracy) if len(self.codes) > 1 else None
         self._primed: dict[str, Detected | None] = {}
 
     def prime(self, texts: Iterable[str]) -> None:
-        """Detect many texts at once (lingua spreads them over every core, ~3x less time than
-        one by one); the next ``detect`` of each text takes the answer from here."""
+        """Detect a batch's texts at once (lingua spreads them over every core); ``detect``
+        answers from here until the next ``prime``."""
+        self._primed = {}
         if self._lingua is None:
             return
-        self._primed = {}
-        todo = list(dict.fromkeys(t for t in texts if t.strip() and t not in self._primed))
+        todo = list(dict.fromkeys(t for t in texts if t.strip()))
         if len(todo) < 2:
             return
         for text, values in zip(
@@ -72,7 +80,7 @@ class Detector:
     def detect(self, text: str) -> Detected | None:
         """The language of ``text``, or None when it is too short or too ambiguous to say."""
         if text in self._primed:
-            return self._primed.pop(text)
+            return self._primed[text]
         if not text.strip():
             return None
         if self._lingua is None:

@@ -164,13 +164,20 @@ class _Builder:
             except ValueError as exc:
                 raise self.fail(line("languages", 1), str(exc)) from None
         self.languages = tuple(codes)
-        min_confidence = 0.5
+        min_confidence, accuracy = 0.5, "low"
         if "language_detection" in top:
             detection = self.mapping(
                 top["language_detection"], line("language_detection", 1), "language_detection"
             )
-            self.keys(detection, ("min_confidence",), "language_detection key")
+            self.keys(detection, ("min_confidence", "accuracy"), "language_detection key")
             min_confidence = self.fraction(detection, "min_confidence", 0.5)
+            if "accuracy" in detection:
+                accuracy = self.choice(
+                    detection["accuracy"],
+                    detection.key_lines["accuracy"],
+                    "language_detection.accuracy",
+                    list(lang.ACCURACIES),
+                )
         fallback = Department.TRIAGE
         fallback_tags: tuple[str, ...] = ()
         if "fallback" in top:
@@ -216,6 +223,7 @@ class _Builder:
             digest=digest,
             languages=self.languages,
             min_language_confidence=min_confidence,
+            language_accuracy=accuracy,
             rules=tuple(rules),
             fallback=fallback,
             fallback_tags=fallback_tags,

@@ -32,6 +32,8 @@ _CHANNELS = [*Channel]
 
 def withdrawn(book: ConsentBook, customer_id: uuid.UUID) -> frozenset[str]:
     """Purposes the customer withdrew consent for, on any channel (stricter than per channel)."""
+    if not book.withdrew_any(customer_id):
+        return frozenset()
     return frozenset(
         p.value
         for p in Purpose

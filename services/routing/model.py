@@ -59,6 +59,7 @@ class Ruleset:
     classifier: ClassifierConfig | None = None
     source: str = ""
     field_paths: frozenset[str] = field(default=frozenset())
+    language_accuracy: str = "low"
 
     @property
     def version(self) -> str:

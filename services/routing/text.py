@@ -1,11 +1,11 @@
 """Text normalisation and keyword/phrase matching: case- and accent-insensitive, word-bounded,
-inflection-aware through Snowball stemmers (one per language, pure Python, offline)."""
+inflection-aware through Snowball stemmers (one per language, offline; in C through PyStemmer)."""
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, KeysView, Sequence
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from typing import Any
@@ -38,6 +38,7 @@ STEMMERS = {
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
+@lru_cache(maxsize=65536)
 def fold(word: str) -> str:
     """Lower-case and strip accents (é -> e, Cyrillic yo -> ye); keeps the script."""
     decomposed = unicodedata.normalize("NFKD", word.casefold())
@@ -54,9 +55,15 @@ def _stemmer(language: str) -> Any:
     return snowballstemmer.stemmer(STEMMERS[language])
 
 
-@lru_cache(maxsize=65536)
 def stem(word: str, language: str) -> str:
     """The accent-folded Snowball stem of one word ("Rechnungen" -> "rechnung")."""
+    if word.isdigit():  # numbers (order ids, amounts) are their own stem; not worth caching
+        return word
+    return _stem(word, language)
+
+
+@lru_cache(maxsize=65536)
+def _stem(word: str, language: str) -> str:
     lowered = word.casefold().replace("\u0451", "\u0435")  # yo -> ye
     return fold(_stemmer(language).stemWord(lowered))
 
@@ -102,6 +109,16 @@ class Words:
         self.folded = [fold(w) for w in self.original]
         for position, word in enumerate(self.folded):
             self._at.setdefault(word, []).append(position)
+
+    @property
+    def folded_set(self) -> KeysView[str]:
+        """The distinct folded words (a set-like view)."""
+        return self._at.keys()
+
+    def stem_set(self, language: str) -> KeysView[str]:
+        """The distinct stems in ``language`` (a set-like view)."""
+        self.stem_positions(language, "")
+        return self._stem_at[language].keys()
 
     def stems(self, language: str) -> list[str]:
         """Stems of every word in ``language``, cached."""
