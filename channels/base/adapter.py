@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import parse_qsl
 
@@ -35,9 +36,15 @@ class InboundRequest:
                 return value
         return None
 
+    @cached_property
+    def form_items(self) -> tuple[tuple[str, str], ...]:
+        """The body parsed as application/x-www-form-urlencoded, every pair in order (parsed
+        once however many steps read it); UnicodeDecodeError if the body is not UTF-8."""
+        return tuple(parse_qsl(self.body.decode("utf-8"), keep_blank_values=True))
+
     def form(self) -> dict[str, str]:
-        """Return the body parsed as application/x-www-form-urlencoded (last value wins)."""
-        return dict(parse_qsl(self.body.decode("utf-8"), keep_blank_values=True))
+        """Return the form body as a dict (last value wins)."""
+        return dict(self.form_items)
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,11 @@ class ChannelAdapter(ABC):
     @abstractmethod
     async def health(self) -> Health:
         """Report whether the adapter is configured and can reach what it needs."""
+
+    #: Paths under /channels/<name>/ handled by the shared ``receive`` flow alone (verify,
+    #: parse, publish, acknowledge): the web process serves them on its fast path, ahead of
+    #: the framework's routing. ``router`` still describes them (OpenAPI).
+    webhooks: ClassVar[tuple[str, ...]] = ()
 
     def router(self, publisher: Publisher) -> APIRouter | None:
         """The adapter's webhook routes under /channels/<name>/, or None when it has none."""

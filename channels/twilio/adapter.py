@@ -32,6 +32,7 @@ class TwilioAdapter(ChannelAdapter):
 
     name: ClassVar[str] = "twilio"
     channels: ClassVar[frozenset[Channel]] = frozenset({Channel.SMS, Channel.VOICE})
+    webhooks: ClassVar[tuple[str, ...]] = tuple(hook.value for hook in Webhook)
 
     def __init__(self, settings: TwilioSettings | None = None) -> None:
         self.settings = settings or TwilioSettings()

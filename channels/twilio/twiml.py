@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from twilio.twiml.messaging_response import MessagingResponse
 from twilio.twiml.voice_response import VoiceResponse
 
@@ -12,8 +14,9 @@ def _xml(response: MessagingResponse | VoiceResponse) -> bytes:
     return str(response.to_xml()).encode("utf-8")
 
 
+@cache
 def empty() -> bytes:
-    """``<Response/>``: received, nothing to say."""
+    """``<Response/>``: received, nothing to say (built once: it never changes)."""
     return _xml(MessagingResponse())
 
 

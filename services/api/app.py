@@ -14,6 +14,7 @@ from services.api import customers, health, identity, interactions, privacy
 from services.api.auth import TokenVerifier
 from services.api.limits import BodyLimit
 from services.api.metrics import RequestMetrics
+from services.api.webhooks import WebhookFastPath
 from services.bus.producer import KafkaPublisher, Producer
 from services.config import Settings
 from services.console import router as console
@@ -95,4 +96,8 @@ def create_app(
     limit = api.settings.max_body_bytes if isinstance(api, ApiAdapter) else MAX_BODY
     app.add_middleware(BodyLimit, max_bytes=max(limit, MAX_BODY))
     app.add_middleware(RequestMetrics)
+    # added last, so it runs first: declared webhooks skip routing and the middleware above
+    app.add_middleware(
+        WebhookFastPath, adapters=adapters, publisher=publisher, max_bytes=max(limit, MAX_BODY)
+    )
     return app

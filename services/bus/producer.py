@@ -75,7 +75,9 @@ class Producer:
                     await producer.send(r.topic, r.value, key=r.key, headers=r.headers)
                     for r in records
                 ]
-                if futures:
+                if len(futures) == 1:  # one webhook's record: no gather to build
+                    await futures[0]
+                elif futures:
                     await asyncio.gather(*futures)
         except (KafkaError, TimeoutError, OSError) as exc:
             log.warning("publish failed: %r", exc)
