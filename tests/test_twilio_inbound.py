@@ -317,3 +317,35 @@ async def test_twilio_gets_503_when_the_broker_is_down(webhooks_on_own_broker: A
         voice = dict(voice, CallSid=tw.new_sid("CA"))
         assert (await tw.post_webhook(http, "voice", voice)).status_code == 503
         assert (await http.post("/v1/interactions", json={})).status_code == 404  # webhooks only
+
+
+async def test_the_webhook_fast_path_keeps_the_limits_metrics_and_other_routes(
+    twilio: httpx.AsyncClient, stack: Any
+) -> None:
+    """Webhooks skip FastAPI's routing, not its guarantees: a body over the web process's limit
+    is refused with 413 and not published, requests are counted under their route, and
+    methods the fast path does not serve still reach FastAPI."""
+    phone = tw.new_phone()
+    oversized = sms(phone, "x" * 1_100_000)
+    refused = await tw.post_webhook(twilio, "sms", oversized)
+    assert refused.status_code == 413
+    assert "request body larger than" in refused.text
+
+    later = sms(phone)  # same sender, same partition: it would come after the refused one
+    assert (await tw.post_webhook(twilio, "sms", later)).status_code == 200
+    records = await consume(
+        stack.bootstrap, INTERACTIONS.name, lambda rs: bool(published(rs, later["MessageSid"]))
+    )
+    assert published(records, oversized["MessageSid"]) == []
+
+    metrics = (await twilio.get("/metrics")).text
+    counted = [
+        float(m.rsplit(" ", 1)[1])
+        for m in metrics.splitlines()
+        if m.startswith("omnihub_http_requests_total{")
+        and 'route="/channels/twilio/sms"' in m
+        and 'status="413"' in m
+    ]
+    assert counted and counted[0] >= 1
+
+    assert (await twilio.get("/channels/twilio/sms")).status_code == 405

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cache
 from typing import Any
 
 import asyncpg
@@ -15,8 +16,15 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from schemas import Department
 
 _HASHER = PasswordHasher()
-#: Verified against when the username is unknown, so both cases cost the same time.
-_DUMMY_HASH = _HASHER.hash("omnihub-no-such-user")
+
+
+@cache
+def _dummy_hash() -> str:
+    """Verified against when the username is unknown, so both cases cost the same time (made
+    on first use: hashing at import cost every process that imports this ~50 ms)."""
+    return _HASHER.hash("omnihub-no-such-user")
+
+
 MIN_PASSWORD = 12
 
 
@@ -109,7 +117,7 @@ async def check_password(conn: asyncpg.Connection, username: str, password: str)
         "SELECT * FROM console_users WHERE username = $1 AND NOT disabled",
         username.strip().lower(),
     )
-    stored = row["password_hash"] if row else _DUMMY_HASH
+    stored = row["password_hash"] if row else _dummy_hash()
     try:
         _HASHER.verify(stored, password)
     except (VerificationError, InvalidHashError):

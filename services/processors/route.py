@@ -150,7 +150,7 @@ class RouteStep:
 
     def __init__(self, settings: Settings) -> None:
         """Load and validate the ruleset now (a bad one stops the worker at start)."""
-        self.router = Router.load(settings.routing_rules)
+        self.router = Router.load(settings.routing_rules, background=True)
         rules = len(self.router.ruleset.rules)
         log.info("routing with ruleset %s (%d rules)", self.router.version, rules)
 

@@ -4,13 +4,12 @@ shipped with the ruleset (nothing downloaded). It decides only where no rule mat
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline, make_union
+from typing import Any
 
 from schemas import Department
 from services.routing.text import fold
@@ -66,38 +65,67 @@ class Prediction:
 
 
 class Classifier:
-    """TF-IDF over accent-folded character n-grams and words, logistic regression."""
+    """TF-IDF over accent-folded character n-grams and words, logistic regression.
 
-    def __init__(self, examples: Iterable[Example]) -> None:
+    ``background=True`` trains in a thread (scikit-learn's import and the fit take ~2 s of a
+    worker's start-up, which then overlaps its wait for the consumer group); ``predict`` waits
+    for the model if it is asked before the training ends.
+    """
+
+    def __init__(self, examples: Iterable[Example], background: bool = False) -> None:
         rows = list(examples)
         if len({e.label for e in rows}) < 2:
             raise ValueError("the classifier needs examples of at least two departments")
         self.size = len(rows)
-        self._model = Pipeline(
-            [
-                (
-                    "features",
-                    make_union(
-                        TfidfVectorizer(
-                            preprocessor=fold,
-                            analyzer="char_wb",
-                            ngram_range=(2, 5),
-                            sublinear_tf=True,
-                        ),
-                        TfidfVectorizer(preprocessor=fold, sublinear_tf=True),
-                    ),
-                ),
-                ("model", LogisticRegression(C=20.0, max_iter=2000)),
-            ]
-        )
-        self._model.fit([e.content for e in rows], [e.label.value for e in rows])
+        self._model: Future[Any] = Future()
+        if background:
+            threading.Thread(
+                target=self._train, args=(rows,), name="classifier-training", daemon=True
+            ).start()
+        else:
+            self._train(rows)
+            self._model.result()  # a failed fit raises here, at load
+
+    def _train(self, rows: Sequence[Example]) -> None:
+        try:
+            self._model.set_result(_fit(rows))
+        except BaseException as exc:  # handed to whoever asks for the model
+            self._model.set_exception(exc)
 
     def predict(self, subject: str | None, text: str | None) -> Prediction | None:
         """The department for a message, or None when it has no text at all."""
         content = f"{subject or ''}\n{text or ''}".strip()
         if not content:
             return None
-        probabilities = self._model.predict_proba([content])[0]
+        model = self._model.result()
+        probabilities = model.predict_proba([content])[0]
         best = int(probabilities.argmax())
-        label = self._model.classes_[best]
+        label = model.classes_[best]
         return Prediction(Department(str(label)), float(probabilities[best]))
+
+
+def _fit(rows: Sequence[Example]) -> Any:
+    """The trained scikit-learn pipeline (imported here: it is the slowest import we have)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline, make_union
+
+    model = Pipeline(
+        [
+            (
+                "features",
+                make_union(
+                    TfidfVectorizer(
+                        preprocessor=fold,
+                        analyzer="char_wb",
+                        ngram_range=(2, 5),
+                        sublinear_tf=True,
+                    ),
+                    TfidfVectorizer(preprocessor=fold, sublinear_tf=True),
+                ),
+            ),
+            ("model", LogisticRegression(C=20.0, max_iter=2000)),
+        ]
+    )
+    model.fit([e.content for e in rows], [e.label.value for e in rows])
+    return model

@@ -62,7 +62,9 @@ class Decision:
 class Router:
     """A loaded ruleset with its language detector and classifier, ready to route."""
 
-    def __init__(self, ruleset: Ruleset, folder: Path | None = None) -> None:
+    def __init__(
+        self, ruleset: Ruleset, folder: Path | None = None, background: bool = False
+    ) -> None:
         self.ruleset = ruleset
         self.detector = lang.Detector(
             ruleset.languages, ruleset.min_language_confidence, ruleset.language_accuracy
@@ -72,13 +74,14 @@ class Router:
             path = ruleset.classifier.examples
             if not path.is_absolute() and folder is not None:
                 path = folder / path
-            self.classifier = Classifier(read_examples(path))
+            self.classifier = Classifier(read_examples(path), background=background)
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> Router:
-        """Load and validate a ruleset file (default: the shipped one) and build its router."""
+    def load(cls, path: str | Path | None = None, background: bool = False) -> Router:
+        """Load and validate a ruleset file (default: the shipped one) and build its router;
+        ``background`` trains the classifier in a thread (see Classifier)."""
         ruleset, folder = load(path)
-        return cls(ruleset, folder)
+        return cls(ruleset, folder, background)
 
     @property
     def version(self) -> str:
