@@ -158,14 +158,31 @@ async def backlog_phase(
     new = [procs.start("processors") for _ in range(workers)]
     ids = [e.event_id for e in events]
     probe = ids[:: max(1, len(ids) // 200)]
+    all_ready: float | None = None  # when every worker holds partitions (rebalances done)
     while not await conn.fetchval(
         "SELECT 1 FROM timeline WHERE event_id = ANY($1::uuid[]) LIMIT 1", probe
-    ):
+    ) or (all_ready is None and workers > 1):
         if any(p.poll() is not None for p in new):
             raise RuntimeError("a processors worker exited; see its log in " + str(procs.logs))
-        await asyncio.sleep(measure.POLL)
+        if all_ready is None and all(worker_ready(settings, p) for p in new):
+            all_ready = time.time()
+        await asyncio.sleep(0.05)
     result = await drain(conn, watch, ids)
     seconds = result["done"] - result["first"]
+    steady: dict[str, Any] = {}
+    if all_ready is not None and workers > 1 and all_ready > result["first"]:
+        # a worker joined after the first had started: a rebalance paused both in the window
+        after = await conn.fetchval(
+            "SELECT count(*) FROM timeline WHERE event_id = ANY($1::uuid[])"
+            " AND projected_at >= to_timestamp($2)",
+            ids,
+            all_ready,
+        )
+        if result["done"] > all_ready and after:
+            steady = {
+                "events_after_all_workers_joined": after,
+                "events_per_second_after_all_joined": round(after / (result["done"] - all_ready)),
+            }
     return {
         "workers": workers,
         "events": len(events),
@@ -173,6 +190,7 @@ async def backlog_phase(
         "startup_to_first_event_s": round(result["first"] - started, 2),
         "seconds": round(seconds, 2),
         "events_per_second": round(len(events) / seconds),
+        **steady,
         "lost": len(events) - min(result["rows"], result["routed"]),
         "duplicated_on_department_topics": watch.duplicates(ids),
         "_events": events,
