@@ -94,10 +94,11 @@ def create_app(
             app.include_router(router, prefix=f"/channels/{name}")
     api = adapters.get("api")
     limit = api.settings.max_body_bytes if isinstance(api, ApiAdapter) else MAX_BODY
+    # the last added runs first: metrics, then the webhooks' fast path (with its own body
+    # limit), then the body limit and FastAPI for everything else
     app.add_middleware(BodyLimit, max_bytes=max(limit, MAX_BODY))
-    app.add_middleware(RequestMetrics)
-    # added last, so it runs first: declared webhooks skip routing and the middleware above
     app.add_middleware(
         WebhookFastPath, adapters=adapters, publisher=publisher, max_bytes=max(limit, MAX_BODY)
     )
+    app.add_middleware(RequestMetrics)
     return app

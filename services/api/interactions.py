@@ -8,12 +8,12 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel
 
 from channels.base import (
-    InboundRequest,
     ParseError,
     PayloadTooLarge,
     PublishError,
     UnsupportedMediaType,
 )
+from channels.base.http import inbound_request
 from services.api.auth import Principal, Role, require
 from services.api.errors import bus_unavailable
 
@@ -27,17 +27,6 @@ class Accepted(BaseModel):
     status: str = "accepted"
 
 
-def inbound_request(request: Request, body: bytes) -> InboundRequest:
-    """Snapshot a Starlette request for an adapter."""
-    return InboundRequest(
-        method=request.method,
-        url=str(request.url),
-        headers=dict(request.headers),
-        body=body,
-        query=dict(request.query_params),
-    )
-
-
 @router.post("/v1/interactions", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
 async def post_interaction(
     request: Request,
@@ -45,7 +34,7 @@ async def post_interaction(
 ) -> Accepted:
     """Validate and publish one interaction; 202 only after the broker's acknowledgement."""
     adapter = request.app.state.api_adapter
-    inbound = inbound_request(request, await request.body())
+    inbound = await inbound_request(request)
     try:
         adapter.verify(inbound)
         interactions = adapter.parse(inbound)

@@ -3,29 +3,33 @@
 Profiled under load, FastAPI's routing, dependency solving and middleware stack took about a
 third of a webhook's time in the web process. Webhooks need none of it: they carry no bearer
 token, no JSON model and no dependency, and ``receive`` does all their work (verify, parse,
-publish, acknowledge). This ASGI layer sits in front of the framework and serves exactly the
-paths adapters declare in ``ChannelAdapter.webhooks``; everything else goes to FastAPI. The
-body limit (413) and the request metrics are the same as on the framework's path.
+publish, acknowledge). This ASGI layer serves exactly the paths adapters declare in
+``ChannelAdapter.webhooks`` and hands everything else to the app. It sits inside
+``RequestMetrics`` (it names the route it serves, so requests are counted under it) and puts
+the same ``BodyLimit`` in front of the webhooks as the app has (413 over the limit).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
 
-from channels.base import ChannelAdapter, InboundRequest, Publisher, receive
+from channels.base import ChannelAdapter, Publisher, receive
+from channels.base.http import request_of
 from channels.base.webhook import WebhookReply
-from services.api.metrics import LATENCY, REQUESTS
+from services.api.limits import BodyLimit, Scope
 
-Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
-class TooLarge(Exception):
-    """The request body is over the limit."""
+@dataclass(frozen=True)
+class WebhookRoute:
+    """What ``scope["route"]`` holds for a webhook (RequestMetrics reads its ``path``)."""
+
+    path: str
+    adapter: ChannelAdapter
 
 
 class WebhookFastPath:
@@ -40,70 +44,40 @@ class WebhookFastPath:
     ) -> None:
         self.app = app
         self.publisher = publisher
-        self.max_bytes = max_bytes
         self.routes = {
-            f"/channels/{name}/{hook}": adapter
+            path: WebhookRoute(path, adapter)
             for name, adapter in adapters.items()
-            for hook in adapter.webhooks
+            for path in (f"/channels/{name}/{hook}" for hook in adapter.webhooks)
         }
-        self._latency = {path: LATENCY.labels(path) for path in self.routes}
+        self._limited = BodyLimit(self._serve, max_bytes)
 
     async def __call__(self, scope: Scope, receive_: Receive, send: Send) -> None:
         """Serve a declared webhook, or hand the request to the app."""
-        adapter = None
+        route = None
         if scope["type"] == "http" and scope["method"] == "POST":
-            adapter = self.routes.get(scope["path"])
-        if adapter is None:
+            route = self.routes.get(scope["path"])
+        if route is None:
             await self.app(scope, receive_, send)
             return
-        start = time.perf_counter()
-        path = scope["path"]
-        try:
-            request = snapshot(scope, await read_body(receive_, self.max_bytes))
-        except TooLarge:
-            reply = WebhookReply(413, f"request body larger than {self.max_bytes} bytes".encode())
-        else:
-            reply = await receive(adapter, self.publisher, request)
-        await respond(send, reply)
-        REQUESTS.labels(path, str(reply.status)).inc()
-        self._latency[path].observe(time.perf_counter() - start)
+        scope["route"] = route
+        await self._limited(scope, receive_, send)
+
+    async def _serve(self, scope: Scope, receive_: Receive, send: Send) -> None:
+        request = request_of(scope, await read_body(receive_))
+        await respond(send, await receive(scope["route"].adapter, self.publisher, request))
 
 
-async def read_body(receive_: Receive, max_bytes: int) -> bytes:
-    """The whole request body; TooLarge as soon as it passes ``max_bytes``."""
+async def read_body(receive_: Receive) -> bytes:
+    """The whole request body."""
     chunks: list[bytes] = []
-    size = 0
     while True:
         message = await receive_()
         if message["type"] == "http.disconnect":
             break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > max_bytes:
-            raise TooLarge
-        chunks.append(chunk)
+        chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
-
-
-def snapshot(scope: Scope, body: bytes) -> InboundRequest:
-    """The InboundRequest of an ASGI scope: the URL as the client asked for it (Host header),
-    headers by lower-case name (the last of a repeated one), query parameters."""
-    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-    host = headers.get("host")
-    if host is None:
-        server = scope.get("server") or ("localhost", None)
-        host = server[0] if server[1] is None else f"{server[0]}:{server[1]}"
-    query = scope.get("query_string", b"").decode("latin-1")
-    url = f"{scope['scheme']}://{host}{scope.get('root_path', '')}{scope['path']}"
-    return InboundRequest(
-        method=scope["method"],
-        url=f"{url}?{query}" if query else url,
-        headers=headers,
-        body=body,
-        query=dict(parse_qsl(query, keep_blank_values=True)),
-    )
 
 
 async def respond(send: Send, reply: WebhookReply) -> None:

@@ -117,8 +117,7 @@ class Words:
 
     def stem_set(self, language: str) -> KeysView[str]:
         """The distinct stems in ``language`` (a set-like view)."""
-        self.stem_positions(language, "")
-        return self._stem_at[language].keys()
+        return self._stem_index(language).keys()
 
     def stems(self, language: str) -> list[str]:
         """Stems of every word in ``language``, cached."""
@@ -144,12 +143,15 @@ class Words:
 
     def stem_positions(self, language: str, wanted: str) -> list[int]:
         """Where a stem occurs, in ``language``."""
+        return self._stem_index(language).get(wanted, [])
+
+    def _stem_index(self, language: str) -> dict[str, list[int]]:
         if language not in self._stem_at:
             index: dict[str, list[int]] = {}
             for position, value in enumerate(self.stems(language)):
                 index.setdefault(value, []).append(position)
             self._stem_at[language] = index
-        return self._stem_at[language].get(wanted, [])
+        return self._stem_at[language]
 
 
 def _starts(keyword: Keyword, text: Words, language: str | None) -> Iterable[int]:
