@@ -97,9 +97,12 @@ def _serve(
     import uvicorn
 
     from services.api.app import create_app
+    from services.runtime import tune_gc
 
+    app = create_app(settings, bootstrap, database_url, channels=channels, core=core)
+    tune_gc()
     uvicorn.run(
-        create_app(settings, bootstrap, database_url, channels=channels, core=core),
+        app,
         host=settings.http_host,
         port=settings.http_port,
         log_level="warning",

@@ -10,33 +10,13 @@ from typing import Any
 import faust
 
 from services.config import Settings
-
-
-def _limit_fetch_wait(max_wait_ms: int) -> None:
-    """Make faust's consumers wait at most ``max_wait_ms`` for data in a fetch.
-
-    faust hard-codes fetch_max_wait_ms=1500 for its worker consumer. Tansu does not answer a
-    waiting fetch early when data arrives, so every hop of the pipeline would wait up to
-    1.5 s (measured: 0.75 s on average per hop with 1500, 2 ms with 50). There is no faust
-    setting for it, so the consumer faust creates is adjusted before it starts.
-    """
-    from faust.transport.drivers import aiokafka as driver
-
-    thread = driver.AIOKafkaConsumerThread
-    original = getattr(thread, "_omnihub_original_create", None) or thread._create_worker_consumer
-
-    def create(self: Any, transport: Any) -> Any:
-        consumer = original(self, transport)
-        consumer._fetch_max_wait_ms = max_wait_ms
-        return consumer
-
-    setattr(thread, "_omnihub_original_create", original)  # noqa: B010
-    setattr(thread, "_create_worker_consumer", create)  # noqa: B010
+from services.kafka_transport import App
+from services.runtime import tune_gc
 
 
 def faust_app(app_id: str, settings: Settings, bootstrap: str, **overrides: Any) -> faust.App:
-    """A faust app tuned for omnihub: short session timeout, no leader topic, no web."""
-    _limit_fetch_wait(settings.fetch_max_wait_ms)
+    """A faust app tuned for omnihub: short session timeout, bounded fetch wait, batched
+    delivery to streams (``services.kafka_transport``), no leader topic, no web."""
     datadir = Path(settings.data_dir).resolve() / "faust" / app_id
     datadir.mkdir(parents=True, exist_ok=True)
     config: dict[str, Any] = {
@@ -54,7 +34,7 @@ def faust_app(app_id: str, settings: Settings, bootstrap: str, **overrides: Any)
         "datadir": str(datadir),
     }
     config.update(overrides)
-    return faust.App(app_id, **config)
+    return App(app_id, fetch_max_wait_ms=settings.fetch_max_wait_ms, **config)
 
 
 def ready_file(settings: Settings, app_id: str, pid: int) -> Path:
@@ -93,4 +73,5 @@ def run_faust(app: faust.App, settings: Settings) -> None:
     for name in ("faust", "mode", "aiokafka"):
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
     worker = Worker(app, loglevel=level, quiet=True, redirect_stdouts=False)
+    tune_gc()
     worker.execute_from_commandline()

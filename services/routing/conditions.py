@@ -4,7 +4,7 @@ consent. Each test returns why it held (a list of explanations) or None when it 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -24,10 +24,20 @@ class Context:
     kind: str
     language: str | None
     #: The languages whose stemmers are tried: the message's language, else all of the ruleset's.
-    stem_languages: Sequence[str]
+    stem_languages: tuple[str, ...]
     fields: dict[str, Words]
     values: Mapping[str, Any] = field(default_factory=dict)
     withdrawn: frozenset[str] = frozenset()
+    _tokens: dict[tuple[str, ...], frozenset[str]] = field(default_factory=dict, repr=False)
+
+    def tokens(self, where: tuple[str, ...]) -> frozenset[str]:
+        """The tokens (folded words and stems) of the named fields, cached."""
+        found = self._tokens.get(where)
+        if found is None:
+            fields = [w for n in where if (w := self.fields.get(n)) is not None]
+            found = frozenset().union(*(w.tokens(self.stem_languages) for w in fields))
+            self._tokens[where] = found
+        return found
 
     @property
     def word_count(self) -> int:
@@ -135,42 +145,47 @@ class Text(Condition):
         return f"'{found}'" if same else f"'{found}'~'{keyword.source}'"
 
     @cached_property
-    def _index(self) -> tuple[dict[str, list[int]], dict[str, dict[str, list[int]]], list[int]]:
-        """The ``any`` keywords by first word: folded, stemmed per language, and the ones
+    def _index(self) -> tuple[dict[str, list[int]], list[int]]:
+        """The ``any`` keywords by trigger token (first word, folded or stemmed) and the ones
         starting with a prefix (always candidates); values are positions in ``any``."""
-        by_word: dict[str, list[int]] = {}
-        by_stem: dict[str, dict[str, list[int]]] = {}
+        by_token: dict[str, list[int]] = {}
         prefixed: list[int] = []
         for n, keyword in enumerate(self.any):
-            if keyword.prefix[0]:
+            triggers = keyword.triggers
+            if triggers is None:
                 prefixed.append(n)
                 continue
-            by_word.setdefault(keyword.folded[0], []).append(n)
-            for language, stems in keyword.stems.items():
-                by_stem.setdefault(language, {}).setdefault(stems[0], []).append(n)
-        return by_word, by_stem, prefixed
+            for token in triggers:
+                by_token.setdefault(token, []).append(n)
+        return by_token, prefixed
 
     def _candidates(self, ctx: Context) -> list[Keyword]:
         """The ``any`` keywords whose first word occurs in the message, in rule order."""
-        by_word, by_stem, prefixed = self._index
+        by_token, prefixed = self._index
         chosen = set(prefixed)
-        for name in self.where:
-            words = ctx.fields.get(name)
-            if words is None:
-                continue
-            # key-view intersections run in C over the smaller side (the message's words)
-            for word in words.folded_set & by_word.keys():
-                chosen.update(by_word[word])
-            for language in ctx.stem_languages:
-                table = by_stem.get(language)
-                if table:
-                    for value in words.stem_set(language) & table.keys():
-                        chosen.update(table[value])
+        # a key-view intersection runs in C over the smaller side
+        for token in by_token.keys() & ctx.tokens(self.where):
+            chosen.update(by_token[token])
         return [self.any[n] for n in sorted(chosen)]
+
+    @cached_property
+    def _required(self) -> tuple[frozenset[str], ...]:
+        """Token sets each of which must meet the message's tokens for the condition to hold:
+        one per ``all`` keyword, and the union over the ``any`` keywords (unless one of them
+        starts with a prefix); a cheap rejection before any word-by-word matching."""
+        required = [t for k in self.all if (t := k.triggers) is not None]
+        triggers = [k.triggers for k in self.any]
+        if triggers and None not in triggers:
+            required.append(frozenset().union(*(t for t in triggers if t is not None)))
+        return tuple(required)
 
     def test(self, ctx: Context) -> Match:
         if self.max_words is not None and ctx.word_count > self.max_words:
             return None
+        if self._required:
+            tokens = ctx.tokens(self.where)
+            if any(t.isdisjoint(tokens) for t in self._required):
+                return None
         reasons: list[str] = []
         for keyword in self.all:
             found = self._find(keyword, ctx)

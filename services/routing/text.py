@@ -7,7 +7,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, KeysView, Sequence
 from dataclasses import dataclass, field
-from functools import cache, lru_cache
+from functools import cache, cached_property, lru_cache
 from typing import Any
 
 import snowballstemmer
@@ -82,6 +82,15 @@ class Keyword:
     prefix: tuple[bool, ...]
     stems: dict[str, tuple[str, ...]]
 
+    @cached_property
+    def triggers(self) -> frozenset[str] | None:
+        """The tokens (see ``Words.tokens``) one of which a text must hold for the keyword to
+        occur in it: its first word, folded or stemmed; None if that word is a prefix."""
+        if self.prefix[0]:
+            return None
+        stems = (stem_token(lang, s[0]) for lang, s in self.stems.items())
+        return frozenset((self.folded[0], *stems))
+
     @classmethod
     def parse(cls, source: str, languages: Iterable[str]) -> Keyword:
         """Prepare ``source``; ValueError if it has no word in it."""
@@ -95,6 +104,11 @@ class Keyword:
         return cls(source, folded, tuple(p for _, p in raw), stems)
 
 
+def stem_token(language: str, value: str) -> str:
+    """A stem as a token, kept apart from folded words and other languages' stems."""
+    return f"{language}\x1f{value}"
+
+
 @dataclass
 class Words:
     """The words of one field of a message, indexed by folded form and, on demand, by stem."""
@@ -104,20 +118,25 @@ class Words:
     _at: dict[str, list[int]] = field(default_factory=dict, init=False)
     _stems: dict[str, list[str]] = field(default_factory=dict, init=False)
     _stem_at: dict[str, dict[str, list[int]]] = field(default_factory=dict, init=False)
+    _tokens: dict[tuple[str, ...], frozenset[str]] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self.folded = [fold(w) for w in self.original]
         for position, word in enumerate(self.folded):
             self._at.setdefault(word, []).append(position)
 
-    @property
-    def folded_set(self) -> KeysView[str]:
-        """The distinct folded words (a set-like view)."""
-        return self._at.keys()
-
     def stem_set(self, language: str) -> KeysView[str]:
         """The distinct stems in ``language`` (a set-like view)."""
         return self._stem_index(language).keys()
+
+    def tokens(self, languages: tuple[str, ...]) -> frozenset[str]:
+        """Every folded word and every stem in ``languages`` (as ``stem_token``), cached: one
+        set a condition can test its keywords' triggers against in one C call."""
+        found = self._tokens.get(languages)
+        if found is None:
+            stems = (stem_token(lang, s) for lang in languages for s in self.stem_set(lang))
+            found = self._tokens[languages] = frozenset((*self._at, *stems))
+        return found
 
     def stems(self, language: str) -> list[str]:
         """Stems of every word in ``language``, cached."""
@@ -154,42 +173,48 @@ class Words:
         return self._stem_at[language]
 
 
-def _starts(keyword: Keyword, text: Words, language: str | None) -> Iterable[int]:
-    """Candidate start positions of ``keyword``: from the index unless its first word is a
-    prefix (then every position)."""
+def _starts(keyword: Keyword, text: Words, language: str | None) -> list[int]:
+    """Where the keyword's first word occurs: by prefix, by folded form, or by stem."""
+    first = keyword.folded[0]
     if keyword.prefix[0]:
-        return range(len(text.folded))
+        return [n for n, word in enumerate(text.folded) if word.startswith(first)]
     if language is None:
-        return text.positions(keyword.folded[0])
+        return text.positions(first)
     return text.stem_positions(language, keyword.stems[language][0])
+
+
+def _rest_matches(
+    keyword: Keyword, text: Words, start: int, stems: list[str] | None, language: str | None
+) -> bool:
+    """Whether the keyword's words after the first match the text's from ``start`` on;
+    ``stems`` (the text's, in ``language``) compares stems, else folded forms."""
+    for n in range(1, len(keyword.folded)):
+        word = text.folded[start + n]
+        if keyword.prefix[n]:
+            ok = word.startswith(keyword.folded[n])
+        elif stems is None or language is None:
+            ok = word == keyword.folded[n]
+        else:
+            ok = stems[start + n] == keyword.stems[language][n]
+        if not ok:
+            return False
+    return True
 
 
 def find(keyword: Keyword, text: Words, languages: Sequence[str]) -> str | None:
     """Where ``keyword`` occurs in ``text`` as whole words: the words it matched, or None."""
     size = len(keyword.folded)
     last = len(text.folded) - size
-    for start in _starts(keyword, text, None):
-        if start > last:
-            break
-        window = text.folded[start : start + size]
-        if all(
-            (w.startswith(k) if p else w == k)
-            for w, k, p in zip(window, keyword.folded, keyword.prefix, strict=True)
-        ):
-            return " ".join(text.original[start : start + size])
-    for language in languages:
-        wanted = keyword.stems.get(language)
-        if wanted is None:
-            continue
-        stems = text.stems(language)
+    if last < 0:
+        return None
+    passes: list[str | None] = [None]
+    if not all(keyword.prefix):  # a prefix compares folded forms in every pass
+        passes += [lang for lang in languages if lang in keyword.stems]
+    for language in passes:
+        stems = None if language is None else text.stems(language)
         for start in _starts(keyword, text, language):
             if start > last:
                 break
-            if all(
-                (text.folded[start + i].startswith(keyword.folded[i]))
-                if keyword.prefix[i]
-                else stems[start + i] == wanted[i]
-                for i in range(size)
-            ):
+            if _rest_matches(keyword, text, start, stems, language):
                 return " ".join(text.original[start : start + size])
     return None
