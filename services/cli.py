@@ -259,9 +259,11 @@ def bench(
     from rich.progress import Progress
 
     from services.bench.run import Options, run
+    from services.runtime import tune_gc
 
     settings = _settings()
     logging.getLogger().setLevel(logging.WARNING)
+    tune_gc()  # the load generator and the yardstick run here: tuned like the components
     options = Options(
         events=events,
         customers=customers,

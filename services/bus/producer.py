@@ -13,6 +13,7 @@ from channels.base import InboundRequest, PublishError
 from schemas import Interaction
 from schemas.topics import INTERACTIONS
 from services.bus.deadletter import dead_letter
+from services.bus.partitioner import partition
 from services.bus.records import Record, to_record
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class Producer:
             "max_batch_size": 256 * 1024,
             "request_timeout_ms": int(timeout * 1000),
             "client_id": client_id,
+            "partitioner": partition,
         }
         self._producer: AIOKafkaProducer | None = None
 
