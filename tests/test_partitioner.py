@@ -8,7 +8,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from schemas.topics import TopicSpec
 from services.bus.admin import ensure_topics
-from services.bus.partitioner import key_hash, partition
+from services.bus.partitioner import key_hash, partition, partition_of
 from services.bus.producer import Producer
 from services.bus.records import Record
 from services.stack.embedded import Stack
@@ -38,6 +38,13 @@ def test_partitions_agree_with_aiokafkas_default_partitioner_for_any_key() -> No
         partitions = list(range(rng.randrange(1, 33)))
         assert partition(key, partitions, partitions) == stock(key, partitions, partitions)
         assert partition(key, partitions, partitions) == partition(key, partitions, [])
+        assert partition_of(key, set(partitions)) == partition(key, partitions, partitions)
+
+
+def test_without_a_key_or_metadata_the_client_chooses() -> None:
+    assert partition_of(None, {0, 1, 2}) is None
+    assert partition_of(b"k", None) is None
+    assert partition_of(b"k", set()) is None
 
 
 def test_records_without_a_key_go_to_an_available_partition() -> None:

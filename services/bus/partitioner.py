@@ -7,7 +7,7 @@ those of the Java client, so anyone co-partitioning with our topics keeps agreei
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from functools import lru_cache
 
 from aiokafka.partitioner import DefaultPartitioner, murmur2
@@ -26,3 +26,12 @@ def partition(key: bytes | None, all_partitions: Sequence[int], available: Seque
     if key is None:
         return int(_RANDOM(key, all_partitions, available))
     return all_partitions[key_hash(key) % len(all_partitions)]
+
+
+def partition_of(key: bytes | None, partitions: Collection[int] | None) -> int | None:
+    """The partition of ``key`` among a topic's ``partitions`` (Kafka numbers them 0..n-1),
+    chosen before the send so the client does not work out which partitions are available for
+    every record; None (the client decides) without a key or before the topic's metadata."""
+    if key is None or not partitions:
+        return None
+    return key_hash(key) % len(partitions)

@@ -13,7 +13,7 @@ from channels.base import InboundRequest, PublishError
 from schemas import Interaction
 from schemas.topics import INTERACTIONS
 from services.bus.deadletter import dead_letter
-from services.bus.partitioner import partition
+from services.bus.partitioner import partition, partition_of
 from services.bus.records import Record, to_record
 
 log = logging.getLogger(__name__)
@@ -73,8 +73,15 @@ class Producer:
         try:
             async with asyncio.timeout(self.timeout):
                 producer = self.client
+                cluster = producer.client.cluster
                 futures = [
-                    await producer.send(r.topic, r.value, key=r.key, headers=r.headers)
+                    await producer.send(
+                        r.topic,
+                        r.value,
+                        key=r.key,
+                        headers=r.headers,
+                        partition=partition_of(r.key, cluster.partitions_for_topic(r.topic)),
+                    )
                     for r in records
                 ]
                 if len(futures) == 1:  # one webhook's record: no gather to build
