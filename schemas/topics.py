@@ -45,7 +45,10 @@ UNIFIED = TopicSpec(
     key="customer id",
     model=UnifiedEvent,
     ce_type="com.omnihub.unified.v1",
-    description="interactions attributed to one customer",
+    description=(
+        "interactions whose customer is already known (replays, imports), written into the"
+        " timeline and routed by the processors; the hub's own pipeline does not publish here"
+    ),
 )
 OUTBOUND = TopicSpec(
     name=f"{PREFIX}.outbound.v1",

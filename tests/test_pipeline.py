@@ -157,7 +157,7 @@ async def test_killed_between_db_commit_and_offset_commit_leaves_one_row(
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait(10)
         # The rows are in PostgreSQL, the offsets are not in Kafka: the crash window.
-        assert await committed(broker.bootstrap, UNIFIED.name, UNIFIED.partitions) == 0
+        assert await committed(broker.bootstrap, INTERACTIONS.name, INTERACTIONS.partitions) == 0
         first_projection = dict(
             await pool.fetch(
                 "SELECT event_id, projected_at FROM timeline WHERE event_id = ANY($1::uuid[])",
@@ -171,7 +171,7 @@ async def test_killed_between_db_commit_and_offset_commit_leaves_one_row(
             # Everything is consumed again and committed this time ...
             await eventually(
                 lambda: _at_least(
-                    committed(broker.bootstrap, UNIFIED.name, UNIFIED.partitions), 50
+                    committed(broker.bootstrap, INTERACTIONS.name, INTERACTIONS.partitions), 50
                 ),
                 timeout=60,
             )
@@ -236,14 +236,14 @@ async def test_an_event_the_database_refuses_is_dead_lettered_alone(
     def poisoned(records: list[Any]) -> bool:
         return any(
             header_map(r.headers).get("ce_id") == str(poison.event_id)
-            and header_map(r.headers).get(STAGE_HEADER) == "project"
+            and header_map(r.headers).get(STAGE_HEADER) == "unify"
             for r in records
         )
 
     dead = await consume(stack.bootstrap, DEADLETTER.name, poisoned)
     [record] = [r for r in dead if header_map(r.headers).get("ce_id") == str(poison.event_id)]
     headers = header_map(record.headers)
-    assert headers[ORIGIN_TOPIC_HEADER] == UNIFIED.name
+    assert headers[ORIGIN_TOPIC_HEADER] == INTERACTIONS.name
     assert "0x00" in headers[ERROR_HEADER] or "\\u0000" in headers[ERROR_HEADER]
     assert await rows(pool, [poison]) == 0
 
@@ -331,15 +331,34 @@ async def test_a_replayed_event_is_not_routed_twice(
         unified_at=original.received_at,
         interaction=original,
     )
+    # replayed on both ways in: as the interaction (unify) and as the unified event (project)
+    await KafkaPublisher(producer).publish([original, original])
     await producer.send_all([to_record(UNIFIED, replay, str(replay.event_id), "test")] * 2)
-    # the same customer, so the same partition: handled after the replays
+    # markers with the same partition keys (identity; customer), so handled after the replays
     marker = interaction(text="My invoice is wrong again", identities=original.identities)
     await KafkaPublisher(producer).publish([marker])
-    await eventually(
-        lambda: pool.fetchval(
-            "SELECT published_at FROM routing_decisions WHERE event_id = $1", marker.event_id
-        )
+    late = interaction(text="Still wrong, my invoice", identities=original.identities)
+    await producer.send_all(
+        [
+            to_record(
+                UNIFIED,
+                UnifiedEvent(
+                    event_id=late.event_id,
+                    customer_id=customer,
+                    unified_at=late.received_at,
+                    interaction=late,
+                ),
+                str(late.event_id),
+                "test",
+            )
+        ]
     )
+    for done in (marker, late):
+        await eventually(
+            lambda done=done: pool.fetchval(
+                "SELECT published_at FROM routing_decisions WHERE event_id = $1", done.event_id
+            )
+        )
     seen = [r for spec in ROUTED.values() for r in await read_all(stack.bootstrap, spec.name)]
     primaries = [
         r
@@ -348,3 +367,4 @@ async def test_a_replayed_event_is_not_routed_twice(
     ]
     assert len(primaries) == 1
     assert any(header_map(r.headers)["ce_id"] == str(marker.event_id) for r in seen)
+    assert any(header_map(r.headers)["ce_id"] == str(late.event_id) for r in seen)

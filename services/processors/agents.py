@@ -1,5 +1,6 @@
-"""The stream agents: unify (interaction -> customer), project (unified -> timeline and
-department topics) and delivery (delivery states of outbound messages)."""
+"""The stream agents: unify (interaction -> customer, timeline and department topics, in one
+transaction a batch), project (the same for events whose customer is already resolved, from
+the unified topic) and delivery (delivery states of outbound messages)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from schemas import DeliveryStatus, Direction, Interaction, UnifiedEvent
 from schemas.events import utcnow
 from schemas.topics import CUSTOMERS, DELIVERY, INTERACTIONS, UNIFIED
 from services.bus.records import Record, to_record
-from services.config import Settings
 from services.customers import consent
 from services.identity.resolver import resolve
 from services.processors import metrics
@@ -55,65 +55,89 @@ async def drop_echoes(conn: Any, interactions: list[Interaction]) -> list[Intera
     return kept
 
 
-async def unify_batch(resources: Resources, events: Sequence[Any]) -> None:
-    """Resolve each interaction's customer and publish unified events (and dead letters)."""
+async def _project(
+    conn: Any, route: RouteStep, events: Sequence[UnifiedEvent]
+) -> tuple[list[Record], list[uuid.UUID]]:
+    """Route unified events and write them into the timeline, in the caller's transaction;
+    return the routed records still to publish and the events they belong to. The timeline
+    rows come last, so their ``projected_at`` (the statement's clock) is within milliseconds
+    of the commit that makes them visible."""
+    routed = await route.decide_and_record(conn, events)
+    metrics.TIMELINE_ROWS.inc(await insert_events(conn, events))
+    return routed
+
+
+async def _publish_routed(
+    resources: Resources, outputs: list[Record], published: list[uuid.UUID]
+) -> None:
+    """Publish the batch's records, then mark its routed events published (after the acks)."""
     pool, producer = await resources.ready()
-    decoded = decode_batch(events, Interaction, stage="unify")
-    decoded.models, receipts = split_receipts(decoded.models)
-    outputs: list[Record] = list(decoded.dead)
-    if receipts:  # delivery receipts update the message they are about, not the timeline
-        async with pool.acquire() as conn:
-            states = await resolve_receipts(conn, receipts)
-        outputs += [to_record(DELIVERY, s, str(s.command_id), SOURCE) for s in states]
-    if decoded.models:
-        async with pool.acquire() as conn, conn.transaction():
-            interactions = await drop_echoes(conn, decoded.models)
-            resolution = await resolve(conn, interactions, resources.identity_rules)
-            customers = resolution.customers
-            await consent.apply_changes(
-                conn,
-                [
-                    consent.ConsentWrite(customer, change, i.occurred_at, i.event_id)
-                    for i, customer in zip(interactions, customers, strict=True)
-                    for change in i.consent
-                ],
-            )
-        now = utcnow()
-        for interaction, customer_id in zip(interactions, customers, strict=True):
-            unified = UnifiedEvent(
-                event_id=interaction.event_id,
-                customer_id=customer_id,
-                unified_at=now,
-                interaction=interaction,
-            )
-            outputs.append(to_record(UNIFIED, unified, str(unified.event_id), SOURCE))
-        outputs += [to_record(CUSTOMERS, e, str(e.event_id), SOURCE) for e in resolution.events]
     await producer.send_all(outputs)
-    metrics.PROCESSED.labels("unify").inc(len(decoded.models))
-    metrics.DEAD_LETTERS.labels("unify").inc(len(decoded.dead))
+    if published:
+        async with pool.acquire() as conn:
+            await mark_published(conn, published)
 
 
-def project_handler(settings: Settings) -> Handler:
-    """The project agent's handler: each unified record is decoded once, written into the
-    timeline and routed in one transaction, and its routed records are published before
-    faust may commit its offset."""
-    route = RouteStep(settings)
+def unify_handler(route: RouteStep) -> Handler:
+    """The unify agent's handler: each interaction is resolved to its customer, written into
+    the timeline and routed in one transaction a batch; its routed records (and any
+    ``customer.merged`` events) are published before faust may commit its offset."""
+
+    async def unify_batch(resources: Resources, events: Sequence[Any]) -> None:
+        pool, _ = await resources.ready()
+        decoded = decode_batch(events, Interaction, stage="unify")
+        decoded.models, receipts = split_receipts(decoded.models)
+        outputs: list[Record] = list(decoded.dead)
+        published: list[uuid.UUID] = []
+        if receipts:  # delivery receipts update the message they are about, not the timeline
+            async with pool.acquire() as conn:
+                states = await resolve_receipts(conn, receipts)
+            outputs += [to_record(DELIVERY, s, str(s.command_id), SOURCE) for s in states]
+        if decoded.models:
+            async with pool.acquire() as conn, conn.transaction():
+                interactions = await drop_echoes(conn, decoded.models)
+                resolution = await resolve(conn, interactions, resources.identity_rules)
+                await consent.apply_changes(
+                    conn,
+                    [
+                        consent.ConsentWrite(customer, change, i.occurred_at, i.event_id)
+                        for i, customer in zip(interactions, resolution.customers, strict=True)
+                        for change in i.consent
+                    ],
+                )
+                now = utcnow()
+                unified = [
+                    UnifiedEvent(
+                        event_id=i.event_id, customer_id=customer, unified_at=now, interaction=i
+                    )
+                    for i, customer in zip(interactions, resolution.customers, strict=True)
+                ]
+                routed, published = await _project(conn, route, unified)
+            outputs += routed
+            outputs += [to_record(CUSTOMERS, e, str(e.event_id), SOURCE) for e in resolution.events]
+        await _publish_routed(resources, outputs, published)
+        for stage in ("unify", "project", "route"):
+            metrics.PROCESSED.labels(stage).inc(len(decoded.models))
+        metrics.DEAD_LETTERS.labels("unify").inc(len(decoded.dead))
+
+    return unify_batch
+
+
+def project_handler(route: RouteStep) -> Handler:
+    """The project agent's handler, for events whose customer is already resolved (published
+    on the unified topic by imports, replays or an older version of the hub): written into the
+    timeline and routed in one transaction a batch, like the unify agent does."""
 
     async def project_batch(resources: Resources, events: Sequence[Any]) -> None:
-        pool, producer = await resources.ready()
+        pool, _ = await resources.ready()
         decoded = decode_batch(events, UnifiedEvent, stage="project")
         outputs: list[Record] = list(decoded.dead)
         published: list[uuid.UUID] = []
         if decoded.models:
             async with pool.acquire() as conn, conn.transaction():
-                written = await insert_events(conn, decoded.models)
-                routed, published = await route.decide_and_record(conn, decoded.models)
+                routed, published = await _project(conn, route, decoded.models)
             outputs += routed
-            metrics.TIMELINE_ROWS.inc(written)
-        await producer.send_all(outputs)
-        if published:
-            async with pool.acquire() as conn:
-                await mark_published(conn, published)
+        await _publish_routed(resources, outputs, published)
         for stage in ("project", "route"):
             metrics.PROCESSED.labels(stage).inc(len(decoded.models))
         metrics.DEAD_LETTERS.labels("project").inc(len(decoded.dead))
@@ -143,9 +167,10 @@ def raw_topic(app: faust.App, name: str) -> Any:
 
 def install_agents(app: faust.App, resources: Resources, batch: int, wait: float) -> None:
     """Attach every agent to ``app``; each acks its batch only after the batch is durable."""
+    route = RouteStep(resources.settings)  # one router (and classifier) for both agents
     handlers = {
-        "unify": (INTERACTIONS.name, unify_batch),
-        "project": (UNIFIED.name, project_handler(resources.settings)),
+        "unify": (INTERACTIONS.name, unify_handler(route)),
+        "project": (UNIFIED.name, project_handler(route)),
         "delivery": (DELIVERY.name, delivery_batch),
     }
     for name, (topic_name, handler) in handlers.items():

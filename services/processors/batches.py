@@ -2,7 +2,8 @@
 
 faust's ``take_events`` acks a batch when the loop body ends, even when it ends with an
 exception, so a handler must never raise out of the loop:
-- transient failures (PostgreSQL or the broker unreachable) are retried with backoff, forever:
+- transient failures (PostgreSQL or the broker unreachable, a deadlock with another worker's
+  batch) are retried with backoff, forever:
   the partition waits rather than skipping events;
 - any other failure (a poison event the database refuses, a bug) isolates the batch event by
   event, and the events that still fail go to the dead-letter topic with the error.
@@ -35,6 +36,9 @@ TRANSIENT = (
     asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError,
     asyncpg.AdminShutdownError,
+    # two workers' batches locking the same customers: PostgreSQL aborts one, which retries
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
 )
 MAX_BACKOFF = 10.0
 

@@ -12,8 +12,8 @@ from schemas import DeliveryStatus, UnifiedEvent
 _INSERT_EVENTS = """
 INSERT INTO timeline (event_id, customer_id, occurred_at, received_at, channel, direction, kind,
                       subject, body, language, thread_id, provider_message_id, command_id,
-                      interaction)
-SELECT e, c, o, r, ch, d, k, s, b, l, t, p, cmd, i::jsonb
+                      interaction, projected_at)
+SELECT e, c, o, r, ch, d, k, s, b, l, t, p, cmd, i::jsonb, clock_timestamp()
 FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::timestamptz[], $5::text[],
             $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
             $12::text[], $13::uuid[], $14::text[]) AS u(e, c, o, r, ch, d, k, s, b, l, t, p, cmd, i)
