@@ -78,6 +78,46 @@ async def test_new_value_creates_a_customer_and_a_known_one_attaches(pool: async
     assert third.customers != first.customers
 
 
+async def test_a_redelivered_batch_resolves_to_the_same_customers_and_writes_nothing_new(
+    pool: asyncpg.Pool,
+) -> None:
+    """The unify agent commits resolution before the timeline: a crash between the two
+    redelivers the batch, whose resolution must then be a no-op."""
+    alice, bob = email("alice"), phone()
+    batch = [
+        event(("email", alice)),
+        event(("email", alice), ("phone", bob)),  # links Bob's phone to Alice
+        event(("phone", bob)),
+        event(("email", email())),
+    ]
+    values = [alice, bob, *(i.value for i in batch[3].identities)]
+
+    async def written() -> dict[str, Any]:
+        """What resolution wrote about this batch's values and customers."""
+        return {
+            "identities": await pool.fetch(
+                "SELECT type, value, customer_id FROM identities WHERE value = ANY($1)"
+                " ORDER BY value",
+                values,
+            ),
+            "log": await pool.fetchval(
+                "SELECT count(*) FROM identity_link_log WHERE value = ANY($1)", values
+            ),
+            "edges": await pool.fetchval(
+                "SELECT count(*) FROM identity_edges WHERE a_value = ANY($1) OR b_value = ANY($1)",
+                values,
+            ),
+        }
+
+    first = await ingest(pool, *batch)
+    before = await written()
+    assert before["log"] > 0 and before["edges"] > 0
+    again = await ingest(pool, *batch)
+    assert again.customers == first.customers
+    assert again.events == []
+    assert await written() == before
+
+
 async def test_several_matches_merge_into_the_oldest_with_history(pool: asyncpg.Pool) -> None:
     mail, tel = email("m"), phone()
     by_mail = event(("email", mail))

@@ -1,5 +1,5 @@
-"""The stream agents: unify (interaction -> customer, timeline and department topics, in one
-transaction a batch), project (the same for events whose customer is already resolved, from
+"""The stream agents: unify (interaction -> customer, then timeline and department topics),
+project (the same for events whose customer is already resolved, from
 the unified topic) and delivery (delivery states of outbound messages)."""
 
 from __future__ import annotations
@@ -79,9 +79,11 @@ async def _publish_routed(
 
 
 def unify_handler(route: RouteStep) -> Handler:
-    """The unify agent's handler: each interaction is resolved to its customer, written into
-    the timeline and routed in one transaction a batch; its routed records (and any
-    ``customer.merged`` events) are published before faust may commit its offset."""
+    """The unify agent's handler: a batch's interactions are resolved to their customers (one
+    transaction), then written into the timeline and routed (a second one, as the project
+    agent does); the routed records and any ``customer.merged`` events are published before
+    faust may commit the batch's offsets. A crash between the two transactions redelivers the
+    batch, whose resolution is then found already done."""
 
     async def unify_batch(resources: Resources, events: Sequence[Any]) -> None:
         pool, _ = await resources.ready()
@@ -94,17 +96,20 @@ def unify_handler(route: RouteStep) -> Handler:
                 states = await resolve_receipts(conn, receipts)
             outputs += [to_record(DELIVERY, s, str(s.command_id), SOURCE) for s in states]
         if decoded.models:
-            async with pool.acquire() as conn, conn.transaction():
-                interactions = await drop_echoes(conn, decoded.models)
-                resolution = await resolve(conn, interactions, resources.identity_rules)
-                await consent.apply_changes(
-                    conn,
-                    [
-                        consent.ConsentWrite(customer, change, i.occurred_at, i.event_id)
-                        for i, customer in zip(interactions, resolution.customers, strict=True)
-                        for change in i.consent
-                    ],
-                )
+            async with pool.acquire() as conn:
+                # resolution holds its customers FOR UPDATE: committed before routing starts,
+                # so another worker's batch for the same customers waits only that long
+                async with conn.transaction():
+                    interactions = await drop_echoes(conn, decoded.models)
+                    resolution = await resolve(conn, interactions, resources.identity_rules)
+                    await consent.apply_changes(
+                        conn,
+                        [
+                            consent.ConsentWrite(customer, change, i.occurred_at, i.event_id)
+                            for i, customer in zip(interactions, resolution.customers, strict=True)
+                            for change in i.consent
+                        ],
+                    )
                 now = utcnow()
                 unified = [
                     UnifiedEvent(
@@ -112,7 +117,8 @@ def unify_handler(route: RouteStep) -> Handler:
                     )
                     for i, customer in zip(interactions, resolution.customers, strict=True)
                 ]
-                routed, published = await _project(conn, route, unified)
+                async with conn.transaction():
+                    routed, published = await _project(conn, route, unified)
             outputs += routed
             outputs += [to_record(CUSTOMERS, e, str(e.event_id), SOURCE) for e in resolution.events]
         await _publish_routed(resources, outputs, published)
