@@ -254,6 +254,9 @@ def bench(
     requests: Annotated[int, typer.Option(help="requests per ingress measurement")] = 5_000,
     rate: Annotated[float, typer.Option(help="offered events/s for the latency phase")] = 500,
     big_timeline: Annotated[int, typer.Option(help="events of the long timeline")] = 100_000,
+    latency_only: Annotated[
+        bool, typer.Option(help="only the latency phase, on a freshly started hub")
+    ] = False,
 ) -> None:
     """Measure throughput and latency of the whole hub; prints one JSON object."""
     from rich.progress import Progress
@@ -271,10 +274,11 @@ def bench(
         ingress_requests=requests,
         latency_rate=rate,
         big_timeline=big_timeline,
+        latency_only=latency_only,
     )
     err = Console(stderr=True)
     with Progress(console=err, transient=False) as progress:
-        task = progress.add_task("benchmark", total=11)
+        task = progress.add_task("benchmark", total=5 if latency_only else 11)
 
         def say(text: str) -> None:
             progress.update(task, advance=1, description=text)

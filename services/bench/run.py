@@ -57,6 +57,8 @@ class Options:
     latency_seconds: float = 10.0
     big_timeline: int = 100_000
     seed: int = 7
+    #: Only the latency phase (web process and two workers started, nothing run before it).
+    latency_only: bool = False
 
 
 @dataclass
@@ -316,70 +318,81 @@ async def run(opts: Options, say: Callable[[str], None]) -> dict[str, Any]:
     await watch.start()
     all_events: list[uuid.UUID] = []
     try:
-        one = await backlog_phase(opts, settings, stack, procs, conn, watch, 1, "b1", say)
-        all_events += [e.event_id for e in one.pop("_events")]
-        say("yardstick: plain aiokafka loop and asyncpg writes")
-        router = Router.load(settings.routing_rules)
-        plain = await yardstick.plain_loop(stack.bootstrap, opts.events, router)
-        writes = await yardstick.plain_writes(
-            stack.database_url, data.events(opts.events, data.people(100, 0, 1), 1, "w")
-        )
-        procs.stop("processors")
-        two = await backlog_phase(opts, settings, stack, procs, conn, watch, 2, "b2", say)
-        all_events += [e.event_id for e in two.pop("_events")]
-        procs.stop("processors")
-        report["processors_backlog"] = {
-            "one_worker": one,
-            "two_workers": two,
-            "ratio_to_plain_loop": round(one["events_per_second"] / plain, 2),
-        }
-        report["yardstick"] = {
-            "plain_aiokafka_loop_events_per_second": round(plain),
-            "asyncpg_batched_rows_per_second": round(writes),
-        }
+        if not opts.latency_only:
+            one = await backlog_phase(opts, settings, stack, procs, conn, watch, 1, "b1", say)
+            all_events += [e.event_id for e in one.pop("_events")]
+            say("yardstick: plain aiokafka loop and asyncpg writes")
+            router = Router.load(settings.routing_rules)
+            plain = await yardstick.plain_loop(stack.bootstrap, opts.events, router)
+            writes = await yardstick.plain_writes(
+                stack.database_url, data.events(opts.events, data.people(100, 0, 1), 1, "w")
+            )
+            procs.stop("processors")
+            two = await backlog_phase(opts, settings, stack, procs, conn, watch, 2, "b2", say)
+            all_events += [e.event_id for e in two.pop("_events")]
+            procs.stop("processors")
+            report["processors_backlog"] = {
+                "one_worker": one,
+                "two_workers": two,
+                "ratio_to_plain_loop": round(one["events_per_second"] / plain, 2),
+            }
+            report["yardstick"] = {
+                "plain_aiokafka_loop_events_per_second": round(plain),
+                "asyncpg_batched_rows_per_second": round(writes),
+            }
 
-        say("ingress: one web process, workers stopped")
+        say("ingress: one web process" + ("" if opts.latency_only else ", workers stopped"))
         procs.start("api")
         await asyncio.to_thread(wait_for_port, "127.0.0.1", port, 60)
         token = await create_token(conn, Role.INTEGRATION, "bench")
         crowd = data.people(opts.customers, opts.multi_share, opts.seed + 10)
-        api_events = data.events(opts.ingress_requests, crowd, 11, "ia")
-        sms_events = data.events(opts.ingress_requests, crowd, 12, "it")
-        api_load = await saturate(api_requests(api, token, api_events), opts.concurrency)
-        sms_reqs = twilio_requests(api, api, sms_events)
-        sms_load = await saturate(sms_reqs, opts.concurrency)
-        report["ingress_per_web_process"] = {
-            "api_channel": api_load.summary(),
-            "twilio_signed_webhooks": sms_load.summary(),
-        }
-        backlog_ids = [e.event_id for e in api_events] + sms_event_ids(sms_reqs)
-        all_events += backlog_ids
+        backlog_ids: list[uuid.UUID] = []
+        if not opts.latency_only:
+            api_events = data.events(opts.ingress_requests, crowd, 11, "ia")
+            sms_events = data.events(opts.ingress_requests, crowd, 12, "it")
+            api_load = await saturate(api_requests(api, token, api_events), opts.concurrency)
+            sms_reqs = twilio_requests(api, api, sms_events)
+            sms_load = await saturate(sms_reqs, opts.concurrency)
+            report["ingress_per_web_process"] = {
+                "api_channel": api_load.summary(),
+                "twilio_signed_webhooks": sms_load.summary(),
+            }
+            backlog_ids = [e.event_id for e in api_events] + sms_event_ids(sms_reqs)
+            all_events += backlog_ids
 
-        say("end to end through the channels at saturation (workers running)")
+        say("two workers" + ("" if opts.latency_only else "; end to end at saturation"))
         workers = [procs.start("processors") for _ in range(2)]
         while not all(worker_ready(settings, w) for w in workers):
             await asyncio.sleep(0.1)
         await drain(conn, watch, backlog_ids)
-        e2e_events = data.events(opts.ingress_requests, crowd, 13, "e2e")
-        e2e_sms = twilio_requests(api, api, data.events(opts.ingress_requests, crowd, 14, "e2s"))
-        started = time.time()
-        loads = await asyncio.gather(
-            saturate(api_requests(api, token, e2e_events), opts.concurrency // 2),
-            saturate(e2e_sms, opts.concurrency // 2),
-        )
-        e2e_ids = [e.event_id for e in e2e_events] + sms_event_ids(e2e_sms)
-        done = await drain(conn, watch, e2e_ids)
-        all_events += e2e_ids
-        report["end_to_end_saturation"] = {
-            "events": len(e2e_ids),
-            "web_processes": 1,
-            "workers": 2,
-            "events_per_second": round(len(e2e_ids) / (done["done"] - started)),
-            "ingress": [load.summary() for load in loads],
-        }
+        if not opts.latency_only:
+            e2e_events = data.events(opts.ingress_requests, crowd, 13, "e2e")
+            e2e_sms = twilio_requests(
+                api, api, data.events(opts.ingress_requests, crowd, 14, "e2s")
+            )
+            started = time.time()
+            loads = await asyncio.gather(
+                saturate(api_requests(api, token, e2e_events), opts.concurrency // 2),
+                saturate(e2e_sms, opts.concurrency // 2),
+            )
+            e2e_ids = [e.event_id for e in e2e_events] + sms_event_ids(e2e_sms)
+            done = await drain(conn, watch, e2e_ids)
+            all_events += e2e_ids
+            report["end_to_end_saturation"] = {
+                "events": len(e2e_ids),
+                "web_processes": 1,
+                "workers": 2,
+                "events_per_second": round(len(e2e_ids) / (done["done"] - started)),
+                "ingress": [load.summary() for load in loads],
+            }
 
         say(f"latency at {opts.latency_rate:.0f} events/s offered")
         count = int(opts.latency_rate * opts.latency_seconds)
+        if opts.latency_only:  # warm up (lazy language models, pools) as earlier phases would
+            warm = data.events(min(500, count), crowd, 16, "warm")
+            await at_rate(api_requests(api, token, warm), opts.latency_rate)
+            await drain(conn, watch, [e.event_id for e in warm])
+            all_events += [e.event_id for e in warm]
         steady = data.events(count, crowd, 15, "lat")
         load = await at_rate(api_requests(api, token, steady), opts.latency_rate)
         ids = [e.event_id for e in steady]
@@ -392,8 +405,9 @@ async def run(opts: Options, say: Callable[[str], None]) -> dict[str, Any]:
             "acceptance_to_department_topic": watch.latencies(ids),
         }
 
-        say("timeline page cost: 10 events vs a long history")
-        report["timeline_page"] = await timeline_cost(api, token, conn, opts.big_timeline)
+        if not opts.latency_only:
+            say("timeline page cost: 10 events vs a long history")
+            report["timeline_page"] = await timeline_cost(api, token, conn, opts.big_timeline)
 
         rows = await conn.fetchval(
             "SELECT count(*) FROM timeline WHERE event_id = ANY($1::uuid[])", all_events
