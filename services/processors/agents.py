@@ -1,6 +1,6 @@
 """The stream agents: unify (interaction -> customer, then timeline and department topics),
-project (the same for events whose customer is already resolved, from
-the unified topic) and delivery (delivery states of outbound messages)."""
+project (timeline and department topics for events already attributed to a customer, from the
+unified topic) and delivery (delivery states of outbound messages)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from schemas.events import utcnow
 from schemas.topics import CUSTOMERS, DELIVERY, INTERACTIONS, UNIFIED
 from services.bus.records import Record, to_record
 from services.customers import consent
-from services.identity.resolver import resolve
+from services.identity.resolver import Resolution, resolve
 from services.processors import metrics
 from services.processors.batches import Handler, handle_durably
 from services.processors.decode import decode_batch
@@ -58,13 +58,15 @@ async def drop_echoes(conn: Any, interactions: list[Interaction]) -> list[Intera
 async def _project(
     conn: Any, route: RouteStep, events: Sequence[UnifiedEvent]
 ) -> tuple[list[Record], list[uuid.UUID]]:
-    """Route unified events and write them into the timeline, in the caller's transaction;
-    return the routed records still to publish and the events they belong to. The timeline
-    rows come last, so their ``projected_at`` (the statement's clock) is within milliseconds
-    of the commit that makes them visible."""
-    routed = await route.decide_and_record(conn, events)
-    metrics.TIMELINE_ROWS.inc(await insert_events(conn, events))
-    return routed
+    """Route unified events and write them into the timeline in a transaction; return the
+    routed records still to publish and the events they belong to. The timeline rows come
+    last, so their ``projected_at`` (the statement's clock) is within milliseconds of the
+    commit that makes them visible."""
+    async with conn.transaction():
+        routed, published = await route.decide_and_record(conn, events)
+        written = await insert_events(conn, events)
+    metrics.TIMELINE_ROWS.inc(written)
+    return routed, published
 
 
 async def _publish_routed(
@@ -76,6 +78,31 @@ async def _publish_routed(
     if published:
         async with pool.acquire() as conn:
             await mark_published(conn, published)
+
+
+async def _resolve(
+    conn: Any, resources: Resources, interactions: list[Interaction]
+) -> tuple[list[UnifiedEvent], Resolution]:
+    """Drop echoes and resolve each interaction's customer (with its consent statements) in a
+    transaction of its own: it holds the customers FOR UPDATE, so it commits before routing
+    starts and another worker's batch for the same customers waits only that long."""
+    async with conn.transaction():
+        kept = await drop_echoes(conn, interactions)
+        resolution = await resolve(conn, kept, resources.identity_rules)
+        await consent.apply_changes(
+            conn,
+            [
+                consent.ConsentWrite(customer, change, i.occurred_at, i.event_id)
+                for i, customer in zip(kept, resolution.customers, strict=True)
+                for change in i.consent
+            ],
+        )
+    now = utcnow()
+    unified = [
+        UnifiedEvent(event_id=i.event_id, customer_id=customer, unified_at=now, interaction=i)
+        for i, customer in zip(kept, resolution.customers, strict=True)
+    ]
+    return unified, resolution
 
 
 def unify_handler(route: RouteStep) -> Handler:
@@ -97,28 +124,8 @@ def unify_handler(route: RouteStep) -> Handler:
             outputs += [to_record(DELIVERY, s, str(s.command_id), SOURCE) for s in states]
         if decoded.models:
             async with pool.acquire() as conn:
-                # resolution holds its customers FOR UPDATE: committed before routing starts,
-                # so another worker's batch for the same customers waits only that long
-                async with conn.transaction():
-                    interactions = await drop_echoes(conn, decoded.models)
-                    resolution = await resolve(conn, interactions, resources.identity_rules)
-                    await consent.apply_changes(
-                        conn,
-                        [
-                            consent.ConsentWrite(customer, change, i.occurred_at, i.event_id)
-                            for i, customer in zip(interactions, resolution.customers, strict=True)
-                            for change in i.consent
-                        ],
-                    )
-                now = utcnow()
-                unified = [
-                    UnifiedEvent(
-                        event_id=i.event_id, customer_id=customer, unified_at=now, interaction=i
-                    )
-                    for i, customer in zip(interactions, resolution.customers, strict=True)
-                ]
-                async with conn.transaction():
-                    routed, published = await _project(conn, route, unified)
+                unified, resolution = await _resolve(conn, resources, decoded.models)
+                routed, published = await _project(conn, route, unified)
             outputs += routed
             outputs += [to_record(CUSTOMERS, e, str(e.event_id), SOURCE) for e in resolution.events]
         await _publish_routed(resources, outputs, published)
@@ -132,7 +139,7 @@ def unify_handler(route: RouteStep) -> Handler:
 def project_handler(route: RouteStep) -> Handler:
     """The project agent's handler, for events whose customer is already resolved (published
     on the unified topic by imports, replays or an older version of the hub): written into the
-    timeline and routed in one transaction a batch, like the unify agent does."""
+    timeline and routed in one transaction a batch, as unify's second transaction does."""
 
     async def project_batch(resources: Resources, events: Sequence[Any]) -> None:
         pool, _ = await resources.ready()
@@ -140,7 +147,7 @@ def project_handler(route: RouteStep) -> Handler:
         outputs: list[Record] = list(decoded.dead)
         published: list[uuid.UUID] = []
         if decoded.models:
-            async with pool.acquire() as conn, conn.transaction():
+            async with pool.acquire() as conn:
                 routed, published = await _project(conn, route, decoded.models)
             outputs += routed
         await _publish_routed(resources, outputs, published)
