@@ -28,7 +28,9 @@ class Context:
     fields: dict[str, Words]
     values: Mapping[str, Any] = field(default_factory=dict)
     withdrawn: frozenset[str] = frozenset()
-    _tokens: dict[tuple[str, ...], frozenset[str]] = field(default_factory=dict, repr=False)
+    _tokens: dict[tuple[str, ...], frozenset[str]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     def tokens(self, where: tuple[str, ...]) -> frozenset[str]:
         """The tokens (folded words and stems) of the named fields, cached."""

@@ -144,18 +144,6 @@ class Words:
             self._stems[language] = [stem(w, language) for w in self.original]
         return self._stems[language]
 
-    def has_any(
-        self, folded: frozenset[str], stems: dict[str, frozenset[str]], languages: Sequence[str]
-    ) -> bool:
-        """Whether any of these folded words, or stems in ``languages``, occurs at all."""
-        if not folded.isdisjoint(self._at):
-            return True
-        for language in languages:
-            wanted = stems.get(language)
-            if wanted and not wanted.isdisjoint(self.stems(language)):
-                return True
-        return False
-
     def positions(self, word: str) -> list[int]:
         """Where a folded word occurs."""
         return self._at.get(word, [])
