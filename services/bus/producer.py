@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -20,7 +21,14 @@ log = logging.getLogger(__name__)
 
 
 class Producer:
-    """Owns one AIOKafkaProducer; ``send_all`` returns once the broker acked every record."""
+    """Owns one AIOKafkaProducer; ``send_all`` returns once the broker acked every record.
+
+    It lingers itself, once for all partitions: aiokafka lingers per partition, so keyed
+    records spread over a topic's partitions leave one produce request each (a web process at
+    500 requests/s sent 1.3 records a request with ``linger_ms=5``, and Tansu spends ~300 us
+    of CPU a request). Here the records of every ``send_all`` made within ``linger_ms`` are
+    handed to the client in one go, in call order, and leave together.
+    """
 
     def __init__(
         self,
@@ -32,17 +40,21 @@ class Producer:
         client_id: str = "omnihub",
     ) -> None:
         self.timeout = timeout
+        self.linger = linger_ms / 1000
         self._config = {
             "bootstrap_servers": bootstrap,
             "acks": "all",
             "enable_idempotence": idempotence,
-            "linger_ms": linger_ms,
+            "linger_ms": 0,  # lingering is done here, once for every partition
             "max_batch_size": 256 * 1024,
             "request_timeout_ms": int(timeout * 1000),
             "client_id": client_id,
             "partitioner": partition,
         }
         self._producer: AIOKafkaProducer | None = None
+        self._queue: list[tuple[list[Record], asyncio.Future[None]]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._handing_over: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         """Connect to the cluster (the client is made here, inside the running loop)."""
@@ -51,7 +63,12 @@ class Producer:
         self._producer = producer
 
     async def stop(self) -> None:
-        """Flush and disconnect."""
+        """Send what is queued, flush and disconnect."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._hand_over()
+        if self._handing_over:
+            await asyncio.gather(*self._handing_over, return_exceptions=True)
         producer, self._producer = self._producer, None
         if producer is not None:
             await producer.stop()
@@ -70,27 +87,88 @@ class Producer:
 
     async def send_all(self, records: Iterable[Record]) -> None:
         """Send every record (batched by the client) and wait for all acks; PublishError if not."""
+        batch = list(records)
+        if not batch:
+            return
         try:
             async with asyncio.timeout(self.timeout):
-                producer = self.client
-                cluster = producer.client.cluster
-                futures = [
-                    await producer.send(
-                        r.topic,
-                        r.value,
-                        key=r.key,
-                        headers=r.headers,
-                        partition=partition_of(r.key, cluster.partitions_for_topic(r.topic)),
-                    )
-                    for r in records
-                ]
-                if len(futures) == 1:  # one webhook's record: no gather to build
-                    await futures[0]
-                elif futures:
-                    await asyncio.gather(*futures)
+                if self.linger > 0:
+                    _ = self.client  # not started or stopped: fail now, not after lingering
+                    await self._enqueue(batch)
+                else:
+                    await _acked(await self._append(batch))
         except (KafkaError, TimeoutError, OSError) as exc:
             log.warning("publish failed: %r", exc)
             raise PublishError(f"broker did not acknowledge: {exc!r}") from exc
+
+    def _enqueue(self, batch: list[Record]) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._queue.append((batch, done))
+        if self._timer is None:
+            self._timer = loop.call_later(self.linger, self._hand_over)
+        return done
+
+    def _hand_over(self) -> None:
+        """Start handing the queued records to the client (the linger is over)."""
+        self._timer = None
+        queue, self._queue = self._queue, []
+        task = asyncio.ensure_future(self._append_queued(queue))
+        self._handing_over.add(task)
+        task.add_done_callback(self._handing_over.discard)
+
+    async def _append_queued(self, queue: list[tuple[list[Record], asyncio.Future[None]]]) -> None:
+        """Append every queued batch (without yielding while metadata is known, so they share
+        produce requests), then settle each caller's future once its records are acked."""
+        for batch, done in queue:
+            if done.done():  # the caller gave up (timeout): it was told nothing was sent
+                continue
+            try:
+                acks = await self._append(batch)
+            except Exception as exc:  # handed to the caller, whose send_all raises it
+                if not done.done():
+                    done.set_exception(exc)
+                continue
+            _settle_on(asyncio.gather(*acks), done)
+
+    async def _append(self, batch: list[Record]) -> list[asyncio.Future[object]]:
+        """Append records to the client's batches; the futures of their acks."""
+        producer = self.client
+        cluster = producer.client.cluster
+        return [
+            await producer.send(
+                r.topic,
+                r.value,
+                key=r.key,
+                headers=r.headers,
+                partition=partition_of(r.key, cluster.partitions_for_topic(r.topic)),
+            )
+            for r in batch
+        ]
+
+
+async def _acked(acks: Sequence[asyncio.Future[object]]) -> None:
+    if len(acks) == 1:  # one webhook's record: no gather to build
+        await acks[0]
+    else:
+        await asyncio.gather(*acks)
+
+
+def _settle_on(acks: asyncio.Future[Any], done: asyncio.Future[None]) -> None:
+    """Resolve ``done`` as ``acks`` ends (unless its caller already gave up)."""
+
+    def settle(finished: asyncio.Future[Any]) -> None:
+        failure = None if finished.cancelled() else finished.exception()
+        if done.done():
+            return
+        if finished.cancelled():
+            done.cancel()
+        elif failure is not None:
+            done.set_exception(failure)
+        else:
+            done.set_result(None)
+
+    acks.add_done_callback(settle)
 
 
 class KafkaPublisher:
