@@ -96,7 +96,7 @@ class Producer:
                     _ = self.client  # not started or stopped: fail now, not after lingering
                     await self._enqueue(batch)
                 else:
-                    await _acked(await self._append(batch))
+                    await asyncio.gather(*await self._append(batch))
         except (KafkaError, TimeoutError, OSError) as exc:
             log.warning("publish failed: %r", exc)
             raise PublishError(f"broker did not acknowledge: {exc!r}") from exc
@@ -145,13 +145,6 @@ class Producer:
             )
             for r in batch
         ]
-
-
-async def _acked(acks: Sequence[asyncio.Future[object]]) -> None:
-    if len(acks) == 1:  # one webhook's record: no gather to build
-        await acks[0]
-    else:
-        await asyncio.gather(*acks)
 
 
 def _settle_on(acks: asyncio.Future[Any], done: asyncio.Future[None]) -> None:
