@@ -22,7 +22,7 @@ from services.processors.batches import Handler, handle_durably
 from services.processors.decode import decode_batch
 from services.processors.receipts import claim_parked, resolve_receipts, split_receipts
 from services.processors.resources import Resources
-from services.processors.route import RouteStep, mark_published
+from services.processors.route import RouteStep
 from services.processors.timeline import insert_events, write_states
 
 log = logging.getLogger(__name__)
@@ -72,12 +72,11 @@ async def _project(
 async def _publish_routed(
     resources: Resources, outputs: list[Record], published: list[uuid.UUID]
 ) -> None:
-    """Publish the batch's records, then mark its routed events published (after the acks)."""
+    """Publish the batch's records; once they are acked, start marking its routed events
+    published (landing while the next batch is gathered, see PublishedMarks)."""
     pool, producer = await resources.ready()
     await producer.send_all(outputs)
-    if published:
-        async with pool.acquire() as conn:
-            await mark_published(conn, published)
+    await resources.marks.add(pool, published)
 
 
 async def _resolve(

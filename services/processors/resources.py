@@ -1,4 +1,4 @@
-"""What a worker's agents share: one PostgreSQL pool and one batching producer."""
+"""What a worker's agents share: one PostgreSQL pool, one producer and the published marks."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from services.bus.producer import Producer
 from services.config import Settings
 from services.db.pool import migrated_pool
 from services.identity.rules import load_rules
+from services.processors.route import PublishedMarks
 
 
 class Resources:
@@ -23,6 +24,7 @@ class Resources:
         self._lock = asyncio.Lock()
         self._pool: asyncpg.Pool | None = None
         self._producer: Producer | None = None
+        self.marks = PublishedMarks()
 
     async def ready(self) -> tuple[asyncpg.Pool, Producer]:
         """Return the pool and producer, opening them the first time."""
@@ -35,13 +37,18 @@ class Resources:
                     idempotence=self.settings.kafka_idempotence,
                     timeout=self.settings.publish_timeout,
                     client_id="omnihub-processors",
+                    # an agent publishes a whole batch in one call and nobody else sends
+                    # alongside it: lingering would only delay each batch (5 ms)
+                    linger_ms=0,
                 )
                 await producer.start()
                 self._producer = producer
         return self._pool, self._producer
 
     async def close(self, *args: object, **kwargs: object) -> None:
-        """Flush the producer and close the pool (a faust signal receiver)."""
+        """Flush the producer, land the pending published marks and close the pool (a faust
+        signal receiver)."""
+        await self.marks.flush()
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None

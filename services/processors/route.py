@@ -9,6 +9,7 @@ batch's offsets may be committed, and marks them published.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
@@ -175,3 +176,37 @@ async def mark_published(conn: asyncpg.Connection, event_ids: Sequence[uuid.UUID
     """Record that these events' routed records were acknowledged by the broker."""
     if event_ids:
         await conn.execute(_PUBLISHED, list(event_ids))
+
+
+class PublishedMarks:
+    """Marks routed events published off the batches' path, one mark in flight at a time.
+
+    A mark only spares a replay from publishing those records again, so it need not land
+    before the batch's offsets may be committed: it runs while the worker gathers its next
+    batch, and the next mark (or shutdown) waits for it. A worker dying before its mark lands
+    republishes those records on replay, the same at-least-once window as between the acks and
+    a mark awaited in line; a mark that fails is logged, with the same outcome.
+    """
+
+    def __init__(self) -> None:
+        self._pending: asyncio.Task[None] | None = None
+
+    async def add(self, pool: asyncpg.Pool, event_ids: Sequence[uuid.UUID]) -> None:
+        """Start marking ``event_ids`` once the previous mark has landed."""
+        await self.flush()
+        if event_ids:
+            self._pending = asyncio.create_task(self._mark(pool, list(event_ids)))
+
+    async def flush(self) -> None:
+        """Wait for the mark in flight, if any."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            await pending
+
+    @staticmethod
+    async def _mark(pool: asyncpg.Pool, event_ids: list[uuid.UUID]) -> None:
+        try:
+            async with pool.acquire() as conn:
+                await mark_published(conn, event_ids)
+        except Exception as exc:  # a replay republishes them: logged, never raised
+            log.warning("marking %d routed events published failed: %r", len(event_ids), exc)
