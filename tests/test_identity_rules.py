@@ -78,6 +78,24 @@ async def test_new_value_creates_a_customer_and_a_known_one_attaches(pool: async
     assert third.customers != first.customers
 
 
+async def test_resolution_joins_the_callers_transaction(pool: asyncpg.Pool) -> None:
+    """Inside the unify agent's transaction, resolution adds no savepoint round trips and its
+    writes commit or roll back with the caller's; alone, it commits on its own."""
+    first, second = event(("email", email())), event(("email", email()))
+    async with pool.acquire() as conn:
+        sent: list[str] = []
+        conn.add_query_logger(lambda record: sent.append(record.query))
+        tx = conn.transaction()
+        await tx.start()
+        [rolled_back] = (await resolve(conn, [first], RULES)).customers
+        await tx.rollback()
+        assert not [q for q in sent if "SAVEPOINT" in q.upper()]
+        assert not await conn.fetchval("SELECT count(*) FROM customers WHERE id = $1", rolled_back)
+        [kept] = (await resolve(conn, [second], RULES)).customers
+        assert not conn.is_in_transaction()
+    assert await pool.fetchval("SELECT count(*) FROM customers WHERE id = $1", kept) == 1
+
+
 async def test_a_redelivered_batch_resolves_to_the_same_customers_and_writes_nothing_new(
     pool: asyncpg.Pool,
 ) -> None:

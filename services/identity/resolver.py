@@ -11,6 +11,7 @@ they share, so they can never leave two customers that stay apart.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections import Counter
 from collections.abc import Sequence
@@ -278,11 +279,14 @@ class Resolution:
 async def resolve(
     conn: asyncpg.Connection, interactions: Sequence[Interaction], rules: IdentityRules
 ) -> Resolution:
-    """Resolve a batch in one transaction; see the module docstring."""
+    """Resolve a batch in one transaction (the caller's, if it has one); see the module
+    docstring."""
     if not interactions:
         return Resolution([], [])
     now = utcnow()
-    async with conn.transaction():
+    # a nested transaction would be a savepoint: two more round trips a batch, guarding nothing
+    own = conn.transaction() if not conn.is_in_transaction() else contextlib.nullcontext()
+    async with own:
         keys = list(dict.fromkeys(key_of(i) for it in interactions for i in it.identities))
         hints = [i.customer_id for i in interactions if i.customer_id is not None]
         snapshot = await store.snapshot(conn, keys, hints)
