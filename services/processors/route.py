@@ -179,7 +179,8 @@ async def mark_published(conn: asyncpg.Connection, event_ids: Sequence[uuid.UUID
 
 
 class PublishedMarks:
-    """Marks routed events published off the batches' path, one mark in flight at a time.
+    """Marks routed events published off the batches' path; each new mark first waits for the
+    ones in flight (the unify and project agents share these).
 
     A mark only spares a replay from publishing those records again, so it need not land
     before the batch's offsets may be committed: it runs while the worker gathers its next
@@ -189,19 +190,20 @@ class PublishedMarks:
     """
 
     def __init__(self) -> None:
-        self._pending: asyncio.Task[None] | None = None
+        self._pending: set[asyncio.Task[None]] = set()
 
     async def add(self, pool: asyncpg.Pool, event_ids: Sequence[uuid.UUID]) -> None:
-        """Start marking ``event_ids`` once the previous mark has landed."""
+        """Start marking ``event_ids`` once the marks in flight have landed."""
         await self.flush()
         if event_ids:
-            self._pending = asyncio.create_task(self._mark(pool, list(event_ids)))
+            task = asyncio.create_task(self._mark(pool, list(event_ids)))
+            self._pending.add(task)  # held here until done, so it is never collected early
+            task.add_done_callback(self._pending.discard)
 
     async def flush(self) -> None:
-        """Wait for the mark in flight, if any."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            await pending
+        """Wait for the marks in flight, if any."""
+        if self._pending:
+            await asyncio.gather(*self._pending)
 
     @staticmethod
     async def _mark(pool: asyncpg.Pool, event_ids: list[uuid.UUID]) -> None:
