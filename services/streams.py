@@ -15,8 +15,8 @@ from services.runtime import tune_gc
 
 
 def faust_app(app_id: str, settings: Settings, bootstrap: str, **overrides: Any) -> faust.App:
-    """A faust app tuned for omnihub: short session timeout, bounded fetch wait, batched
-    delivery to streams (``services.kafka_transport``), no leader topic, no web."""
+    """A faust app tuned for omnihub: short session timeout, bounded fetch wait
+    (``services.kafka_transport``), no leader topic, no web."""
     datadir = Path(settings.data_dir).resolve() / "faust" / app_id
     datadir.mkdir(parents=True, exist_ok=True)
     config: dict[str, Any] = {
