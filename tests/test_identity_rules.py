@@ -96,6 +96,61 @@ async def test_resolution_joins_the_callers_transaction(pool: asyncpg.Pool) -> N
     assert await pool.fetchval("SELECT count(*) FROM customers WHERE id = $1", kept) == 1
 
 
+async def test_a_batch_resolves_in_the_same_few_statements_whatever_its_size(
+    pool: asyncpg.Pool,
+) -> None:
+    """Resolution works set-wise: lock the values, read, lock the customers they name, read
+    again, write everything decided in one statement: as many statements for 4 events as for
+    60, each of them known people seen with a new phone or new people with two identities."""
+    known = [email() for _ in range(30)]
+    await ingest(pool, *(event(("email", value)) for value in known))
+
+    def batch(n: int) -> list[Interaction]:
+        return [event(("email", known[i]), ("phone", phone())) for i in range(n)] + [
+            event(("email", email()), ("phone", phone())) for _ in range(n)
+        ]
+
+    async def statements(interactions: list[Interaction]) -> list[str]:
+        sent: list[str] = []
+
+        def logger(record: Any) -> None:
+            sent.append(record.query)
+
+        async with pool.acquire() as conn:
+            conn.add_query_logger(logger)
+            try:
+                resolution = await resolve(conn, interactions, RULES)
+            finally:
+                conn.remove_query_logger(logger)
+        assert len(set(resolution.customers)) == len(interactions)  # nobody merged by mistake
+        return sent
+
+    large_batch = batch(30)
+    small, large = await statements(batch(2)), await statements(large_batch)
+    assert len(small) == len(large)
+    assert [q.split()[0].rstrip(";").upper() for q in large] == [
+        "BEGIN",  # asyncpg's transaction
+        "SELECT",  # advisory locks on the values
+        "WITH",  # the read
+        "SELECT",  # the known customers, FOR UPDATE
+        "WITH",  # the read under their locks
+        "WITH",  # every write
+        "COMMIT",
+    ]
+    # and the one write holds everything: each phone is its email's customer's, with an edge
+    for interaction in large_batch:
+        mail, mobile = (i.value for i in interaction.identities)
+        owners = await pool.fetch(
+            "SELECT DISTINCT customer_id FROM identities WHERE value = ANY($1::text[])",
+            [mail, mobile],
+        )
+        assert len(owners) == 1
+        edges = await pool.fetchval(
+            "SELECT count(*) FROM identity_edges WHERE a_value = $1 AND b_value = $2", mail, mobile
+        )
+        assert edges == 1
+
+
 async def test_a_redelivered_batch_resolves_to_the_same_customers_and_writes_nothing_new(
     pool: asyncpg.Pool,
 ) -> None:

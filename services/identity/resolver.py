@@ -2,9 +2,10 @@
 
 One transaction per batch:
 1. lock the batch's identity values (advisory locks, in one sorted statement: no deadlock);
-2. read who they belong to, then lock those customers' rows (sorted, FOR UPDATE);
+2. read who they belong to, then lock those customers' rows (sorted, FOR UPDATE) and read
+   again, with their other identities, sightings and separations, in one statement;
 3. decide event by event in memory (:class:`Decider`), in batch order;
-4. write the decisions in a handful of set-based statements.
+4. write the decisions in one statement (merges, shared values and flags add their own).
 Two events for one new person on different partitions serialise on the locks of the values
 they share, so they can never leave two customers that stay apart.
 """

@@ -95,75 +95,82 @@ async def lock_customers(conn: asyncpg.Connection, ids: Iterable[uuid.UUID]) -> 
     ]
 
 
-async def snapshot(
-    conn: asyncpg.Connection, keys: Sequence[Key], hints: Sequence[uuid.UUID] = ()
-) -> Snapshot:
-    """Lock the keys and their customers; read everything the decider needs."""
-    await lock_keys(conn, keys)
-    snap = Snapshot()
-    customers: dict[uuid.UUID, CustomerRow] = {}
-    wanted: set[uuid.UUID] = set(hints)
-    while True:
-        rows = await conn.fetch(
-            "SELECT i.type, i.scope, i.value, i.customer_id, i.matching FROM identities i"
-            " JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(type, scope, value)"
-            " ON (i.type, i.scope, i.value) = (k.type, k.scope, k.value)",
-            *columns(keys),
-        )
-        snap.mapping = {(r["type"], r["scope"], r["value"]): r["customer_id"] for r in rows}
-        snap.matching = {(r["type"], r["scope"], r["value"]): r["matching"] for r in rows}
-        wanted |= set(snap.mapping.values())
-        if wanted <= set(customers):
-            break
-        for row in await lock_customers(conn, wanted - set(customers)):
-            customers[row.id] = row
-        wanted = {c for c in wanted if c in customers}
-        # identities may have moved while we waited for a customer lock: read them again
-    snap.customers = list(customers.values())
-    member_rows = await conn.fetch(
-        "SELECT type, scope, value, customer_id FROM identities WHERE customer_id = ANY($1)",
-        list(customers),
-    )
-    for r in member_rows:
-        snap.members.setdefault(r["customer_id"], set()).add((r["type"], r["scope"], r["value"]))
-    for r in await conn.fetch(
-        "SELECT s.type, s.scope, s.value, s.customer_id FROM identity_sightings s"
-        " JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(type, scope, value)"
-        " ON (s.type, s.scope, s.value) = (k.type, k.scope, k.value)",
-        *columns(keys),
-    ):
-        snap.sightings.setdefault((r["type"], r["scope"], r["value"]), set()).add(r["customer_id"])
-    related = set(keys) | {k for ks in snap.members.values() for k in ks}
-    snap.separations = await separations(conn, related)
+#: Everything the decider reads, in one statement (one snapshot): the batch's identities ($1-$3)
+#: with their owners, the identities of the customers locked so far ($4), which customers
+#: each of the batch's values was seen with, and the separations involving any of these.
+_SNAPSHOT = """
+WITH k AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS k(type, scope, value)),
+     members AS (SELECT type, scope, value, customer_id FROM identities
+                 WHERE customer_id = ANY($4::uuid[])),
+     related AS (SELECT * FROM k UNION SELECT type, scope, value FROM members)
+SELECT 'identity' AS part, i.type, i.scope, i.value, i.customer_id, i.matching,
+       NULL AS b_type, NULL AS b_scope, NULL AS b_value
+FROM identities i JOIN k USING (type, scope, value)
+UNION ALL
+SELECT 'member', type, scope, value, customer_id, NULL, NULL, NULL, NULL FROM members
+UNION ALL
+SELECT 'sighting', s.type, s.scope, s.value, s.customer_id, NULL, NULL, NULL, NULL
+FROM identity_sightings s JOIN k USING (type, scope, value)
+UNION ALL
+SELECT 'separation', a_type, a_scope, a_value, NULL, NULL, b_type, b_scope, b_value
+FROM identity_separations
+WHERE (a_type, a_scope, a_value) IN (SELECT * FROM related)
+   OR (b_type, b_scope, b_value) IN (SELECT * FROM related)
+"""
+
+
+def _read(rows: Iterable[asyncpg.Record], customers: dict[uuid.UUID, CustomerRow]) -> Snapshot:
+    """The snapshot of one ``_SNAPSHOT`` answer, with the customers locked for it."""
+    snap = Snapshot(customers=list(customers.values()))
+    for r in rows:
+        key: Key = (r["type"], r["scope"], r["value"])
+        part = r["part"]
+        if part == "identity":
+            snap.mapping[key] = r["customer_id"]
+            snap.matching[key] = r["matching"]
+        elif part == "member":
+            snap.members.setdefault(r["customer_id"], set()).add(key)
+        elif part == "sighting":
+            snap.sightings.setdefault(key, set()).add(r["customer_id"])
+        else:
+            snap.separations.add(frozenset((key, (r["b_type"], r["b_scope"], r["b_value"]))))
     return snap
 
 
-async def separations(conn: asyncpg.Connection, keys: Iterable[Key]) -> set[frozenset[Key]]:
-    """The separated pairs that involve any of ``keys``."""
-    keys = list(keys)
-    if not keys:
-        return set()
-    rows = await conn.fetch(
-        "SELECT a_type, a_scope, a_value, b_type, b_scope, b_value FROM identity_separations s"
-        " WHERE (a_type, a_scope, a_value) IN"
-        "       (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))"
-        "    OR (b_type, b_scope, b_value) IN"
-        "       (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))",
-        *columns(keys),
-    )
-    return {frozenset(((r[0], r[1], r[2]), (r[3], r[4], r[5]))) for r in rows}
+async def snapshot(
+    conn: asyncpg.Connection, keys: Sequence[Key], hints: Sequence[uuid.UUID] = ()
+) -> Snapshot:
+    """Lock the keys and their customers; read everything the decider needs.
+
+    Round trips: the key locks, one read; when the values (or hints) name customers, their
+    row locks and a second read, which is the one kept (identities may have moved while the
+    locks were awaited). A read naming a customer not yet locked goes round again.
+    """
+    await lock_keys(conn, keys)
+    customers: dict[uuid.UUID, CustomerRow] = {}
+    wanted: set[uuid.UUID] = set(hints)
+    while True:
+        rows = await conn.fetch(_SNAPSHOT, *columns(keys), list(customers))
+        snap = _read(rows, customers)
+        wanted |= set(snap.mapping.values())
+        if wanted <= set(customers):
+            return snap
+        for row in await lock_customers(conn, wanted - set(customers)):
+            customers[row.id] = row
+        wanted = {c for c in wanted if c in customers}
 
 
-async def write_log(conn: asyncpg.Connection, rows: Sequence[LogRow]) -> None:
-    """Append entries to the link log in one statement."""
-    if not rows:
-        return
-    await conn.execute(
-        """INSERT INTO identity_link_log (type, scope, value, customer_id, action, decision,
-                                          rule, reason, event_id, other_customer, actor)
-           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::text[],
-                                $6::text[], $7::text[], $8::text[], $9::uuid[], $10::uuid[],
-                                $11::text[])""",
+_INSERT_LOG = """
+INSERT INTO identity_link_log (type, scope, value, customer_id, action, decision, rule, reason,
+                               event_id, other_customer, actor)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[],
+                     $7::text[], $8::text[], $9::uuid[], $10::uuid[], $11::text[])
+"""
+
+
+def _log_columns(rows: Sequence[LogRow]) -> list[list[Any]]:
+    """The link log rows as parallel arrays, in the link log's column order."""
+    return [
         [r.key[0] for r in rows],
         [r.key[1] for r in rows],
         [r.key[2] for r in rows],
@@ -175,7 +182,13 @@ async def write_log(conn: asyncpg.Connection, rows: Sequence[LogRow]) -> None:
         [r.event_id for r in rows],
         [r.other for r in rows],
         [r.actor for r in rows],
-    )
+    ]
+
+
+async def write_log(conn: asyncpg.Connection, rows: Sequence[LogRow]) -> None:
+    """Append entries to the link log in one statement."""
+    if rows:
+        await conn.execute(_INSERT_LOG, *_log_columns(rows))
 
 
 async def move_customer(
@@ -237,6 +250,55 @@ async def move_customer(
     await profile.merge_into(conn, merged, survivor, rules)
 
 
+#: A batch's new customers, identities, link log entries, sightings and edges, in one
+#: statement (a foreign key is checked at its end, so identities may name customers it adds).
+_INSERT_BATCH = """
+WITH new_customers AS (
+    INSERT INTO customers (id, created_at) SELECT * FROM unnest($1::uuid[], $2::timestamptz[])
+), links AS (
+    INSERT INTO identities (type, scope, value, customer_id, first_event, matching)
+    SELECT * FROM unnest($3::text[], $4::text[], $5::text[], $6::uuid[], $7::uuid[], $8::text[])
+), log AS (
+    INSERT INTO identity_link_log (type, scope, value, customer_id, action, decision, rule,
+                                   reason, event_id, other_customer, actor)
+    SELECT * FROM unnest($9::text[], $10::text[], $11::text[], $12::uuid[], $13::text[],
+                         $14::text[], $15::text[], $16::text[], $17::uuid[], $18::uuid[],
+                         $19::text[])
+), sightings AS (
+    INSERT INTO identity_sightings (type, scope, value, customer_id, first_event)
+    SELECT * FROM unnest($20::text[], $21::text[], $22::text[], $23::uuid[], $24::uuid[])
+    ON CONFLICT DO NOTHING
+)
+INSERT INTO identity_edges (a_type, a_scope, a_value, b_type, b_scope, b_value, event_id, source)
+SELECT *, 'event' FROM unnest($25::text[], $26::text[], $27::text[], $28::text[], $29::text[],
+                              $30::text[], $31::uuid[])
+ON CONFLICT DO NOTHING
+"""
+
+
+async def _insert_batch(conn: asyncpg.Connection, writes: Writes) -> None:
+    """Add what a batch decided (see ``_INSERT_BATCH``); nothing is sent if it decided none."""
+    links, sightings, edges = writes.links, list(writes.sightings), list(writes.edges.items())
+    if not (writes.new_customers or links or writes.log or sightings or edges):
+        return
+    await conn.execute(
+        _INSERT_BATCH,
+        [c.id for c in writes.new_customers],
+        [c.created_at for c in writes.new_customers],
+        *columns(link[0] for link in links),
+        [link[1] for link in links],
+        [link[2] for link in links],
+        [link[3] for link in links],
+        *_log_columns(writes.log),
+        *columns(r[0] for r in sightings),
+        [r[1] for r in sightings],
+        [r[2] for r in sightings],
+        *columns(a for (a, _), _ in edges),
+        *columns(b for (_, b), _ in edges),
+        [event for _, event in edges],
+    )
+
+
 async def apply(
     conn: asyncpg.Connection,
     writes: Writes,
@@ -244,25 +306,7 @@ async def apply(
     rules: IdentityRules,
 ) -> list[CustomerEvent]:
     """Write a batch's decisions; return the customer.merged events to publish."""
-    if writes.new_customers:
-        await conn.execute(
-            "INSERT INTO customers (id, created_at) SELECT * FROM"
-            " unnest($1::uuid[], $2::timestamptz[])",
-            [c.id for c in writes.new_customers],
-            [c.created_at for c in writes.new_customers],
-        )
-    if writes.links:
-        keys = [link[0] for link in writes.links]
-        await conn.execute(
-            """INSERT INTO identities (type, scope, value, customer_id, first_event, matching)
-               SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[],
-                                    $5::uuid[], $6::text[])""",
-            *columns(keys),
-            [link[1] for link in writes.links],
-            [link[2] for link in writes.links],
-            [link[3] for link in writes.links],
-        )
-    await write_log(conn, writes.log)
+    await _insert_batch(conn, writes)
     for merged, survivor, event_id, reason in writes.merges:
         await move_customer(conn, merged, survivor, rules, event_id=event_id, reason=reason)
     if writes.merges:
@@ -282,19 +326,6 @@ async def apply(
             *columns(keys),
             [writes.matching[k] for k in keys],
         )
-    if writes.sightings:
-        rows = list(writes.sightings)
-        await conn.execute(
-            """INSERT INTO identity_sightings (type, scope, value, customer_id, first_event)
-               SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::uuid[])
-               ON CONFLICT DO NOTHING""",
-            *columns(r[0] for r in rows),
-            [r[1] for r in rows],
-            [r[2] for r in rows],
-        )
-    if writes.edges:
-        pairs = list(writes.edges.items())
-        await add_edges(conn, [(a, b) for (a, b), _ in pairs], [e for _, e in pairs], "event")
     if writes.flags:
         await flag(conn, writes.flags)
     return merged_events(writes, alias)
