@@ -17,7 +17,7 @@ from services.identity import manual, profile
 from services.identity.resolver import Resolution, resolve
 from services.identity.rules import IdentityRules, load_rules
 from services.processors.timeline import write_events
-from tests.support import email, phone, unique
+from tests.support import email, eventually, phone, unique
 
 RULES = IdentityRules()
 
@@ -232,6 +232,39 @@ async def test_events_unified_before_a_merge_land_on_the_survivor(pool: asyncpg.
                 )
             ],
         )
+    assert await owner(pool, late.event_id) == a
+
+
+async def test_events_written_while_a_merge_holds_their_customer_land_on_the_survivor(
+    pool: asyncpg.Pool,
+) -> None:
+    """A timeline write for a customer being merged waits for the merge's row locks, then
+    follows the alias the merge left (the row it locked is re-read once the merge commits)."""
+    [a] = (await ingest(pool, event(("email", email())))).customers
+    late = event(("phone", phone()))
+    async with pool.acquire() as conn:
+        [b] = (await resolve(conn, [late], RULES)).customers  # unified, not yet projected
+    unified = UnifiedEvent(
+        event_id=late.event_id, customer_id=b, unified_at=utcnow(), interaction=late
+    )
+    async with pool.acquire() as merging, pool.acquire() as writing:
+        merge = merging.transaction()
+        await merge.start()
+        await manual.merge(merging, a, b, "same person", "agent", RULES)
+        writer = writing.get_server_pid()
+        write = asyncio.create_task(write_events(writing, [unified]))
+
+        async def waits_for_a_lock() -> bool:
+            return bool(
+                await pool.fetchval(
+                    "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", writer
+                )
+            )
+
+        await eventually(waits_for_a_lock)
+        assert not write.done()
+        await merge.commit()
+        assert await write == 1
     assert await owner(pool, late.event_id) == a
 
 

@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 
 import asyncpg
 
 from schemas import DeliveryStatus, UnifiedEvent
 
+#: Events land on the live customer their customer id answers as: the customers' rows are
+#: share-locked in the same statement, so a batch written here either waits for a merge that
+#: holds them FOR UPDATE and follows its alias (the locked row is re-read once the merge
+#: commits), or commits first and is then moved by the merge.
 _INSERT_EVENTS = """
+WITH live AS (
+    SELECT id, coalesce(merged_into, id) AS id_now FROM customers
+    WHERE id = ANY($2::uuid[]) ORDER BY id FOR SHARE
+)
 INSERT INTO timeline (event_id, customer_id, occurred_at, received_at, channel, direction, kind,
                       subject, body, language, thread_id, provider_message_id, command_id,
                       interaction, projected_at)
-SELECT e, c, o, r, ch, d, k, s, b, l, t, p, cmd, i::jsonb, clock_timestamp()
+SELECT e, coalesce(live.id_now, c), o, r, ch, d, k, s, b, l, t, p, cmd, i::jsonb,
+       clock_timestamp()
 FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::timestamptz[], $5::text[],
             $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
             $12::text[], $13::uuid[], $14::text[]) AS u(e, c, o, r, ch, d, k, s, b, l, t, p, cmd, i)
+LEFT JOIN live ON live.id = u.c
 ON CONFLICT (event_id) DO NOTHING
 """
 
@@ -34,21 +43,6 @@ def _command_id(event: UnifiedEvent) -> str | None:
     return str(value) if value else None
 
 
-async def current_customers(
-    conn: asyncpg.Connection, ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, uuid.UUID]:
-    """Map customer ids to the live customer they answer as, holding a share lock on them.
-
-    A merge holds the rows FOR UPDATE, so a batch written here either waits for the merge
-    and follows the alias, or commits first and is then moved by the merge.
-    """
-    rows = await conn.fetch(
-        "SELECT id, merged_into FROM customers WHERE id = ANY($1::uuid[]) ORDER BY id FOR SHARE",
-        sorted(set(ids)),
-    )
-    return {r["id"]: r["merged_into"] or r["id"] for r in rows}
-
-
 async def write_events(conn: asyncpg.Connection, events: Sequence[UnifiedEvent]) -> int:
     """Insert unified events into the timeline in a transaction of their own."""
     if not events:
@@ -58,21 +52,15 @@ async def write_events(conn: asyncpg.Connection, events: Sequence[UnifiedEvent])
 
 
 async def insert_events(conn: asyncpg.Connection, events: Sequence[UnifiedEvent]) -> int:
-    """Insert unified events into the timeline (in the caller's transaction, which holds the
-    share locks on their customers until it ends); an event id already there is skipped."""
+    """Insert unified events into the timeline in one statement (in the caller's transaction,
+    which holds the share locks on their customers until it ends; see ``_INSERT_EVENTS``); an
+    event id already there is skipped."""
     if not events:
         return 0
-    alias = await current_customers(conn, [e.customer_id for e in events])
-    return await _insert_events(conn, events, alias)
-
-
-async def _insert_events(
-    conn: asyncpg.Connection, events: Sequence[UnifiedEvent], alias: dict[uuid.UUID, uuid.UUID]
-) -> int:
     rows = [
         (
             e.event_id,
-            alias.get(e.customer_id, e.customer_id),
+            e.customer_id,
             e.interaction.occurred_at,
             e.interaction.received_at,
             e.interaction.channel.value,
