@@ -33,6 +33,10 @@ def test_the_latency_phase_reports_every_event_once() -> None:
         spread = latency[measure]
         assert spread["n"] == 1000
         assert 0 < spread["p50_ms"] <= spread["p95_ms"] <= spread["p99_ms"]
+    # every process's share of the work is reported, and each of them did some
+    cpu = latency["cpu_us_per_event"]
+    assert set(cpu) == {"broker", "database", "api", "processors", "load_generator"}
+    assert all(used > 0 for used in cpu.values()), cpu
     assert report["correctness"] == {
         "events_sent": 1500,  # 500 to warm up, then 10 s at 100/s
         "lost_from_timeline": 0,

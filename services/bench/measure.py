@@ -7,11 +7,12 @@ import json
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import asyncpg
+import psutil
 from aiokafka import AIOKafkaConsumer
 
 from schemas.topics import ROUTED
@@ -60,6 +61,31 @@ async def commit_latencies(
         list(event_ids),
     )
     return spread(sorted(float(r["s"]) for r in rows))
+
+
+def cpu_seconds(
+    groups: Mapping[str, Sequence[int]], alone: Collection[str] = ()
+) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each named group of processes, children
+    included (PostgreSQL's backends are its postmaster's children) except for the groups
+    named in ``alone`` (a parent of the others, which would count them twice)."""
+    used: dict[str, float] = {}
+    for name, pids in groups.items():
+        total = 0.0
+        for pid in pids:
+            try:
+                root = psutil.Process(pid)
+                family = [root] if name in alone else [root, *root.children(recursive=True)]
+            except psutil.Error:
+                continue
+            for proc in family:
+                try:
+                    times = proc.cpu_times()
+                except psutil.Error:  # a child that ended meanwhile
+                    continue
+                total += times.user + times.system
+        used[name] = total
+    return used
 
 
 def spread(ordered: Sequence[float]) -> dict[str, float]:

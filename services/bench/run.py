@@ -1,9 +1,11 @@
 """The benchmark's phases, in one run, against the embedded stack or external servers.
 
-1. processors on a backlog (one worker, then two), 2. the yardstick (plain aiokafka loop and
-plain asyncpg writes over the same records), 3. ingress per web process (API channel and signed
-Twilio webhooks), 4. end to end through the channels at saturation, 5. latency at a fixed
-offered load, 6. start-up time, peak memory, lost and duplicated events, timeline page cost.
+1. latency at a fixed offered load on a fresh hub, 2. processors on a backlog (one worker, then
+two), 3. the yardstick (plain aiokafka loop and plain asyncpg writes over the same records),
+4. ingress per web process (API channel and signed Twilio webhooks), 5. end to end through the
+channels at saturation, 6. latency at the same load again, after all that, 7. start-up time,
+peak memory, lost and duplicated events, timeline page cost. Each latency measurement reports
+the CPU every process spent an event: the embedded broker's grows with what it holds.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from services.supervisor import spawn, stop
 
 TWILIO_TOKEN = "bench_auth_token_0123456789abcdef"  # noqa: S105 - a bench-only secret
 TWILIO_ACCOUNT = "AC" + "b" * 32
+LOAD_GENERATOR = "load_generator"
 
 
 @dataclass
@@ -282,6 +285,71 @@ async def timeline_cost(
     return out
 
 
+async def start_workers(settings: Settings, procs: Procs, count: int) -> None:
+    """Start ``count`` processors workers and wait until each holds its partitions."""
+    workers = [procs.start("processors") for _ in range(count)]
+    while not all(worker_ready(settings, w) for w in workers):
+        if any(w.poll() is not None for w in workers):
+            raise RuntimeError("a processors worker exited; see its log in " + str(procs.logs))
+        await asyncio.sleep(0.1)
+
+
+def process_groups(stack: Stack, procs: Procs) -> dict[str, list[int]]:
+    """The pids of every process taking part: embedded servers, components, this one."""
+    groups = {
+        {"tansu": "broker", "postgres": "database"}.get(child.label, child.label): [child.proc.pid]
+        for child in stack.started
+        if child.proc is not None
+    }
+    groups.update({name: [p.pid for p in running] for name, running in procs.running.items()})
+    groups[LOAD_GENERATOR] = [os.getpid()]  # the parent of all the others: counted alone
+    return groups
+
+
+@dataclass
+class Latency:
+    """The latency phase: API requests at a fixed rate, acceptance to timeline commit and to
+    department topic, and the CPU each process spent an event meanwhile."""
+
+    opts: Options
+    stack: Stack
+    procs: Procs
+    conn: asyncpg.Connection
+    watch: measure.RoutedWatch
+    api: str
+    token: str
+    crowd: list[data.Person]
+    #: Every event sent by the measurements so far (for the lost / duplicated count).
+    sent: list[uuid.UUID] = field(default_factory=list)
+
+    async def measure(self, seed: int, tag: str, warm_up: bool = False) -> dict[str, Any]:
+        """One measurement; ``warm_up`` first sends a few hundred events (lazy models, pools)."""
+        opts, conn, watch = self.opts, self.conn, self.watch
+        count = int(opts.latency_rate * opts.latency_seconds)
+        if warm_up:
+            warm = data.events(min(500, count), self.crowd, seed + 1, f"{tag}-warm")
+            await at_rate(api_requests(self.api, self.token, warm), opts.latency_rate)
+            await drain(conn, watch, [e.event_id for e in warm])
+            self.sent += [e.event_id for e in warm]
+        steady = data.events(count, self.crowd, seed, tag)
+        ids = [e.event_id for e in steady]
+        before = measure.cpu_seconds(process_groups(self.stack, self.procs), {LOAD_GENERATOR})
+        load = await at_rate(api_requests(self.api, self.token, steady), opts.latency_rate)
+        await drain(conn, watch, ids)
+        after = measure.cpu_seconds(process_groups(self.stack, self.procs), {LOAD_GENERATOR})
+        self.sent += ids
+        return {
+            "offered_per_second": opts.latency_rate,
+            "ingress": load.summary(),
+            "acceptance_to_timeline_commit": await measure.commit_latencies(conn, ids),
+            "acceptance_to_department_topic": watch.latencies(ids),
+            "cpu_us_per_event": {
+                name: round((used - before.get(name, 0.0)) / count * 1e6)
+                for name, used in after.items()
+            },
+        }
+
+
 async def run(opts: Options, say: Callable[[str], None]) -> dict[str, Any]:
     """Every phase; returns the JSON report."""
     base = Settings()
@@ -318,7 +386,17 @@ async def run(opts: Options, say: Callable[[str], None]) -> dict[str, Any]:
     await watch.start()
     all_events: list[uuid.UUID] = []
     try:
+        say("web process and two workers")
+        procs.start("api")
+        await asyncio.to_thread(wait_for_port, "127.0.0.1", port, 60)
+        token = await create_token(conn, Role.INTEGRATION, "bench")
+        crowd = data.people(opts.customers, opts.multi_share, opts.seed + 10)
+        await start_workers(settings, procs, 2)
+        say(f"latency at {opts.latency_rate:.0f} events/s offered, on a fresh hub")
+        latency = Latency(opts, stack, procs, conn, watch, api, token, crowd)
+        report["latency_at_fixed_load"] = await latency.measure(opts.seed + 15, "lat", warm_up=True)
         if not opts.latency_only:
+            procs.stop("processors")
             one = await backlog_phase(opts, settings, stack, procs, conn, watch, 1, "b1", say)
             all_events += [e.event_id for e in one.pop("_events")]
             say("yardstick: plain aiokafka loop and asyncpg writes")
@@ -341,13 +419,7 @@ async def run(opts: Options, say: Callable[[str], None]) -> dict[str, Any]:
                 "asyncpg_batched_rows_per_second": round(writes),
             }
 
-        say("ingress: one web process" + ("" if opts.latency_only else ", workers stopped"))
-        procs.start("api")
-        await asyncio.to_thread(wait_for_port, "127.0.0.1", port, 60)
-        token = await create_token(conn, Role.INTEGRATION, "bench")
-        crowd = data.people(opts.customers, opts.multi_share, opts.seed + 10)
-        backlog_ids: list[uuid.UUID] = []
-        if not opts.latency_only:
+            say("ingress: one web process, workers stopped")
             api_events = data.events(opts.ingress_requests, crowd, 11, "ia")
             sms_events = data.events(opts.ingress_requests, crowd, 12, "it")
             api_load = await saturate(api_requests(api, token, api_events), opts.concurrency)
@@ -360,12 +432,9 @@ async def run(opts: Options, say: Callable[[str], None]) -> dict[str, Any]:
             backlog_ids = [e.event_id for e in api_events] + sms_event_ids(sms_reqs)
             all_events += backlog_ids
 
-        say("two workers" + ("" if opts.latency_only else "; end to end at saturation"))
-        workers = [procs.start("processors") for _ in range(2)]
-        while not all(worker_ready(settings, w) for w in workers):
-            await asyncio.sleep(0.1)
-        await drain(conn, watch, backlog_ids)
-        if not opts.latency_only:
+            say("two workers; end to end at saturation")
+            await start_workers(settings, procs, 2)
+            await drain(conn, watch, backlog_ids)
             e2e_events = data.events(opts.ingress_requests, crowd, 13, "e2e")
             e2e_sms = twilio_requests(
                 api, api, data.events(opts.ingress_requests, crowd, 14, "e2s")
@@ -386,24 +455,9 @@ async def run(opts: Options, say: Callable[[str], None]) -> dict[str, Any]:
                 "ingress": [load.summary() for load in loads],
             }
 
-        say(f"latency at {opts.latency_rate:.0f} events/s offered")
-        count = int(opts.latency_rate * opts.latency_seconds)
-        if opts.latency_only:  # warm up (lazy language models, pools) as earlier phases would
-            warm = data.events(min(500, count), crowd, 16, "warm")
-            await at_rate(api_requests(api, token, warm), opts.latency_rate)
-            await drain(conn, watch, [e.event_id for e in warm])
-            all_events += [e.event_id for e in warm]
-        steady = data.events(count, crowd, 15, "lat")
-        load = await at_rate(api_requests(api, token, steady), opts.latency_rate)
-        ids = [e.event_id for e in steady]
-        await drain(conn, watch, ids)
-        all_events += ids
-        report["latency_at_fixed_load"] = {
-            "offered_per_second": opts.latency_rate,
-            "ingress": load.summary(),
-            "acceptance_to_timeline_commit": await measure.commit_latencies(conn, ids),
-            "acceptance_to_department_topic": watch.latencies(ids),
-        }
+            say(f"latency at {opts.latency_rate:.0f} events/s again, after all that load")
+            report["latency_after_load"] = await latency.measure(opts.seed + 17, "late")
+        all_events += latency.sent
 
         if not opts.latency_only:
             say("timeline page cost: 10 events vs a long history")
