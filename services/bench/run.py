@@ -86,6 +86,11 @@ class Procs:
         for proc in self.running.pop(name, []):
             stop(proc, name, timeout=30)
 
+    def check_alive(self, started: Sequence[subprocess.Popen[bytes]]) -> None:
+        """RuntimeError naming the logs if any of ``started`` has exited."""
+        if any(proc.poll() is not None for proc in started):
+            raise RuntimeError(f"a component exited; see its log in {self.logs}")
+
     def stop_all(self) -> None:
         """Stop everything and the sampler."""
         self._stop.set()
@@ -167,8 +172,7 @@ async def backlog_phase(
     while not await conn.fetchval(
         "SELECT 1 FROM timeline WHERE event_id = ANY($1::uuid[]) LIMIT 1", probe
     ) or (all_ready is None and workers > 1):
-        if any(p.poll() is not None for p in new):
-            raise RuntimeError("a processors worker exited; see its log in " + str(procs.logs))
+        procs.check_alive(new)
         if all_ready is None and all(worker_ready(settings, p) for p in new):
             all_ready = time.time()
         await asyncio.sleep(0.05)
@@ -289,8 +293,7 @@ async def start_workers(settings: Settings, procs: Procs, count: int) -> None:
     """Start ``count`` processors workers and wait until each holds its partitions."""
     workers = [procs.start("processors") for _ in range(count)]
     while not all(worker_ready(settings, w) for w in workers):
-        if any(w.poll() is not None for w in workers):
-            raise RuntimeError("a processors worker exited; see its log in " + str(procs.logs))
+        procs.check_alive(workers)
         await asyncio.sleep(0.1)
 
 
