@@ -79,12 +79,12 @@ def run(
         from services.processors.app import create_app as processors
         from services.streams import run_faust
 
-        run_faust(processors(settings, bootstrap, database_url), settings)
+        run_faust(lambda: processors(settings, bootstrap, database_url), settings)
     else:
         from services.dispatcher.app import create_app as dispatcher
         from services.streams import run_faust
 
-        run_faust(dispatcher(settings, bootstrap, database_url), settings)
+        run_faust(lambda: dispatcher(settings, bootstrap, database_url), settings)
 
 
 def _serve(
@@ -259,6 +259,7 @@ def bench(
     ] = False,
 ) -> None:
     """Measure throughput and latency of the whole hub; prints one JSON object."""
+    import uvloop
     from rich.progress import Progress
 
     from services.bench.run import Options, run
@@ -266,7 +267,7 @@ def bench(
 
     settings = _settings()
     logging.getLogger().setLevel(logging.WARNING)
-    tune_gc()  # the load generator and the yardstick run here: tuned like the components
+    tune_gc()  # the load generator and the yardstick run here: tuned and on uvloop, like them
     options = Options(
         events=events,
         customers=customers,
@@ -283,7 +284,7 @@ def bench(
         def say(text: str) -> None:
             progress.update(task, advance=1, description=text)
 
-        report = asyncio.run(run(options, say))
+        report = uvloop.run(run(options, say))
         progress.update(task, completed=11, description="done")
     del settings
     typer.echo(json.dumps(report, indent=2))

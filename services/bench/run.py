@@ -309,6 +309,18 @@ def process_groups(stack: Stack, procs: Procs) -> dict[str, list[int]]:
     return groups
 
 
+def cpu_now(stack: Stack, procs: Procs) -> dict[str, float]:
+    """CPU seconds every process taking part has used so far, by group."""
+    return measure.cpu_seconds(process_groups(stack, procs), {LOAD_GENERATOR})
+
+
+def cpu_per_event(before: dict[str, float], after: dict[str, float], count: int) -> dict[str, int]:
+    """Microseconds of CPU each group spent an event between two ``cpu_now`` readings."""
+    return {
+        name: round((used - before.get(name, 0.0)) / count * 1e6) for name, used in after.items()
+    }
+
+
 @dataclass
 class Latency:
     """The latency phase: API requests at a fixed rate, acceptance to timeline commit and to
@@ -336,20 +348,17 @@ class Latency:
             self.sent += [e.event_id for e in warm]
         steady = data.events(count, self.crowd, seed, tag)
         ids = [e.event_id for e in steady]
-        before = measure.cpu_seconds(process_groups(self.stack, self.procs), {LOAD_GENERATOR})
+        before = cpu_now(self.stack, self.procs)
         load = await at_rate(api_requests(self.api, self.token, steady), opts.latency_rate)
         await drain(conn, watch, ids)
-        after = measure.cpu_seconds(process_groups(self.stack, self.procs), {LOAD_GENERATOR})
+        after = cpu_now(self.stack, self.procs)
         self.sent += ids
         return {
             "offered_per_second": opts.latency_rate,
             "ingress": load.summary(),
             "acceptance_to_timeline_commit": await measure.commit_latencies(conn, ids),
             "acceptance_to_department_topic": watch.latencies(ids),
-            "cpu_us_per_event": {
-                name: round((used - before.get(name, 0.0)) / count * 1e6)
-                for name, used in after.items()
-            },
+            "cpu_us_per_event": cpu_per_event(before, after, count),
         }
 
 
@@ -442,13 +451,14 @@ async def run(opts: Options, say: Callable[[str], None]) -> dict[str, Any]:
             e2e_sms = twilio_requests(
                 api, api, data.events(opts.ingress_requests, crowd, 14, "e2s")
             )
-            started = time.time()
+            started, before = time.time(), cpu_now(stack, procs)
             loads = await asyncio.gather(
                 saturate(api_requests(api, token, e2e_events), opts.concurrency // 2),
                 saturate(e2e_sms, opts.concurrency // 2),
             )
             e2e_ids = [e.event_id for e in e2e_events] + sms_event_ids(e2e_sms)
             done = await drain(conn, watch, e2e_ids)
+            used = cpu_per_event(before, cpu_now(stack, procs), len(e2e_ids))
             all_events += e2e_ids
             report["end_to_end_saturation"] = {
                 "events": len(e2e_ids),
@@ -456,6 +466,7 @@ async def run(opts: Options, say: Callable[[str], None]) -> dict[str, Any]:
                 "workers": 2,
                 "events_per_second": round(len(e2e_ids) / (done["done"] - started)),
                 "ingress": [load.summary() for load in loads],
+                "cpu_us_per_event": used,
             }
 
             say(f"latency at {opts.latency_rate:.0f} events/s again, after all that load")
