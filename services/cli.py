@@ -254,6 +254,9 @@ def bench(
     requests: Annotated[int, typer.Option(help="requests per ingress measurement")] = 5_000,
     rate: Annotated[float, typer.Option(help="offered events/s for the latency phase")] = 500,
     big_timeline: Annotated[int, typer.Option(help="events of the long timeline")] = 100_000,
+    workers: Annotated[
+        int, typer.Option(help="workers beside the web process for latency and end to end")
+    ] = 1,
     latency_only: Annotated[
         bool, typer.Option(help="only the latency phase, on a freshly started hub")
     ] = False,
@@ -275,6 +278,7 @@ def bench(
         ingress_requests=requests,
         latency_rate=rate,
         big_timeline=big_timeline,
+        workers=workers,
         latency_only=latency_only,
     )
     err = Console(stderr=True)

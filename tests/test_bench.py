@@ -28,6 +28,7 @@ def test_the_latency_phase_reports_every_event_once() -> None:
     report = json.loads(result.stdout)
     latency = report["latency_at_fixed_load"]
     assert latency["offered_per_second"] == 100
+    assert latency["workers"] == 1  # as `make up` deploys the hub: one of each component
     assert latency["ingress"]["statuses"] == {"202": 1000}
     for measure in ("acceptance_to_timeline_commit", "acceptance_to_department_topic"):
         spread = latency[measure]

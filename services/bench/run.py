@@ -60,7 +60,9 @@ class Options:
     latency_seconds: float = 10.0
     big_timeline: int = 100_000
     seed: int = 7
-    #: Only the latency phase (web process and two workers started, nothing run before it).
+    #: Processors workers beside the web process in the latency and end-to-end phases.
+    workers: int = 1
+    #: Only the latency phase (web process and workers started, nothing run before it).
     latency_only: bool = False
 
 
@@ -355,6 +357,7 @@ class Latency:
         self.sent += ids
         return {
             "offered_per_second": opts.latency_rate,
+            "workers": opts.workers,
             "ingress": load.summary(),
             "acceptance_to_timeline_commit": await measure.commit_latencies(conn, ids),
             "acceptance_to_department_topic": watch.latencies(ids),
@@ -398,12 +401,12 @@ async def run(opts: Options, say: Callable[[str], None]) -> dict[str, Any]:
     await watch.start()
     all_events: list[uuid.UUID] = []
     try:
-        say("web process and two workers")
+        say(f"web process and {opts.workers} worker(s)")
         procs.start("api")
         await asyncio.to_thread(wait_for_port, "127.0.0.1", port, 60)
         token = await create_token(conn, Role.INTEGRATION, "bench")
         crowd = data.people(opts.customers, opts.multi_share, opts.seed + 10)
-        await start_workers(settings, procs, 2)
+        await start_workers(settings, procs, opts.workers)
         say(f"latency at {opts.latency_rate:.0f} events/s offered, on a fresh hub")
         latency = Latency(opts, stack, procs, conn, watch, api, token, crowd)
         report["latency_at_fixed_load"] = await latency.measure(opts.seed + 15, "lat", warm_up=True)
@@ -444,8 +447,8 @@ async def run(opts: Options, say: Callable[[str], None]) -> dict[str, Any]:
             backlog_ids = [e.event_id for e in api_events] + sms_event_ids(sms_reqs)
             all_events += backlog_ids
 
-            say("two workers; end to end at saturation")
-            await start_workers(settings, procs, 2)
+            say(f"{opts.workers} worker(s); end to end at saturation")
+            await start_workers(settings, procs, opts.workers)
             await drain(conn, watch, backlog_ids)
             e2e_events = data.events(opts.ingress_requests, crowd, 13, "e2e")
             e2e_sms = twilio_requests(
@@ -463,7 +466,7 @@ async def run(opts: Options, say: Callable[[str], None]) -> dict[str, Any]:
             report["end_to_end_saturation"] = {
                 "events": len(e2e_ids),
                 "web_processes": 1,
-                "workers": 2,
+                "workers": opts.workers,
                 "events_per_second": round(len(e2e_ids) / (done["done"] - started)),
                 "ingress": [load.summary() for load in loads],
                 "cpu_us_per_event": used,
