@@ -265,7 +265,7 @@ def bench(
     import uvloop
     from rich.progress import Progress
 
-    from services.bench.run import Options, run
+    from services.bench.run import Options, run, steps
     from services.runtime import tune_gc
 
     settings = _settings()
@@ -283,13 +283,13 @@ def bench(
     )
     err = Console(stderr=True)
     with Progress(console=err, transient=False) as progress:
-        task = progress.add_task("benchmark", total=5 if latency_only else 11)
+        task = progress.add_task("benchmark", total=steps(options))
 
         def say(text: str) -> None:
             progress.update(task, advance=1, description=text)
 
         report = uvloop.run(run(options, say))
-        progress.update(task, completed=11, description="done")
+        progress.update(task, completed=steps(options), description="done")
     del settings
     typer.echo(json.dumps(report, indent=2))
 

@@ -324,9 +324,10 @@ def cpu_per_event(before: dict[str, float], after: dict[str, float], count: int)
 
 
 @dataclass
-class Latency:
-    """The latency phase: API requests at a fixed rate, acceptance to timeline commit and to
-    department topic, and the CPU each process spent an event meanwhile."""
+class Hub:
+    """The hub under measurement as ``make up`` runs it (one web process, ``opts.workers``
+    workers): its latency and end-to-end phases, each with the CPU every process spent an
+    event."""
 
     opts: Options
     stack: Stack
@@ -339,15 +340,19 @@ class Latency:
     #: Every event sent by the measurements so far (for the lost / duplicated count).
     sent: list[uuid.UUID] = field(default_factory=list)
 
-    async def measure(self, seed: int, tag: str, warm_up: bool = False) -> dict[str, Any]:
-        """One measurement; ``warm_up`` first sends a few hundred events (lazy models, pools)."""
+    async def warm_up(self, seed: int) -> None:
+        """A few hundred events at the latency phase's rate before the first measurement (lazy
+        models, connection pools, caches)."""
+        warm = data.events(500, self.crowd, seed, "warm")
+        await at_rate(api_requests(self.api, self.token, warm), self.opts.latency_rate)
+        await drain(self.conn, self.watch, [e.event_id for e in warm])
+        self.sent += [e.event_id for e in warm]
+
+    async def latency(self, seed: int, tag: str) -> dict[str, Any]:
+        """API requests at a fixed rate: acceptance to timeline commit and to department
+        topic."""
         opts, conn, watch = self.opts, self.conn, self.watch
         count = int(opts.latency_rate * opts.latency_seconds)
-        if warm_up:
-            warm = data.events(min(500, count), self.crowd, seed + 1, f"{tag}-warm")
-            await at_rate(api_requests(self.api, self.token, warm), opts.latency_rate)
-            await drain(conn, watch, [e.event_id for e in warm])
-            self.sent += [e.event_id for e in warm]
         steady = data.events(count, self.crowd, seed, tag)
         ids = [e.event_id for e in steady]
         before = cpu_now(self.stack, self.procs)
@@ -363,6 +368,37 @@ class Latency:
             "acceptance_to_department_topic": watch.latencies(ids),
             "cpu_us_per_event": cpu_per_event(before, after, count),
         }
+
+    async def end_to_end(self, seed: int, tag: str) -> dict[str, Any]:
+        """API requests and signed Twilio webhooks, half each, as fast as they are answered:
+        events/s from the first request to the last event committed and on its topic."""
+        opts, api = self.opts, self.api
+        events = data.events(opts.ingress_requests, self.crowd, seed, f"{tag}-api")
+        sms = twilio_requests(
+            api, api, data.events(opts.ingress_requests, self.crowd, seed + 1, f"{tag}-sms")
+        )
+        started, before = time.time(), cpu_now(self.stack, self.procs)
+        loads = await asyncio.gather(
+            saturate(api_requests(api, self.token, events), opts.concurrency // 2),
+            saturate(sms, opts.concurrency // 2),
+        )
+        ids = [e.event_id for e in events] + sms_event_ids(sms)
+        done = await drain(self.conn, self.watch, ids)
+        used = cpu_per_event(before, cpu_now(self.stack, self.procs), len(ids))
+        self.sent += ids
+        return {
+            "events": len(ids),
+            "web_processes": 1,
+            "workers": opts.workers,
+            "events_per_second": round(len(ids) / (done["done"] - started)),
+            "ingress": [load.summary() for load in loads],
+            "cpu_us_per_event": used,
+        }
+
+
+def steps(opts: Options) -> int:
+    """How many times ``run`` calls its ``say`` (for a progress bar)."""
+    return 3 if opts.latency_only else 12
 
 
 async def run(opts: Options, say: Callable[[str], None]) -> dict[str, Any]:
@@ -408,8 +444,9 @@ async def run(opts: Options, say: Callable[[str], None]) -> dict[str, Any]:
         crowd = data.people(opts.customers, opts.multi_share, opts.seed + 10)
         await start_workers(settings, procs, opts.workers)
         say(f"latency at {opts.latency_rate:.0f} events/s offered, on a fresh hub")
-        latency = Latency(opts, stack, procs, conn, watch, api, token, crowd)
-        report["latency_at_fixed_load"] = await latency.measure(opts.seed + 15, "lat", warm_up=True)
+        hub = Hub(opts, stack, procs, conn, watch, api, token, crowd)
+        await hub.warm_up(opts.seed + 16)
+        report["latency_at_fixed_load"] = await hub.latency(opts.seed + 15, "lat")
         if not opts.latency_only:
             procs.stop("processors")
             one = await backlog_phase(opts, settings, stack, procs, conn, watch, 1, "b1", say)
@@ -450,31 +487,11 @@ async def run(opts: Options, say: Callable[[str], None]) -> dict[str, Any]:
             say(f"{opts.workers} worker(s); end to end at saturation")
             await start_workers(settings, procs, opts.workers)
             await drain(conn, watch, backlog_ids)
-            e2e_events = data.events(opts.ingress_requests, crowd, 13, "e2e")
-            e2e_sms = twilio_requests(
-                api, api, data.events(opts.ingress_requests, crowd, 14, "e2s")
-            )
-            started, before = time.time(), cpu_now(stack, procs)
-            loads = await asyncio.gather(
-                saturate(api_requests(api, token, e2e_events), opts.concurrency // 2),
-                saturate(e2e_sms, opts.concurrency // 2),
-            )
-            e2e_ids = [e.event_id for e in e2e_events] + sms_event_ids(e2e_sms)
-            done = await drain(conn, watch, e2e_ids)
-            used = cpu_per_event(before, cpu_now(stack, procs), len(e2e_ids))
-            all_events += e2e_ids
-            report["end_to_end_saturation"] = {
-                "events": len(e2e_ids),
-                "web_processes": 1,
-                "workers": opts.workers,
-                "events_per_second": round(len(e2e_ids) / (done["done"] - started)),
-                "ingress": [load.summary() for load in loads],
-                "cpu_us_per_event": used,
-            }
+            report["end_to_end_saturation"] = await hub.end_to_end(13, "e2e")
 
             say(f"latency at {opts.latency_rate:.0f} events/s again, after all that load")
-            report["latency_after_load"] = await latency.measure(opts.seed + 17, "late")
-        all_events += latency.sent
+            report["latency_after_load"] = await hub.latency(opts.seed + 17, "late")
+        all_events += hub.sent
 
         if not opts.latency_only:
             say("timeline page cost: 10 events vs a long history")
