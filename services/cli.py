@@ -255,7 +255,8 @@ def bench(
     rate: Annotated[float, typer.Option(help="offered events/s for the latency phase")] = 500,
     big_timeline: Annotated[int, typer.Option(help="events of the long timeline")] = 100_000,
     workers: Annotated[
-        int, typer.Option(help="workers beside the web process for latency and end to end")
+        int,
+        typer.Option(min=1, help="workers beside the web process for latency and end to end"),
     ] = 1,
     latency_only: Annotated[
         bool, typer.Option(help="only the latency phase, on a freshly started hub")
