@@ -193,14 +193,18 @@ async def test_not_json_is_refused(client: httpx.AsyncClient) -> None:
 
 async def test_requests_without_a_valid_token_get_401(api_url: str) -> None:
     async with httpx.AsyncClient(base_url=api_url) as anonymous:
-        assert (await anonymous.post("/v1/interactions", json=body())).status_code == 401
+        refused = await anonymous.post("/v1/interactions", json=body())
+        assert refused.status_code == 401
+        # the same answer as every other /v1 route gives (FastAPI's HTTPException handler)
+        assert refused.json() == {"detail": "missing bearer token"}
+        assert refused.headers["www-authenticate"] == "Bearer"
         assert (
             await anonymous.get("/v1/customers", params={"identity": "email:a@example.com"})
         ).status_code == 401
         forged = {"authorization": "Bearer omh_forged"}
-        assert (
-            await anonymous.post("/v1/interactions", json=body(), headers=forged)
-        ).status_code == 401
+        forged_post = await anonymous.post("/v1/interactions", json=body(), headers=forged)
+        assert forged_post.status_code == 401
+        assert forged_post.json() == {"detail": "invalid or revoked token"}
         assert (await anonymous.get("/healthz")).status_code == 200
 
 
@@ -283,3 +287,20 @@ async def test_health_readiness_and_metrics(api_url: str) -> None:
         assert ready.json()["checks"]["kafka"] == "ok"
         metrics = await http.get("/metrics")
         assert "omnihub_http_requests_total" in metrics.text
+
+
+async def test_interactions_are_counted_under_their_route_and_documented(
+    client: httpx.AsyncClient,
+) -> None:
+    def accepted_so_far(text: str) -> float:
+        wanted = 'omnihub_http_requests_total{route="/v1/interactions",status="202"}'
+        return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(wanted))
+
+    before = accepted_so_far((await client.get("/metrics")).text)
+    response = await client.post("/v1/interactions", json=body())
+    assert response.status_code == 202
+    assert set(response.json()) == {"event_id", "status"}
+    assert accepted_so_far((await client.get("/metrics")).text) == before + 1
+    schema = (await client.get("/openapi.json")).json()
+    answer = schema["paths"]["/v1/interactions"]["post"]["responses"]["202"]
+    assert answer["content"]["application/json"]["schema"]["$ref"].endswith("/Accepted")

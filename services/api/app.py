@@ -12,6 +12,7 @@ from channels.base import ChannelAdapter
 from channels.registry import ADAPTERS, adapter_class
 from services.api import customers, health, identity, interactions, privacy
 from services.api.auth import TokenVerifier
+from services.api.interactions import InteractionsFastPath
 from services.api.limits import BodyLimit
 from services.api.metrics import RequestMetrics
 from services.api.webhooks import WebhookFastPath
@@ -94,11 +95,14 @@ def create_app(
             app.include_router(router, prefix=f"/channels/{name}")
     api = adapters.get("api")
     limit = api.settings.max_body_bytes if isinstance(api, ApiAdapter) else MAX_BODY
-    # the last added runs first: metrics, then the webhooks' fast path (with its own body
-    # limit), then the body limit and FastAPI for everything else
+    # the last added runs first: metrics, then the fast paths of the API channel's POST and
+    # of the webhooks (each with its own body limit), then the body limit and FastAPI for
+    # everything else
     app.add_middleware(BodyLimit, max_bytes=max(limit, MAX_BODY))
     app.add_middleware(
         WebhookFastPath, adapters=adapters, publisher=publisher, max_bytes=max(limit, MAX_BODY)
     )
+    if core:
+        app.add_middleware(InteractionsFastPath, max_bytes=max(limit, MAX_BODY))
     app.add_middleware(RequestMetrics)
     return app

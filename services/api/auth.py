@@ -78,29 +78,35 @@ class TokenVerifier:
         return found
 
 
+async def authorize(verifier: TokenVerifier, header: str, allowed: set[Role]) -> Principal:
+    """The holder of the ``Authorization`` header's bearer token if its role is ``allowed``
+    (admin always is); HTTPException 401 (no or unknown token) or 403 (another role)."""
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing bearer token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    principal = await verifier.principal(token.strip())
+    if principal is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "invalid or revoked token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if principal.role not in allowed and principal.role is not Role.ADMIN:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"role {principal.role} may not do this")
+    return principal
+
+
 def require(*roles: Role) -> Callable[[Request], Coroutine[Any, Any, Principal]]:
     """FastAPI dependency: a valid bearer token with one of ``roles`` (admin always passes)."""
-    allowed = set(roles) | {Role.ADMIN}
+    allowed = set(roles)
 
     async def dependency(request: Request) -> Principal:
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                "missing bearer token",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        verifier: TokenVerifier = request.app.state.tokens
-        principal = await verifier.principal(token.strip())
-        if principal is None:
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                "invalid or revoked token",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        if principal.role not in allowed:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, f"role {principal.role} may not do this")
-        return principal
+        return await authorize(
+            request.app.state.tokens, request.headers.get("authorization", ""), allowed
+        )
 
     return dependency
