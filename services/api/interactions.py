@@ -104,20 +104,11 @@ class InteractionsFastPath:
 
     async def _serve(self, scope: Scope, receive_: Receive, send: Send) -> None:
         state = scope["app"].state
+        inbound = request_of(scope, await read_body(receive_))
         try:
-            await authorize(state.tokens, _header(scope, b"authorization"), self.allowed)
-            inbound = request_of(scope, await read_body(receive_))
+            await authorize(state.tokens, inbound.headers.get("authorization", ""), self.allowed)
             accepted = await accept(state.api_adapter, state.publisher, inbound)
             answer = JSONResponse(accepted.model_dump(), status.HTTP_202_ACCEPTED)
         except HTTPException as exc:  # as FastAPI's own handler answers it
             answer = JSONResponse({"detail": exc.detail}, exc.status_code, exc.headers)
         await answer(scope, receive_, send)
-
-
-def _header(scope: Scope, name: bytes) -> str:
-    """The last value of a request header, or ""."""
-    found = ""
-    for key, value in scope["headers"]:
-        if key.lower() == name:
-            found = value.decode("latin-1")
-    return found
