@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.datastructures import Headers
 
 from channels.base import (
     ChannelAdapter,
@@ -104,9 +105,10 @@ class InteractionsFastPath:
 
     async def _serve(self, scope: Scope, receive_: Receive, send: Send) -> None:
         state = scope["app"].state
-        inbound = request_of(scope, await read_body(receive_))
-        try:
-            await authorize(state.tokens, inbound.headers.get("authorization", ""), self.allowed)
+        try:  # who is calling first, as the route's dependency does, then the body
+            token = Headers(scope=scope).get("authorization", "")
+            await authorize(state.tokens, token, self.allowed)
+            inbound = request_of(scope, await read_body(receive_))
             accepted = await accept(state.api_adapter, state.publisher, inbound)
             answer = JSONResponse(accepted.model_dump(), status.HTTP_202_ACCEPTED)
         except HTTPException as exc:  # as FastAPI's own handler answers it
