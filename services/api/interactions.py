@@ -106,8 +106,8 @@ class InteractionsFastPath:
     async def _serve(self, scope: Scope, receive_: Receive, send: Send) -> None:
         state = scope["app"].state
         try:  # who is calling first, as the route's dependency does, then the body
-            token = Headers(scope=scope).get("authorization", "")
-            await authorize(state.tokens, token, self.allowed)
+            header = Headers(scope=scope).get("authorization", "")
+            await authorize(state.tokens, header, self.allowed)
             inbound = request_of(scope, await read_body(receive_))
             accepted = await accept(state.api_adapter, state.publisher, inbound)
             answer = JSONResponse(accepted.model_dump(), status.HTTP_202_ACCEPTED)
