@@ -4,8 +4,9 @@
 two), 3. the yardstick (plain aiokafka loop and plain asyncpg writes over the same records),
 4. ingress per web process (API channel and signed Twilio webhooks), 5. end to end through the
 channels at saturation, 6. latency at the same load again, after all that, 7. start-up time,
-peak memory, lost and duplicated events, timeline page cost. Each latency measurement reports
-the CPU every process spent an event: the embedded broker's grows with what it holds.
+peak memory, lost and duplicated events, timeline page cost. The latency and end-to-end phases
+report the CPU every process spent an event: the embedded broker's grows with the small batches
+its partitions hold, which is why latency is measured twice.
 """
 
 from __future__ import annotations

@@ -86,7 +86,8 @@ class Producer:
             raise PublishError("cluster metadata could not be refreshed")
 
     async def send_all(self, records: Iterable[Record]) -> None:
-        """Send every record (batched by the client) and wait for all acks; PublishError if not."""
+        """Send every record (lingering with other callers' records, see the class) and wait
+        for all acks; PublishError if not."""
         batch = list(records)
         if not batch:
             return
