@@ -441,3 +441,59 @@ def test_eval_prints_precision_recall_and_the_confusion_matrix() -> None:
     assert result.exit_code == 0, result.output
     for word in ("precision", "recall", "confusion matrix", "after_sales", "accuracy"):
         assert word in result.output
+
+
+# --- screening: rules none of whose words occur are skipped with one set test ---------------
+
+
+def test_needs_of_grouped_conditions() -> None:
+    r = router(
+        """\
+        rules:
+          - id: both
+            when:
+              all:
+                - text: {any: [refund, money back]}
+                - text: {any: [now]}
+            then: {department: finance}
+          - id: either
+            when:
+              any:
+                - text: {any: [invoice]}
+                - text: {any: [delivery]}
+            then: {department: finance}
+          - id: either-or-sms
+            when:
+              any:
+                - text: {any: [invoice]}
+                - channel: sms
+            then: {department: finance}
+          - id: not-thanks
+            when: {not: {text: {any: [thanks]}}}
+            then: {department: triage}
+        """
+    )
+    needs = {rule.id: rule.when.needs() for rule in r.ruleset.rules}
+    assert needs["both"] is not None and "now" in needs["both"]  # the pickier item
+    assert needs["either"] is not None and {"invoice", "delivery"} <= needs["either"]
+    assert needs["either-or-sms"] is None  # an SMS holds it without any word
+    assert needs["not-thanks"] is None  # holds exactly when the word is absent
+    assert route(r, "hello", channel="sms").primary.rule_id == "either-or-sms"
+    assert route(r, "hello").primary.rule_id == "not-thanks"
+    assert route(r, "refunds now please").primary.rule_id == "both"
+
+
+def test_screening_never_changes_a_decision() -> None:
+    from services.bench import data
+
+    screened = Router.load()
+    unscreened = Router.load()
+    unscreened._screened = tuple((rule, None) for rule in unscreened.ruleset.rules)
+    assert any(needs is not None for _, needs in screened._screened)  # it does screen
+    messages = [Message(channel=r["channel"], text=r["text"]) for r in _rows("dev.jsonl")]
+    messages += [Message(channel=r["channel"], text=r["text"]) for r in _rows("holdout.jsonl")]
+    messages += [Message.of(e) for e in data.events(600, data.people(100, 0.3, 3), 5, "screen")]
+    for message in messages:
+        a, b = screened.route(message), unscreened.route(message)
+        assert (a.primary, a.copies) == (b.primary, b.copies)
+        assert a.withdraw_consent == b.withdraw_consent

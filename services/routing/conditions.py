@@ -58,6 +58,11 @@ class Condition(ABC):
         """Profile fields the condition reads (to load only what rules use)."""
         return set()
 
+    def needs(self) -> frozenset[str] | None:
+        """Tokens one of which a message's subject and text together must hold for the
+        condition to hold (see ``Words.tokens``), or None when it may hold without any."""
+        return None
+
 
 @dataclass(frozen=True)
 class All(Condition):
@@ -77,6 +82,11 @@ class All(Condition):
     def field_paths(self) -> set[str]:
         return set().union(*(i.field_paths() for i in self.items))
 
+    def needs(self) -> frozenset[str] | None:
+        # every item must hold, so any item's needs will do: the smallest is the pickiest
+        found = [n for i in self.items if (n := i.needs()) is not None]
+        return min(found, key=len) if found else None
+
 
 @dataclass(frozen=True)
 class AnyOf(Condition):
@@ -93,6 +103,13 @@ class AnyOf(Condition):
 
     def field_paths(self) -> set[str]:
         return set().union(*(i.field_paths() for i in self.items))
+
+    def needs(self) -> frozenset[str] | None:
+        # the one that holds brings its own needs: all of them together, unless one has none
+        found = [i.needs() for i in self.items]
+        if not found or None in found:
+            return None
+        return frozenset().union(*(n for n in found if n is not None))
 
 
 @dataclass(frozen=True)
@@ -180,6 +197,10 @@ class Text(Condition):
         if triggers and None not in triggers:
             required.append(frozenset().union(*(t for t in triggers if t is not None)))
         return tuple(required)
+
+    def needs(self) -> frozenset[str] | None:
+        # the tokens of the fields in ``where`` are among those of subject and text together
+        return min(self._required, key=len) if self._required else None
 
     def test(self, ctx: Context) -> Match:
         if self.max_words is not None and ctx.word_count > self.max_words:

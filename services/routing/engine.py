@@ -17,6 +17,9 @@ from services.routing.loader import load
 from services.routing.model import Rule, Ruleset
 from services.routing.text import Words, words
 
+#: The message's text fields, as conditions name them.
+FIELDS = ("subject", "text")
+
 
 @dataclass(frozen=True)
 class Message:
@@ -69,6 +72,8 @@ class Router:
         self.detector = lang.Detector(
             ruleset.languages, ruleset.min_language_confidence, ruleset.language_accuracy
         )
+        #: Each rule with the tokens one of which a message must hold for it to match.
+        self._screened = tuple((rule, rule.when.needs()) for rule in ruleset.rules)
         self.classifier: Classifier | None = None
         if ruleset.classifier is not None:
             path = ruleset.classifier.examples
@@ -126,10 +131,7 @@ class Router:
             kind=message.kind,
             language=language,
             stem_languages=stem_languages,
-            fields={
-                "subject": Words(_words(message.subject)),
-                "text": Words(_words(message.text)),
-            },
+            fields={"subject": Words(_words(message.subject)), "text": Words(_words(message.text))},
             values=values,
             withdrawn=withdrawn,
         )
@@ -155,7 +157,10 @@ class Router:
         notes: list[str] = []
         withdraw: tuple[Purpose, ...] = ()
         first = True
-        for rule in self.ruleset.rules:
+        tokens = ctx.tokens(FIELDS)
+        for rule, needs in self._screened:
+            if needs is not None and needs.isdisjoint(tokens):
+                continue  # none of the words it looks for is in the message: one set test
             found = rule.when.test(ctx)
             if found is None:
                 continue

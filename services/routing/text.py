@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, KeysView, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache, cached_property, lru_cache
 from typing import Any
@@ -109,6 +109,19 @@ def stem_token(language: str, value: str) -> str:
     return f"{language}\x1f{value}"
 
 
+def _word_stem_token(word: str, language: str) -> str:
+    """``stem_token`` of a word's stem; the hot path of ``Words.tokens``, one cached call a
+    word (numbers are not cached, as in ``stem``)."""
+    if word.isdigit():
+        return stem_token(language, word)
+    return _cached_stem_token(word, language)
+
+
+@lru_cache(maxsize=65536)
+def _cached_stem_token(word: str, language: str) -> str:
+    return stem_token(language, _stem(word, language))
+
+
 @dataclass
 class Words:
     """The words of one field of a message, indexed by folded form and, on demand, by stem."""
@@ -125,17 +138,13 @@ class Words:
         for position, word in enumerate(self.folded):
             self._at.setdefault(word, []).append(position)
 
-    def stem_set(self, language: str) -> KeysView[str]:
-        """The distinct stems in ``language`` (a set-like view)."""
-        return self._stem_index(language).keys()
-
     def tokens(self, languages: tuple[str, ...]) -> frozenset[str]:
         """Every folded word and every stem in ``languages`` (as ``stem_token``), cached: one
         set a condition can test its keywords' triggers against in one C call."""
         found = self._tokens.get(languages)
         if found is None:
-            stems = (stem_token(lang, s) for lang in languages for s in self.stem_set(lang))
-            found = self._tokens[languages] = frozenset((*self._at, *stems))
+            stems = (_word_stem_token(w, lang) for lang in languages for w in self.original)
+            found = self._tokens[languages] = frozenset(self._at).union(stems)
         return found
 
     def stems(self, language: str) -> list[str]:
