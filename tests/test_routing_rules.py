@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from schemas import Department, Purpose
-from services.routing.engine import Message, Router
+from services.routing.engine import DETECT_CHARS, Message, Router
 from services.routing.loader import RulesetError, parse
 from services.routing.text import Keyword, Words, find, words
 from tests.support import ROOT
@@ -304,6 +304,24 @@ def test_every_decision_explains_itself() -> None:
     assert "'Rechnungen'~'Rechnung'" in german.primary.reason
     declared = SHIPPED.route(Message(channel="sms", text="ok", language="pt-BR"))
     assert declared.language == "pt"
+
+
+def test_language_comes_from_the_opening_while_keywords_count_anywhere() -> None:
+    """Detection reads the first DETECT_CHARS characters (so a long email costs lingua no more
+    than that); rules still read the whole text."""
+    english = "Thank you for the lovely afternoon we spent together at the garden party last week. "
+    german = "Wir haben uns sehr über den schönen Nachmittag im Garten gefreut und danken Ihnen. "
+    tail = german * 600 + " Where is my invoice for October?"
+    opening = english * 30
+    assert DETECT_CHARS < len(opening) < len(tail) / 10
+    message = Message(channel="email", text=opening + tail)
+    decision = SHIPPED.route(message)
+    assert decision.language == "en"
+    assert decision.primary is not None and decision.primary.department is Department.FINANCE
+    assert "'invoice'" in decision.primary.reason
+    SHIPPED.prime([message, Message(channel="email", text="Bonjour, où est ma facture ?")])
+    assert SHIPPED.route(message).language == "en"  # a batch is detected the same way
+    assert SHIPPED.route(Message(channel="email", text=tail)).language == "de"
 
 
 def test_withdrawn_marketing_consent_reroutes_to_the_next_rule_and_drops_copies() -> None:
