@@ -189,6 +189,67 @@ async def test_killed_between_db_commit_and_offset_commit_leaves_one_row(
     assert dict(counts) == first_projection
 
 
+async def test_offsets_wait_for_an_unfinished_batch_while_later_ones_move_on(
+    stack: Any, pool: asyncpg.Pool, component_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The worker resolves later batches while an earlier one waits to be written, but commits
+    no offset past the waiting batch until it is in the timeline."""
+    broker = EmbeddedBroker(tmp_path)  # its own broker: its own consumer group state
+    broker.start()
+    try:
+        await ensure_topics(broker.bootstrap)
+        env = dict(
+            component_env, KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, OMNIHUB_COMMIT_INTERVAL="0.2"
+        )
+        producer = Producer(broker.bootstrap)
+        await producer.start()
+        publisher = KafkaPublisher(producer)
+        first = [interaction() for _ in range(20)]
+        await publisher.publish(first)
+        worker = start_component("processors", env, tmp_path / "worker.log")
+        offsets = lambda: committed(broker.bootstrap, INTERACTIONS.name, INTERACTIONS.partitions)  # noqa: E731
+        try:
+            await eventually(lambda: _equals(rows(pool, first), 20), timeout=60)
+            await eventually(lambda: _at_least(offsets(), 20), timeout=30)
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute("LOCK TABLE timeline IN SHARE MODE")  # inserts wait, reads not
+                stalled = [interaction() for _ in range(30)]
+                await publisher.publish(stalled)
+                await eventually(lambda: _timeline_insert_waiting(pool), timeout=30)
+                later = [interaction() for _ in range(30)]
+                await publisher.publish(later)
+                # the later batch moves through the steps before the timeline's: resolved ...
+                await eventually(lambda: _equals(_resolved(pool, later), 30), timeout=30)
+                await asyncio.sleep(2)  # ten commit intervals
+                # ... but nothing past the stalled batch is committed, nor in the timeline
+                assert await offsets() == 20
+                assert await rows(pool, stalled) == 0
+            await eventually(lambda: _equals(rows(pool, stalled + later), 60), timeout=60)
+            await eventually(lambda: _at_least(offsets(), 80), timeout=30)
+        finally:
+            stop_process(worker)
+            await producer.stop()
+    finally:
+        broker.stop()
+
+
+async def _timeline_insert_waiting(pool: asyncpg.Pool) -> bool:
+    return bool(
+        await pool.fetchval(
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+            " WHERE c.relname = 'timeline' AND NOT l.granted"
+        )
+    )
+
+
+async def _resolved(pool: asyncpg.Pool, events: list[Interaction]) -> int:
+    """How many of ``events``' identities are linked to a customer."""
+    return await pool.fetchval(
+        "SELECT count(*) FROM identities WHERE type = 'email' AND value = ANY($1::text[])",
+        [e.identities[0].value for e in events],
+    )
+
+
 async def _at_least(value: Any, expected: int) -> bool:
     return await value >= expected
 

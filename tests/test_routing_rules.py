@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from schemas import Department, Purpose
 from services.routing.engine import DETECT_CHARS, Message, Router
+from services.routing.language import Detected
 from services.routing.loader import RulesetError, parse
 from services.routing.text import Keyword, Words, find, words
 from tests.support import ROOT
@@ -319,8 +320,12 @@ def test_language_comes_from_the_opening_while_keywords_count_anywhere() -> None
     assert decision.language == "en"
     assert decision.primary is not None and decision.primary.department is Department.FINANCE
     assert "'invoice'" in decision.primary.reason
-    SHIPPED.prime([message, Message(channel="email", text="Bonjour, où est ma facture ?")])
-    assert SHIPPED.route(message).language == "en"  # a batch is detected the same way
+    batch = SHIPPED.detect([message, Message(channel="email", text="Bonjour, où est ma facture ?")])
+    assert len(batch) == 2  # a batch is detected the same way
+    assert SHIPPED.route(message, detected=batch).language == "en"
+    short = "Where is my invoice for October?"  # what a batch detected is what routing uses
+    told = {short: Detected("pt", 0.99)}
+    assert SHIPPED.route(Message(channel="email", text=short), detected=told).language == "pt"
     assert SHIPPED.route(Message(channel="email", text=tail)).language == "de"
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import faust
@@ -18,12 +19,13 @@ from services.bus.records import Record, to_record
 from services.customers import consent
 from services.identity.resolver import Resolution, resolve
 from services.processors import metrics
-from services.processors.batches import Handler, handle_durably
 from services.processors.decode import decode_batch
+from services.processors.pipeline import Batches, Pipeline, Step
 from services.processors.receipts import claim_parked, resolve_receipts, split_receipts
 from services.processors.resources import Resources
 from services.processors.route import RouteStep
 from services.processors.timeline import insert_events, write_states
+from services.routing.engine import Languages
 
 log = logging.getLogger(__name__)
 
@@ -56,27 +58,17 @@ async def drop_echoes(conn: Any, interactions: list[Interaction]) -> list[Intera
 
 
 async def _project(
-    conn: Any, route: RouteStep, events: Sequence[UnifiedEvent]
+    conn: Any, route: RouteStep, events: Sequence[UnifiedEvent], detected: Languages
 ) -> tuple[list[Record], list[uuid.UUID]]:
     """Route unified events and write them into the timeline in a transaction; return the
     routed records still to publish and the events they belong to. The timeline rows come
     last, so their ``projected_at`` (the statement's clock) is within milliseconds of the
     commit that makes them visible."""
     async with conn.transaction():
-        routed, published = await route.decide_and_record(conn, events)
+        routed, published = await route.decide_and_record(conn, events, detected)
         written = await insert_events(conn, events)
     metrics.TIMELINE_ROWS.inc(written)
     return routed, published
-
-
-async def _publish_routed(
-    resources: Resources, outputs: list[Record], published: list[uuid.UUID]
-) -> None:
-    """Publish the batch's records; once they are acked, start marking its routed events
-    published (landing while the next batch is gathered, see PublishedMarks)."""
-    pool, producer = await resources.ready()
-    await producer.send_all(outputs)
-    await resources.marks.add(pool, published)
 
 
 async def _resolve(
@@ -84,7 +76,7 @@ async def _resolve(
 ) -> tuple[list[UnifiedEvent], Resolution]:
     """Drop echoes and resolve each interaction's customer (with its consent statements) in a
     transaction of its own: it holds the customers FOR UPDATE, so it commits before routing
-    starts and another worker's batch for the same customers waits only that long."""
+    starts and another batch for the same customers waits only that long."""
     async with conn.transaction():
         kept = await drop_echoes(conn, interactions)
         resolution = await resolve(conn, kept, resources.identity_rules)
@@ -104,61 +96,107 @@ async def _resolve(
     return unified, resolution
 
 
-def unify_handler(route: RouteStep) -> Handler:
-    """The unify agent's handler: a batch's interactions are resolved to their customers (one
+@dataclass(frozen=True)
+class Work:
+    """A batch on its way through an agent's steps (each step returns a new one)."""
+
+    #: Records to publish with the batch: dead letters, delivery states, customer events.
+    records: tuple[Record, ...]
+    #: Languages detected for the batch's messages, ahead of routing.
+    detected: Languages
+    #: Decoded interactions still to resolve (unify; empty once resolved).
+    interactions: tuple[Interaction, ...] = ()
+    #: Delivery receipts among them, which update the message they are about instead.
+    receipts: tuple[Interaction, ...] = ()
+    #: Events attributed to their customers, for the timeline and routing.
+    unified: tuple[UnifiedEvent, ...] = ()
+    dead: int = 0
+
+
+def prepare_interactions(route: RouteStep) -> Step:
+    """The unify agent's first step, without I/O: decode the batch (invalid records become
+    dead letters), set delivery receipts apart, detect the messages' languages."""
+
+    async def prepare(resources: Resources, events: Sequence[Any]) -> Work:
+        decoded = decode_batch(events, Interaction, stage="unify")
+        interactions, receipts = split_receipts(decoded.models)
+        return Work(
+            records=tuple(decoded.dead),
+            detected=route.detect(interactions),
+            interactions=tuple(interactions),
+            receipts=tuple(receipts),
+            dead=len(decoded.dead),
+        )
+
+    return prepare
+
+
+async def resolve_step(resources: Resources, work: Work) -> Work:
+    """The unify agent's second step: delivery receipts attributed to their commands, then
+    each interaction's customer resolved (one transaction, see ``_resolve``)."""
+    pool, _ = await resources.ready()
+    records = list(work.records)
+    unified: list[UnifiedEvent] = []
+    if work.receipts:
+        async with pool.acquire() as conn:
+            states = await resolve_receipts(conn, work.receipts)
+        records += [to_record(DELIVERY, s, str(s.command_id), SOURCE) for s in states]
+    if work.interactions:
+        async with pool.acquire() as conn:
+            unified, resolution = await _resolve(conn, resources, list(work.interactions))
+        records += [to_record(CUSTOMERS, e, str(e.event_id), SOURCE) for e in resolution.events]
+    return replace(work, records=tuple(records), interactions=(), unified=tuple(unified))
+
+
+def project_step(route: RouteStep, stages: Sequence[str]) -> Step:
+    """The last step of the unify and project agents: route the batch and write it into the
+    timeline (one transaction, see ``_project``), publish the routed records with the batch's
+    others, and start marking them published."""
+
+    async def project(resources: Resources, work: Work) -> None:
+        pool, producer = await resources.ready()
+        outputs: list[Record] = []
+        published: list[uuid.UUID] = []
+        if work.unified:
+            async with pool.acquire() as conn:
+                outputs, published = await _project(conn, route, work.unified, work.detected)
+        await producer.send_all([*outputs, *work.records])
+        await resources.marks.add(pool, published)
+        for stage in stages:
+            metrics.PROCESSED.labels(stage).inc(len(work.unified))
+        metrics.DEAD_LETTERS.labels(stages[0]).inc(work.dead)
+
+    return project
+
+
+def unify_steps(route: RouteStep) -> list[Step]:
+    """The unify agent: a batch's interactions are resolved to their customers (one
     transaction), then written into the timeline and routed (a second one, as the project
     agent does); the routed records and any ``customer.merged`` events are published before
-    faust may commit the batch's offsets. A crash between the two transactions redelivers the
+    the batch's offsets may be committed. A crash between the two transactions redelivers the
     batch, whose resolution is then found already done."""
-
-    async def unify_batch(resources: Resources, events: Sequence[Any]) -> None:
-        pool, _ = await resources.ready()
-        decoded = decode_batch(events, Interaction, stage="unify")
-        decoded.models, receipts = split_receipts(decoded.models)
-        outputs: list[Record] = list(decoded.dead)
-        published: list[uuid.UUID] = []
-        if receipts:  # delivery receipts update the message they are about, not the timeline
-            async with pool.acquire() as conn:
-                states = await resolve_receipts(conn, receipts)
-            outputs += [to_record(DELIVERY, s, str(s.command_id), SOURCE) for s in states]
-        if decoded.models:
-            async with pool.acquire() as conn:
-                unified, resolution = await _resolve(conn, resources, decoded.models)
-                routed, published = await _project(conn, route, unified)
-            outputs += routed
-            outputs += [to_record(CUSTOMERS, e, str(e.event_id), SOURCE) for e in resolution.events]
-        await _publish_routed(resources, outputs, published)
-        for stage in ("unify", "project", "route"):
-            metrics.PROCESSED.labels(stage).inc(len(decoded.models))
-        metrics.DEAD_LETTERS.labels("unify").inc(len(decoded.dead))
-
-    return unify_batch
+    return [prepare_interactions(route), resolve_step, project_step(route, STAGES["unify"])]
 
 
-def project_handler(route: RouteStep) -> Handler:
-    """The project agent's handler, for events whose customer is already resolved (published
-    on the unified topic by imports, replays or an older version of the hub): written into the
+def project_steps(route: RouteStep) -> list[Step]:
+    """The project agent, for events whose customer is already resolved (published on the
+    unified topic by imports, replays or an older version of the hub): written into the
     timeline and routed in one transaction a batch, as unify's second transaction does."""
 
-    async def project_batch(resources: Resources, events: Sequence[Any]) -> None:
-        pool, _ = await resources.ready()
+    async def prepare(resources: Resources, events: Sequence[Any]) -> Work:
         decoded = decode_batch(events, UnifiedEvent, stage="project")
-        outputs: list[Record] = list(decoded.dead)
-        published: list[uuid.UUID] = []
-        if decoded.models:
-            async with pool.acquire() as conn:
-                routed, published = await _project(conn, route, decoded.models)
-            outputs += routed
-        await _publish_routed(resources, outputs, published)
-        for stage in ("project", "route"):
-            metrics.PROCESSED.labels(stage).inc(len(decoded.models))
-        metrics.DEAD_LETTERS.labels("project").inc(len(decoded.dead))
+        return Work(
+            records=tuple(decoded.dead),
+            detected=route.detect(e.interaction for e in decoded.models),
+            unified=tuple(decoded.models),
+            dead=len(decoded.dead),
+        )
 
-    return project_batch
+    return [prepare, project_step(route, STAGES["project"])]
 
 
-async def delivery_batch(resources: Resources, events: Sequence[Any]) -> None:
-    """Record delivery states of outbound messages."""
+async def delivery_step(resources: Resources, events: Sequence[Any]) -> None:
+    """The delivery agent: record delivery states of outbound messages."""
     pool, producer = await resources.ready()
     decoded = decode_batch(events, DeliveryStatus, stage="delivery")
     if decoded.models:
@@ -168,6 +206,10 @@ async def delivery_batch(resources: Resources, events: Sequence[Any]) -> None:
     if decoded.dead:
         await producer.send_all(decoded.dead)
     metrics.PROCESSED.labels("delivery").inc(len(decoded.models))
+
+
+#: The stages each agent's events count as processed in (``omnihub_processed_total``).
+STAGES = {"unify": ("unify", "project", "route"), "project": ("project", "route")}
 
 
 def raw_topic(app: faust.App, name: str) -> Any:
@@ -180,28 +222,32 @@ def raw_topic(app: faust.App, name: str) -> Any:
 def install_agents(app: faust.App, resources: Resources, batch: int, wait: float) -> None:
     """Attach every agent to ``app``; each acks its batch only after the batch is durable."""
     route = RouteStep(resources.settings)  # one router (and classifier) for both agents
-    handlers = {
-        "unify": (INTERACTIONS.name, unify_handler(route)),
-        "project": (UNIFIED.name, project_handler(route)),
-        "delivery": (DELIVERY.name, delivery_batch),
+    agents: dict[str, tuple[str, list[Step]]] = {
+        "unify": (INTERACTIONS.name, unify_steps(route)),
+        "project": (UNIFIED.name, project_steps(route)),
+        "delivery": (DELIVERY.name, [delivery_step]),
     }
-    for name, (topic_name, handler) in handlers.items():
-        _install(app, name, raw_topic(app, topic_name), handler, resources, batch, wait)
+    for name, (topic_name, steps) in agents.items():
+        _install(app, name, raw_topic(app, topic_name), steps, resources, batch, wait)
 
 
 def _install(
     app: faust.App,
     name: str,
     topic: Any,
-    handler: Any,
+    steps: list[Step],
     resources: Resources,
     batch: int,
     wait: float,
 ) -> None:
     async def agent(stream: Any) -> None:
-        async for events in stream.take_events(batch, within=wait):
-            await handle_durably(handler, resources, events, stage=name)
+        events = stream.noack()  # acked by the pipeline, each once its batch is done
+        pipeline = Pipeline(steps, resources, name, events.ack)
+        async with pipeline.running(), Batches(pipeline.submit, batch, wait).running() as batches:
+            async for event in events.events():
+                await batches.add(event)
 
     agent.__name__ = agent.__qualname__ = f"omnihub_{name}"
-    # concurrency=1: a later batch must never commit an offset past an unfinished one (#606).
+    # concurrency=1: a later batch must never commit an offset past an unfinished one (#606);
+    # the pipeline finishes batches in order for the same reason.
     app.agent(topic, name=f"omnihub.{name}", concurrency=1)(agent)

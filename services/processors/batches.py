@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -26,6 +26,7 @@ from services.processors.resources import Resources
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Resources, Sequence[Any]], Awaitable[None]]
+T = TypeVar("T")
 
 TRANSIENT = (
     OSError,
@@ -43,13 +44,12 @@ TRANSIENT = (
 MAX_BACKOFF = 10.0
 
 
-async def _until_done(action: Callable[[], Awaitable[None]], stage: str) -> None:
+async def until_done(action: Callable[[], Awaitable[T]], stage: str) -> T:
     """Run ``action``, retrying transient failures with capped exponential backoff."""
     delay = 0.1
     while True:
         try:
-            await action()
-            return
+            return await action()
         except TRANSIENT as exc:
             metrics.RETRIES.labels(stage).inc()
             log.warning("%s: transient failure, retrying in %.1fs: %r", stage, delay, exc)
@@ -62,20 +62,27 @@ async def handle_durably(
 ) -> None:
     """Handle ``events`` completely before returning: retried, isolated or dead-lettered."""
     try:
-        await _until_done(lambda: handler(resources, events), stage)
+        await until_done(lambda: handler(resources, events), stage)
         return
     except Exception as exc:
         log.error("%s: batch of %d failed, isolating events: %r", stage, len(events), exc)
+    await isolate(handler, resources, events, stage)
+
+
+async def isolate(
+    handler: Handler, resources: Resources, events: Sequence[Any], stage: str
+) -> None:
+    """Handle ``events`` one by one; those that still fail go to the dead-letter topic."""
     for event in events:
         await _one(handler, resources, event, stage)
 
 
 async def _one(handler: Handler, resources: Resources, event: Any, stage: str) -> None:
     try:
-        await _until_done(lambda: handler(resources, [event]), stage)
+        await until_done(lambda: handler(resources, [event]), stage)
     except Exception as exc:
         failure = exc
-        await _until_done(lambda: _dead_letter(resources, event, failure, stage), stage)
+        await until_done(lambda: _dead_letter(resources, event, failure, stage), stage)
 
 
 async def _dead_letter(resources: Resources, event: Any, exc: Exception, stage: str) -> None:

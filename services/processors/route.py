@@ -14,19 +14,20 @@ import json
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import asyncpg
 from prometheus_client import Counter as Metric
 
-from schemas import ConsentChange, RoutedEvent, UnifiedEvent
+from schemas import ConsentChange, Interaction, RoutedEvent, UnifiedEvent
 from schemas.events import utcnow
 from schemas.topics import ROUTED
 from services.bus.records import Record, to_record
 from services.config import Settings
 from services.customers import consent
 from services.routing import lookups
-from services.routing.engine import Decision, Message, Router
+from services.routing.engine import Decision, Languages, Message, Router
+from services.routing.language import Detected
 
 log = logging.getLogger(__name__)
 
@@ -87,15 +88,21 @@ async def record_decisions(
 
 
 def decide(
-    router: Router, events: Sequence[UnifiedEvent], found: lookups.Lookups
+    router: Router,
+    events: Sequence[UnifiedEvent],
+    found: lookups.Lookups,
+    detected: Languages | None = None,
 ) -> tuple[list[tuple[UnifiedEvent, Decision]], list[consent.ConsentWrite]]:
-    """Route a batch in order; an opt-out also applies to the customer's later events in it."""
+    """Route a batch in order; an opt-out also applies to the customer's later events in it.
+    The messages' languages come from ``detected`` (``RouteStep.detect``), else are detected
+    here."""
     decided: list[tuple[UnifiedEvent, Decision]] = []
     writes: list[consent.ConsentWrite] = []
     withdrawn_here: dict[uuid.UUID, set[str]] = {}
     seen: set[uuid.UUID] = set()
     messages = {e.event_id: Message.of(e.interaction) for e in events}
-    router.prime(messages.values())
+    if detected is None:
+        detected = router.detect(messages.values())
     for event in events:
         if event.event_id in seen:  # the same event twice in one batch (a producer retry)
             continue
@@ -103,7 +110,7 @@ def decide(
         customer = event.customer_id
         withdrawn = found.withdrawn(customer) | withdrawn_here.get(customer, set())
         decision = router.route(
-            messages[event.event_id], found.profile(customer), frozenset(withdrawn)
+            messages[event.event_id], found.profile(customer), frozenset(withdrawn), detected
         )
         rule = decision.primary.rule_id if decision.primary else "ignored"
         for purpose in decision.withdraw_consent:
@@ -155,17 +162,25 @@ class RouteStep:
         rules = len(self.router.ruleset.rules)
         log.info("routing with ruleset %s (%d rules)", self.router.version, rules)
 
+    def detect(self, interactions: Iterable[Interaction]) -> dict[str, Detected | None]:
+        """The interactions' languages, detected at once ahead of routing them (no I/O)."""
+        return self.router.detect(Message.of(i) for i in interactions)
+
     async def decide_and_record(
-        self, conn: asyncpg.Connection, events: Sequence[UnifiedEvent]
+        self,
+        conn: asyncpg.Connection,
+        events: Sequence[UnifiedEvent],
+        detected: Languages | None = None,
     ) -> tuple[list[Record], list[uuid.UUID]]:
-        """Route ``events`` (inside the caller's transaction): opt-outs and decisions written;
-        returns the records still to publish and the events they belong to."""
+        """Route ``events`` (inside the caller's transaction; languages from ``detected``, a
+        ``detect`` result, when given): opt-outs and decisions written; returns the records
+        still to publish and the events they belong to."""
         found = await lookups.load(
             conn,
             (e.customer_id for e in events),
             with_profiles=self.router.ruleset.needs_customer,
         )
-        decided, writes = decide(self.router, events, found)
+        decided, writes = decide(self.router, events, found, detected)
         await consent.apply_changes(conn, writes)
         pending = await record_decisions(conn, decided)
         fresh = [(e, d) for e, d in decided if e.event_id in pending]

@@ -3,7 +3,7 @@ downloaded at run time)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -61,26 +61,25 @@ class Detector:
         self.codes = tuple(sorted(set(codes)))
         self.min_confidence = min_confidence
         self._lingua = _detector(self.codes, accuracy) if len(self.codes) > 1 else None
-        self._primed: dict[str, Detected | None] = {}
 
-    def prime(self, texts: Iterable[str]) -> None:
-        """Detect a batch's texts at once (lingua spreads them over every core); ``detect``
-        answers from here until the next ``prime``."""
-        self._primed = {}
+    def detect_many(self, texts: Iterable[str]) -> dict[str, Detected | None]:
+        """Detect a batch's texts at once (lingua spreads them over every core, holding the
+        GIL); ``detect`` answers from the result when given it as ``known``."""
         if self._lingua is None:
-            return
+            return {}
         todo = list(dict.fromkeys(t for t in texts if t.strip()))
         if len(todo) < 2:
-            return
-        for text, values in zip(
-            todo, self._lingua.compute_language_confidence_values_in_parallel(todo), strict=True
-        ):
-            self._primed[text] = self._best(values)
+            return {}
+        found = self._lingua.compute_language_confidence_values_in_parallel(todo)
+        return {text: self._best(values) for text, values in zip(todo, found, strict=True)}
 
-    def detect(self, text: str) -> Detected | None:
-        """The language of ``text``, or None when it is too short or too ambiguous to say."""
-        if text in self._primed:
-            return self._primed[text]
+    def detect(
+        self, text: str, known: Mapping[str, Detected | None] | None = None
+    ) -> Detected | None:
+        """The language of ``text``, or None when it is too short or too ambiguous to say;
+        from ``known`` (a ``detect_many`` result) when it holds it."""
+        if known and text in known:
+            return known[text]
         if not text.strip():
             return None
         if self._lingua is None:
