@@ -40,26 +40,26 @@ async def until(probe: Any) -> None:
     await eventually(holds, timeout=5, interval=0.001)
 
 
-async def test_events_gathered_while_busy_go_on_together_in_order_and_capped() -> None:
-    handed: list[list[int]] = []
-    release = asyncio.Event()
+def handing(rec: Recorder, gate: asyncio.Event, steps: int = 1) -> Pipeline:
+    """A pipeline of one or two steps that records each batch at its first step; its last
+    step holds the batch ``[0]`` until ``gate`` is set."""
 
-    async def submit(batch: list[int]) -> None:
-        handed.append(batch)
-        if len(handed) == 1:
-            await release.wait()  # the first step is busy with the first batch
+    async def first(resources: Resources, events: Sequence[int]) -> list[int]:
+        rec.log.append(("first", list(events)))
+        if steps == 1 and list(events) == [0]:
+            await gate.wait()
+        return list(events)
 
-    batches = Batches(submit, size=3, within=0.01)
-    async with batches.running():
-        await batches.add(0)
-        await until(lambda: len(handed) == 1)
-        adding = asyncio.create_task(_add_all(batches, range(1, 8)))
-        await asyncio.sleep(0.05)
-        assert not adding.done()  # a full batch waits to be handed on: the adder waits too
-        release.set()
-        await adding
-        await until(lambda: sum(map(len, handed)) == 8)
-    assert handed == [[0], [1, 2, 3], [4, 5, 6], [7]]
+    async def hold(resources: Resources, carry: list[int]) -> None:
+        if carry == [0]:
+            await gate.wait()
+
+    return Pipeline([first, hold][:steps], NO_RESOURCES, "test", rec.ack)
+
+
+def handed(rec: Recorder) -> list[list[int]]:
+    """The batches the pipeline's first step took, in order."""
+    return [batch for what, batch in rec.log if what == "first"]
 
 
 async def _add_all(batches: Batches, events: range) -> None:
@@ -67,20 +67,65 @@ async def _add_all(batches: Batches, events: range) -> None:
         await batches.add(event)
 
 
-async def test_an_idle_pipeline_waits_within_for_a_batch_to_fill() -> None:
-    handed: list[list[int]] = []
-
-    async def submit(batch: list[int]) -> None:
-        handed.append(batch)
-
-    batches = Batches(submit, size=100, within=0.2)
-    async with batches.running():
+async def test_an_idle_pipeline_gets_what_arrives_within_the_window_as_one_batch() -> None:
+    rec, gate = Recorder(), asyncio.Event()
+    gate.set()
+    pipeline = handing(rec, gate)
+    async with pipeline.running(), Batches(pipeline, size=100, within=0.2).running() as batches:
         await asyncio.sleep(0)  # the hand-over task is idle, waiting for an event
         await batches.add(1)
         await asyncio.sleep(0.02)
         await batches.add(2)  # within the 0.2 s: the same batch
-        await until(lambda: bool(handed))
-    assert handed == [[1, 2]]
+        await until(lambda: len(rec.acked) == 2)
+    assert handed(rec) == [[1, 2]]
+
+
+async def test_a_partial_batch_waits_for_the_pipeline_to_be_idle() -> None:
+    rec, gate = Recorder(), asyncio.Event()
+    pipeline = handing(rec, gate, steps=2)
+    async with pipeline.running(), Batches(pipeline, size=10, within=0.01).running() as batches:
+        await batches.add(0)
+        await until(lambda: handed(rec) == [[0]])  # held in the last step
+        await _add_all(batches, range(1, 3))
+        await asyncio.sleep(0.1)  # ten windows: still not handed on beside the held batch
+        assert handed(rec) == [[0]]
+        gate.set()
+        await until(lambda: len(rec.acked) == 3)
+    assert handed(rec) == [[0], [1, 2]]
+
+
+async def test_full_batches_go_in_beside_the_one_in_flight_one_a_step() -> None:
+    rec, gate = Recorder(), asyncio.Event()
+    pipeline = handing(rec, gate, steps=2)
+    async with pipeline.running(), Batches(pipeline, size=2, within=0.01).running() as batches:
+        await batches.add(0)
+        await until(lambda: handed(rec) == [[0]])  # held in the last step
+        await _add_all(batches, range(1, 3))
+        await until(lambda: handed(rec) == [[0], [1, 2]])  # full: in beside it
+        adding = asyncio.create_task(_add_all(batches, range(3, 5)))
+        await asyncio.sleep(0.05)
+        assert handed(rec) == [[0], [1, 2]]  # two steps, two batches in flight at most
+        gate.set()
+        await adding
+        await until(lambda: len(rec.acked) == 5)
+    assert handed(rec) == [[0], [1, 2], [3, 4]]
+    assert rec.acked == [0, 1, 2, 3, 4]
+
+
+async def test_a_full_batch_waits_for_room_and_the_adder_waits_with_it() -> None:
+    rec, gate = Recorder(), asyncio.Event()
+    pipeline = handing(rec, gate)  # one step: one batch in flight at most
+    async with pipeline.running(), Batches(pipeline, size=3, within=0.01).running() as batches:
+        await batches.add(0)
+        await until(lambda: handed(rec) == [[0]])
+        adding = asyncio.create_task(_add_all(batches, range(1, 8)))
+        await asyncio.sleep(0.05)
+        assert not adding.done()  # a full batch waits for room: the adder waits too
+        assert handed(rec) == [[0]]
+        gate.set()
+        await adding
+        await until(lambda: len(rec.acked) == 8)
+    assert handed(rec) == [[0], [1, 2, 3], [4, 5, 6], [7]]
 
 
 async def test_steps_overlap_and_acks_follow_the_last_step_in_order() -> None:

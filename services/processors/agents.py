@@ -243,7 +243,7 @@ def _install(
     async def agent(stream: Any) -> None:
         events = stream.noack()  # acked by the pipeline, each once its batch is done
         pipeline = Pipeline(steps, resources, name, events.ack)
-        async with pipeline.running(), Batches(pipeline.submit, batch, wait).running() as batches:
+        async with pipeline.running(), Batches(pipeline, batch, wait).running() as batches:
             async for event in events.events():
                 await batches.add(event)
 
