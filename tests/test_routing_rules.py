@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from schemas import Department, Purpose
 from services.routing.engine import DETECT_CHARS, Message, Router
-from services.routing.language import Detected
+from services.routing.language import Detected, Detector
 from services.routing.loader import RulesetError, parse
 from services.routing.text import Keyword, Words, find, words
 from tests.support import ROOT
@@ -327,6 +327,60 @@ def test_language_comes_from_the_opening_while_keywords_count_anywhere() -> None
     told = {short: Detected("pt", 0.99)}
     assert SHIPPED.route(Message(channel="email", text=short), detected=told).language == "pt"
     assert SHIPPED.route(Message(channel="email", text=tail)).language == "de"
+
+
+def test_cld2_first_detects_at_least_as_well_as_lingua_alone_and_decides_most() -> None:
+    """On every labelled message: CLD2 decides those it is sure of, lingua the rest."""
+    rows = [*_rows("dev.jsonl"), *_rows("holdout.jsonl")]
+    texts = [" ".join(p for p in (r.get("subject"), r["text"]) if p) for r in rows]
+    scores = {}
+    for cld2 in (True, False):
+        detector = Detector(SHIPPED.ruleset.languages, 0.5, "low", cld2=cld2)
+        found = detector.detect_many(texts)
+        said = [found.get(t) for t in texts]
+        right = sum(1 for d, r in zip(said, rows, strict=True) if d and d.language == r["lang"])
+        wrong = sum(1 for d, r in zip(said, rows, strict=True) if d and d.language != r["lang"])
+        scores[cld2] = (right, wrong)
+        alone = [detector.detect(t) for t in texts]  # one text at a time: the same languages
+        assert [d and d.language for d in alone] == [d and d.language for d in said]
+    assert scores[True][0] >= scores[False][0] and scores[True][1] <= scores[False][1]
+    decided = sum(1 for t in texts if SHIPPED.detector._cld2_sure(t) is not None)
+    assert decided >= 0.7 * len(texts)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Платёж по договору 4471 не прошёл, уточните",  # CLD2: Serbian
+        "Здравствуйте, пришлите, пожалуйста, счёт на оплату за октябрь.",  # CLD2: unknown
+        "Comment installer l'application sur ma télévision ? Je n'y arrive pas.",  # CLD2: English
+    ],
+)
+def test_what_cld2_gets_wrong_or_cannot_tell_is_left_to_lingua(text: str) -> None:
+    assert SHIPPED.detector._cld2_sure(text) is None
+    expected = "fr" if text.startswith("Comment") else "ru"
+    assert SHIPPED.route(Message(channel="sms", text=text)).language == expected
+
+
+def test_a_ruleset_can_leave_every_text_to_lingua() -> None:
+    text = "Desculpa, número errado"  # Portuguese; lingua alone calls it Spanish
+    assert SHIPPED.route(Message(channel="sms", text=text)).language == "pt"
+    off = router(
+        """\
+        language_detection: {cld2: false}
+        rules:
+          - {id: r, when: {text: {any: [quote]}}, then: {department: sales}}
+        """
+    )
+    assert off.route(Message(channel="sms", text=text)).language == "es"
+    with pytest.raises(RulesetError, match="cld2 must be true or false"):
+        router(
+            """\
+            language_detection: {cld2: sometimes}
+            rules:
+              - {id: r, when: {text: {any: [quote]}}, then: {department: sales}}
+            """
+        )
 
 
 def test_withdrawn_marketing_consent_reroutes_to_the_next_rule_and_drops_copies() -> None:

@@ -78,7 +78,10 @@ class Router:
     ) -> None:
         self.ruleset = ruleset
         self.detector = lang.Detector(
-            ruleset.languages, ruleset.min_language_confidence, ruleset.language_accuracy
+            ruleset.languages,
+            ruleset.min_language_confidence,
+            ruleset.language_accuracy,
+            cld2=ruleset.language_cld2,
         )
         #: Each rule with the tokens one of which a message must hold for it to match.
         self._screened = tuple((rule, rule.when.needs()) for rule in ruleset.rules)

@@ -1,5 +1,18 @@
-"""Language detection with lingua (its models ship inside the PyPI wheel: nothing is
-downloaded at run time)."""
+"""Language detection: CLD2 decides what it is sure of, lingua the rest (both ship their
+models inside their PyPI wheels: nothing is downloaded at run time).
+
+CLD2 (Chromium's compact language detector, through pycld2) takes ~7 us for a 100-character
+message, lingua ~50 (trigrams, six languages) and it holds the GIL throughout. CLD2 alone is
+less sure on short or mixed texts and knows languages the ruleset does not route (it calls some
+Russian Serbian), so it decides only when it says its answer is reliable, puts at least
+``CLD2_SHARE`` % of the text in that one language with a score of ``CLD2_SCORE`` or more, and
+that language is the ruleset's; lingua, restricted to the ruleset's languages, decides
+everything else. On the 390 labelled messages of tests/data/routing and the training set: right
+377, unknown 7, wrong 6, against 371 / 9 / 10 with lingua alone, CLD2 deciding 316 of them;
+routing accuracy unchanged (dev 150 of 150, holdout 89 of 90). CLD2 decides 2,603 of 3,000
+benchmark messages, all as lingua alone does. ``language_detection.cld2: false`` in a ruleset
+leaves every text to lingua.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +21,21 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import pycld2
 from lingua import IsoCode639_1, Language, LanguageDetector, LanguageDetectorBuilder
+
+#: The share of a text (percent) CLD2 must put in one language to decide it without lingua.
+CLD2_SHARE = 90
+#: ... and the least score (CLD2's evidence for it, normalised by the text's length) it must
+#: give that language: below 600 it called short French sentences English (tests/data/routing's
+#: dev set: 1 wrong of 130 decided at 500, none of 123 at 600; holdout none either way).
+CLD2_SCORE = 600
 
 
 @dataclass(frozen=True)
 class Detected:
-    """The most likely language and how sure lingua is (0..1)."""
+    """The most likely language and how sure the detector is (0..1): lingua's confidence, or
+    the share of the text CLD2 found in that language when CLD2 decided."""
 
     language: str
     confidence: float
@@ -53,25 +75,41 @@ def _detector(codes: tuple[str, ...], accuracy: str) -> LanguageDetector:
 
 
 class Detector:
-    """Detects among the given languages; below ``min_confidence`` the language is unknown."""
+    """Detects among the given languages; below ``min_confidence`` the language is unknown.
+    With ``cld2``, CLD2 decides the texts it is sure of first (see this module)."""
 
-    def __init__(self, codes: Iterable[str], min_confidence: float, accuracy: str = "low") -> None:
+    def __init__(
+        self,
+        codes: Iterable[str],
+        min_confidence: float,
+        accuracy: str = "low",
+        cld2: bool = True,
+    ) -> None:
         if accuracy not in ACCURACIES:
             raise ValueError(f"accuracy must be one of {ACCURACIES}, not {accuracy!r}")
         self.codes = tuple(sorted(set(codes)))
         self.min_confidence = min_confidence
         self._lingua = _detector(self.codes, accuracy) if len(self.codes) > 1 else None
+        self._cld2 = cld2
 
     def detect_many(self, texts: Iterable[str]) -> dict[str, Detected | None]:
-        """Detect a batch's texts at once (lingua spreads them over every core, holding the
-        GIL); ``detect`` answers from the result when given it as ``known``."""
+        """Detect a batch's texts at once (lingua spreads what CLD2 left over every core,
+        holding the GIL); ``detect`` answers from the result when given it as ``known``."""
         if self._lingua is None:
             return {}
         todo = list(dict.fromkeys(t for t in texts if t.strip()))
-        if len(todo) < 2:
-            return {}
-        found = self._lingua.compute_language_confidence_values_in_parallel(todo)
-        return {text: self._best(values) for text, values in zip(todo, found, strict=True)}
+        found: dict[str, Detected | None] = {}
+        if self._cld2:
+            for text in todo:
+                if (sure := self._cld2_sure(text)) is not None:
+                    found[text] = sure
+            todo = [t for t in todo if t not in found]
+        if len(todo) == 1:
+            found[todo[0]] = self._best(self._lingua.compute_language_confidence_values(todo[0]))
+        elif todo:
+            values = self._lingua.compute_language_confidence_values_in_parallel(todo)
+            found.update((t, self._best(v)) for t, v in zip(todo, values, strict=True))
+        return found
 
     def detect(
         self, text: str, known: Mapping[str, Detected | None] | None = None
@@ -84,7 +122,21 @@ class Detector:
             return None
         if self._lingua is None:
             return Detected(self.codes[0], 1.0) if self.codes else None
+        if self._cld2 and (sure := self._cld2_sure(text)) is not None:
+            return sure
         return self._best(self._lingua.compute_language_confidence_values(text))
+
+    def _cld2_sure(self, text: str) -> Detected | None:
+        """CLD2's answer when it says it is reliable, it reaches ``CLD2_SHARE`` and
+        ``CLD2_SCORE`` and it is one of ours; else None (lingua decides)."""
+        try:
+            reliable, _, found = pycld2.detect(text)
+        except pycld2.error:  # text CLD2 cannot take (e.g. unpaired surrogates): lingua's
+            return None
+        _, code, share, score = found[0]
+        if reliable and share >= CLD2_SHARE and score >= CLD2_SCORE and code in self.codes:
+            return Detected(code, share / 100)
+        return None
 
     def _best(self, values: list[Any]) -> Detected | None:
         if not values:

@@ -164,13 +164,19 @@ class _Builder:
             except ValueError as exc:
                 raise self.fail(line("languages", 1), str(exc)) from None
         self.languages = tuple(codes)
-        min_confidence, accuracy = 0.5, "low"
+        min_confidence, accuracy, cld2 = 0.5, "low", True
         if "language_detection" in top:
             detection = self.mapping(
                 top["language_detection"], line("language_detection", 1), "language_detection"
             )
-            self.keys(detection, ("min_confidence", "accuracy"), "language_detection key")
+            self.keys(detection, ("min_confidence", "accuracy", "cld2"), "language_detection key")
             min_confidence = self.fraction(detection, "min_confidence", 0.5)
+            if "cld2" in detection:
+                cld2 = detection["cld2"]
+                if not isinstance(cld2, bool):
+                    raise self.fail(
+                        detection.key_lines["cld2"], "language_detection.cld2 must be true or false"
+                    )
             if "accuracy" in detection:
                 accuracy = self.choice(
                     detection["accuracy"],
@@ -224,6 +230,7 @@ class _Builder:
             languages=self.languages,
             min_language_confidence=min_confidence,
             language_accuracy=accuracy,
+            language_cld2=cld2,
             rules=tuple(rules),
             fallback=fallback,
             fallback_tags=fallback_tags,

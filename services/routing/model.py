@@ -60,6 +60,8 @@ class Ruleset:
     source: str = ""
     field_paths: frozenset[str] = field(default=frozenset())
     language_accuracy: str = "low"
+    #: CLD2 decides the texts it is sure of before lingua (see ``language.Detector``).
+    language_cld2: bool = True
 
     @property
     def version(self) -> str:
