@@ -192,14 +192,17 @@ async def test_killed_between_db_commit_and_offset_commit_leaves_one_row(
 async def test_offsets_wait_for_an_unfinished_batch_while_later_ones_move_on(
     stack: Any, pool: asyncpg.Pool, component_env: dict[str, str], tmp_path: Path
 ) -> None:
-    """The worker resolves later batches while an earlier one waits to be written, but commits
-    no offset past the waiting batch until it is in the timeline."""
+    """A full batch goes through the first steps while an earlier one waits to be written,
+    but no offset past the waiting batch is committed until it is in the timeline."""
     broker = EmbeddedBroker(tmp_path)  # its own broker: its own consumer group state
     broker.start()
     try:
         await ensure_topics(broker.bootstrap)
         env = dict(
-            component_env, KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, OMNIHUB_COMMIT_INTERVAL="0.2"
+            component_env,
+            KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap,
+            OMNIHUB_COMMIT_INTERVAL="0.2",
+            OMNIHUB_BATCH_SIZE="10",  # later events make full batches, which go in beside
         )
         producer = Producer(broker.bootstrap)
         await producer.start()
@@ -213,19 +216,19 @@ async def test_offsets_wait_for_an_unfinished_batch_while_later_ones_move_on(
             await eventually(lambda: _at_least(offsets(), 20), timeout=30)
             async with pool.acquire() as conn, conn.transaction():
                 await conn.execute("LOCK TABLE timeline IN SHARE MODE")  # inserts wait, reads not
-                stalled = [interaction() for _ in range(30)]
+                stalled = [interaction() for _ in range(10)]
                 await publisher.publish(stalled)
                 await eventually(lambda: _timeline_insert_waiting(pool), timeout=30)
-                later = [interaction() for _ in range(30)]
+                later = [interaction() for _ in range(10)]
                 await publisher.publish(later)
-                # the later batch moves through the steps before the timeline's: resolved ...
-                await eventually(lambda: _equals(_resolved(pool, later), 30), timeout=30)
+                # a full batch of later events is resolved meanwhile ...
+                await eventually(lambda: _resolved(pool, later), timeout=30)
                 await asyncio.sleep(2)  # ten commit intervals
-                # ... but nothing past the stalled batch is committed, nor in the timeline
+                # ... but nothing past the waiting batch is committed, nor in the timeline
                 assert await offsets() == 20
-                assert await rows(pool, stalled) == 0
-            await eventually(lambda: _equals(rows(pool, stalled + later), 60), timeout=60)
-            await eventually(lambda: _at_least(offsets(), 80), timeout=30)
+                assert await rows(pool, stalled + later) == 0
+            await eventually(lambda: _equals(rows(pool, stalled + later), 20), timeout=60)
+            await eventually(lambda: _at_least(offsets(), 40), timeout=30)
         finally:
             stop_process(worker)
             await producer.stop()
