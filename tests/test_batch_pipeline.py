@@ -67,6 +67,12 @@ async def _add_all(batches: Batches, events: range) -> None:
         await batches.add(event)
 
 
+async def _hold_0_then_add_1_2(batches: Batches, rec: Recorder) -> None:
+    await batches.add(0)
+    await until(lambda: handed(rec) == [[0]])  # held in the last step
+    await _add_all(batches, range(1, 3))
+
+
 async def test_an_idle_pipeline_gets_what_arrives_within_the_window_as_one_batch() -> None:
     rec, gate = Recorder(), asyncio.Event()
     gate.set()
@@ -84,9 +90,7 @@ async def test_a_partial_batch_waits_for_the_pipeline_to_be_idle() -> None:
     rec, gate = Recorder(), asyncio.Event()
     pipeline = handing(rec, gate, steps=2)
     async with pipeline.running(), Batches(pipeline, size=10, within=0.01).running() as batches:
-        await batches.add(0)
-        await until(lambda: handed(rec) == [[0]])  # held in the last step
-        await _add_all(batches, range(1, 3))
+        await _hold_0_then_add_1_2(batches, rec)
         await asyncio.sleep(0.1)  # ten windows: still not handed on beside the held batch
         assert handed(rec) == [[0]]
         gate.set()
@@ -98,9 +102,7 @@ async def test_full_batches_go_in_beside_the_one_in_flight_one_a_step() -> None:
     rec, gate = Recorder(), asyncio.Event()
     pipeline = handing(rec, gate, steps=2)
     async with pipeline.running(), Batches(pipeline, size=2, within=0.01).running() as batches:
-        await batches.add(0)
-        await until(lambda: handed(rec) == [[0]])  # held in the last step
-        await _add_all(batches, range(1, 3))
+        await _hold_0_then_add_1_2(batches, rec)
         await until(lambda: handed(rec) == [[0], [1, 2]])  # full: in beside it
         adding = asyncio.create_task(_add_all(batches, range(3, 5)))
         await asyncio.sleep(0.05)
