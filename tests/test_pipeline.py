@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas import Interaction
 from schemas.cloudevents import ERROR_HEADER, ORIGIN_TOPIC_HEADER, STAGE_HEADER, header_map
-from schemas.topics import DEADLETTER, INTERACTIONS, UNIFIED
+from schemas.topics import DEADLETTER, INTERACTIONS, ROUTED, UNIFIED
 from services.bus.admin import ensure_topics
 from services.bus.producer import KafkaPublisher, Producer
 from services.bus.records import Record
@@ -233,6 +234,45 @@ async def test_offsets_wait_for_an_unfinished_batch_while_later_ones_move_on(
             stop_process(worker)
             await producer.stop()
     finally:
+        broker.stop()
+
+
+async def test_a_worker_joining_while_batches_are_in_flight_loses_and_repeats_nothing(
+    stack: Any, pool: asyncpg.Pool, component_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A second worker joins while the first holds batches in its pipeline (their timeline
+    insert waits on a lock): the rebalance waits for them, and every event lands once in the
+    timeline and once, as primary, on its department topic."""
+    broker = EmbeddedBroker(tmp_path)  # its own broker: its own topics and consumer group
+    broker.start()
+    workers: list[Any] = []
+    try:
+        await ensure_topics(broker.bootstrap)
+        env = dict(component_env, KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap)
+        producer = Producer(broker.bootstrap)
+        await producer.start()
+        events = [interaction() for _ in range(1500)]
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("LOCK TABLE timeline IN SHARE MODE")  # inserts wait, reads not
+            await KafkaPublisher(producer).publish(events)
+            workers.append(start_component("processors", env, tmp_path / "w1.log"))
+            await eventually(lambda: _timeline_insert_waiting(pool), timeout=60)
+            workers.append(start_component("processors", env, tmp_path / "w2.log"))
+            await asyncio.sleep(3)  # the second asks to join; the first must hand over
+        await eventually(lambda: _equals(rows(pool, events), 1500), timeout=90)
+        await producer.stop()
+        routed = [
+            json.loads(r.value)
+            for topic in ROUTED.values()
+            for r in await read_all(broker.bootstrap, topic.name)
+        ]
+        primaries = Counter(r["event_id"] for r in routed if r["routing"]["copy_of"] is None)
+        assert set(primaries) == {str(e.event_id) for e in events}
+        assert set(primaries.values()) == {1}
+        assert all(w.poll() is None for w in workers)  # both still running
+    finally:
+        for worker in workers:
+            stop_process(worker)
         broker.stop()
 
 
