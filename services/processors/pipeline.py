@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -67,6 +68,7 @@ async def _stop(tasks: Sequence[asyncio.Task[None]]) -> None:
 
 
 async def _run_steps(steps: Sequence[Step], resources: Resources, events: Sequence[Any]) -> None:
+    """Every step in turn, for events that are not pipelined (isolation)."""
     carry: Any = events
     for step in steps:
         carry = await step(resources, carry)
@@ -163,8 +165,8 @@ class Pipeline:
                 "%s: batch of %d failed, isolating events: %r", self._stage, len(batch.events), exc
             )
             await self._until_finished(batch.seq - 1)  # in order, after every earlier batch
-            handler = lambda resources, events: _run_steps(self.steps, resources, events)  # noqa: E731
-            await isolate(handler, self._resources, batch.events, self._stage)
+            whole = functools.partial(_run_steps, self.steps)  # every step, one event at a time
+            await isolate(whole, self._resources, batch.events, self._stage)
             batch.isolated = True
 
 
