@@ -8,6 +8,7 @@ import os
 import signal
 import uuid
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +16,16 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from schemas import Interaction
+from schemas import Department, Interaction, Purpose, UnifiedEvent
 from schemas.cloudevents import ERROR_HEADER, ORIGIN_TOPIC_HEADER, STAGE_HEADER, header_map
 from schemas.topics import DEADLETTER, INTERACTIONS, ROUTED, UNIFIED
 from services.bus.admin import ensure_topics
 from services.bus.producer import KafkaPublisher, Producer
 from services.bus.records import Record
+from services.config import Settings
 from services.db.migrate import available, migrate
 from services.processors.app import APP_ID
+from services.processors.route import RouteStep
 from services.stack.broker import EmbeddedBroker
 from services.stack.embedded import prepare
 from services.stack.postgres import EmbeddedPostgres
@@ -274,6 +277,35 @@ async def test_a_worker_joining_while_batches_are_in_flight_loses_and_repeats_no
         for worker in workers:
             stop_process(worker)
         broker.stop()
+
+
+async def test_an_opt_out_counts_for_the_next_batch_decided_before_it_is_written(
+    pool: asyncpg.Pool,
+) -> None:
+    """The pipeline decides a batch while the previous one's opt-outs are not written yet: a
+    marketing message right after a customer's STOP is not routed to marketing."""
+    customer = uuid.uuid4()
+    promo = "Are you sponsoring the city marathon again this year? We'd love to partner up."
+
+    def unified(text: str) -> UnifiedEvent:
+        return UnifiedEvent(
+            event_id=uuid.uuid4(),
+            customer_id=customer,
+            unified_at=datetime.now(UTC),
+            interaction=interaction(channel="sms", text=text),
+        )
+
+    alone = RouteStep(Settings())
+    async with pool.acquire() as conn:
+        [(_, before)] = (await alone.decide(conn, [unified(promo)])).decided
+        assert before.primary is not None
+        assert before.primary.department is Department.MARKETING
+        step = RouteStep(Settings())
+        stop = await step.decide(conn, [unified("STOP")])
+        assert [w.change.purpose for w in stop.writes] == [Purpose.MARKETING]
+        [(_, after)] = (await step.decide(conn, [unified(promo)])).decided  # nothing written
+    assert after.primary is not None
+    assert after.primary.department is not Department.MARKETING
 
 
 async def _timeline_insert_waiting(pool: asyncpg.Pool) -> bool:

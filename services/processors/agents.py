@@ -23,7 +23,7 @@ from services.processors.decode import decode_batch
 from services.processors.pipeline import Batches, Pipeline, Step
 from services.processors.receipts import claim_parked, resolve_receipts, split_receipts
 from services.processors.resources import Resources
-from services.processors.route import RouteStep
+from services.processors.route import Routed, RouteStep
 from services.processors.timeline import insert_events, write_states
 from services.routing.engine import Languages
 
@@ -57,16 +57,15 @@ async def drop_echoes(conn: Any, interactions: list[Interaction]) -> list[Intera
     return kept
 
 
-async def _project(
-    conn: Any, route: RouteStep, events: Sequence[UnifiedEvent], detected: Languages
-) -> tuple[list[Record], list[uuid.UUID]]:
-    """Route unified events and write them into the timeline in a transaction; return the
+async def _write(conn: Any, route: RouteStep, work: Work) -> tuple[list[Record], list[uuid.UUID]]:
+    """Record the batch's routing and write it into the timeline in a transaction; return the
     routed records still to publish and the events they belong to. The timeline rows come
     last, so their ``projected_at`` (the statement's clock) is within milliseconds of the
     commit that makes them visible."""
+    assert work.routed is not None
     async with conn.transaction():
-        routed, published = await route.decide_and_record(conn, events, detected)
-        written = await insert_events(conn, events)
+        routed, published = await route.record(conn, work.routed)
+        written = await insert_events(conn, work.unified)
     metrics.TIMELINE_ROWS.inc(written)
     return routed, published
 
@@ -110,6 +109,8 @@ class Work:
     receipts: tuple[Interaction, ...] = ()
     #: Events attributed to their customers, for the timeline and routing.
     unified: tuple[UnifiedEvent, ...] = ()
+    #: Their routing, decided ahead of the transaction that records it.
+    routed: Routed | None = None
     dead: int = 0
 
 
@@ -148,25 +149,40 @@ async def resolve_step(resources: Resources, work: Work) -> Work:
     return replace(work, records=tuple(records), interactions=(), unified=tuple(unified))
 
 
-def project_step(route: RouteStep, stages: Sequence[str]) -> Step:
-    """The last step of the unify and project agents: route the batch and write it into the
-    timeline (one transaction, see ``_project``), publish the routed records with the batch's
-    others, and start marking them published."""
+def route_step(route: RouteStep) -> Step:
+    """Decide where the batch's events go and make their records, with their customers'
+    consents and profiles as they stand (one read, no transaction, nothing written)."""
 
-    async def project(resources: Resources, work: Work) -> None:
+    async def decide(resources: Resources, work: Work) -> Work:
+        if not work.unified:
+            return work
+        pool, _ = await resources.ready()
+        async with pool.acquire() as conn:
+            routed = await route.decide(conn, work.unified, work.detected)
+        return replace(work, routed=routed)
+
+    return decide
+
+
+def write_step(route: RouteStep, stages: Sequence[str]) -> Step:
+    """The last step of the unify and project agents: record the routing and write the batch
+    into the timeline (one transaction, see ``_write``), publish the routed records with the
+    batch's others, and start marking them published."""
+
+    async def write(resources: Resources, work: Work) -> None:
         pool, producer = await resources.ready()
         outputs: list[Record] = []
         published: list[uuid.UUID] = []
         if work.unified:
             async with pool.acquire() as conn:
-                outputs, published = await _project(conn, route, work.unified, work.detected)
+                outputs, published = await _write(conn, route, work)
         await producer.send_all([*outputs, *work.records])
         await resources.marks.add(pool, published)
         for stage in stages:
             metrics.PROCESSED.labels(stage).inc(len(work.unified))
         metrics.DEAD_LETTERS.labels(stages[0]).inc(work.dead)
 
-    return project
+    return write
 
 
 def unify_steps(route: RouteStep) -> list[Step]:
@@ -175,7 +191,12 @@ def unify_steps(route: RouteStep) -> list[Step]:
     agent does); the routed records and any ``customer.merged`` events are published before
     the batch's offsets may be committed. A crash between the two transactions redelivers the
     batch, whose resolution is then found already done."""
-    return [prepare_interactions(route), resolve_step, project_step(route, STAGES["unify"])]
+    return [
+        prepare_interactions(route),
+        resolve_step,
+        route_step(route),
+        write_step(route, STAGES["unify"]),
+    ]
 
 
 def project_steps(route: RouteStep) -> list[Step]:
@@ -192,7 +213,7 @@ def project_steps(route: RouteStep) -> list[Step]:
             dead=len(decoded.dead),
         )
 
-    return [prepare, project_step(route, STAGES["project"])]
+    return [prepare, route_step(route), write_step(route, STAGES["project"])]
 
 
 async def delivery_step(resources: Resources, events: Sequence[Any]) -> None:

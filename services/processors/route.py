@@ -1,10 +1,13 @@
 """Routing of unified events -> routing decisions -> omnihub.routed.<department>.v1.
 
-Per batch (inside the project agent's transaction): one query for the customers' consents (a
-second one only if rules read customer fields), rules evaluated in memory, opt-outs written as
-consent changes, decisions recorded in ``routing_decisions`` (the timeline joins them); the
-caller then publishes the primary records and their copies, acked by the broker before the
-batch's offsets may be committed, and marks them published.
+Per batch, in two steps of the agents' pipeline: ``RouteStep.decide`` reads the customers'
+consents in one query (a second one only if rules read customer fields), evaluates the rules in
+memory and makes the routed records, writing nothing; ``RouteStep.record``, in the transaction
+that writes the timeline, writes opt-outs as consent changes and decisions in
+``routing_decisions`` (the timeline joins them). The caller then publishes the primary records
+and their copies, acked by the broker before the batch's offsets may be committed, and marks
+them published. A batch is decided while the one before it is written, so the opt-outs of the
+last batches are carried into the next decisions.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ import asyncio
 import json
 import logging
 import uuid
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections import Counter, deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 import asyncpg
 from prometheus_client import Counter as Metric
@@ -92,13 +96,17 @@ def decide(
     events: Sequence[UnifiedEvent],
     found: lookups.Lookups,
     detected: Languages | None = None,
+    withdrawn_before: Mapping[uuid.UUID, set[str]] | None = None,
 ) -> tuple[list[tuple[UnifiedEvent, Decision]], list[consent.ConsentWrite]]:
-    """Route a batch in order; an opt-out also applies to the customer's later events in it.
+    """Route a batch in order; an opt-out also applies to the customer's later events in it,
+    as do ``withdrawn_before`` (opt-outs decided in earlier batches, maybe not written yet).
     The messages' languages come from ``detected`` (``RouteStep.detect``), else are detected
     here."""
     decided: list[tuple[UnifiedEvent, Decision]] = []
     writes: list[consent.ConsentWrite] = []
-    withdrawn_here: dict[uuid.UUID, set[str]] = {}
+    withdrawn_here: dict[uuid.UUID, set[str]] = {
+        customer: set(purposes) for customer, purposes in (withdrawn_before or {}).items()
+    }
     seen: set[uuid.UUID] = set()
     messages = {e.event_id: Message.of(e.interaction) for e in events}
     if detected is None:
@@ -127,64 +135,112 @@ def decide(
     return decided, writes
 
 
-def records(decided: Sequence[tuple[UnifiedEvent, Decision]]) -> list[Record]:
-    """The routed records: one on the primary department's topic, one per copy."""
+def records(decided: Sequence[tuple[UnifiedEvent, Decision]]) -> dict[uuid.UUID, list[Record]]:
+    """Each event's routed records: one on the primary department's topic, one per copy."""
     now = utcnow()
-    out = []
-    counted: Counter[tuple[str, str, str]] = Counter()
+    out: dict[uuid.UUID, list[Record]] = {}
     for event, decision in decided:
         interaction = event.interaction
         if interaction.language is None and decision.language:
             interaction = interaction.model_copy(update={"language": decision.language})
-        for routing in decision.routings:
-            routed = RoutedEvent(
-                event_id=event.event_id,
-                customer_id=event.customer_id,
-                routed_at=now,
-                routing=routing,
-                interaction=interaction,
+        out[event.event_id] = [
+            to_record(
+                ROUTED[routing.department],
+                RoutedEvent(
+                    event_id=event.event_id,
+                    customer_id=event.customer_id,
+                    routed_at=now,
+                    routing=routing,
+                    interaction=interaction,
+                ),
+                str(event.event_id),
+                SOURCE,
             )
-            out.append(to_record(ROUTED[routing.department], routed, str(event.event_id), SOURCE))
+            for routing in decision.routings
+        ]
+    return out
+
+
+def count_routed(decided: Sequence[tuple[UnifiedEvent, Decision]]) -> None:
+    """Count the routed records of ``decided`` in ``omnihub_routed_total``."""
+    counted: Counter[tuple[str, str, str]] = Counter()
+    for _, decision in decided:
+        for routing in decision.routings:
             counted[
                 routing.department.value, routing.rule_id, str(routing.copy_of is not None).lower()
             ] += 1
     for labels, count in counted.items():  # labels() costs ~40 us: once per kind, not per record
         ROUTED_TOTAL.labels(*labels).inc(count)
-    return out
+
+
+#: How many batches' opt-outs ``RouteStep`` carries into the next decisions: more than the
+#: batches both agents' pipelines can hold between deciding and writing (one a step).
+RECENT_BATCHES = 16
+
+
+@dataclass(frozen=True)
+class Routed:
+    """A batch's routing, decided (and its records made) ahead of writing it."""
+
+    decided: list[tuple[UnifiedEvent, Decision]]
+    writes: list[consent.ConsentWrite]
+    records: dict[uuid.UUID, list[Record]]
 
 
 class RouteStep:
-    """Routing inside the project agent: decide, record decisions, make the records."""
+    """Routing inside the unify and project agents: decide and make the records (no writes),
+    then record the decisions in the transaction that writes the timeline."""
 
     def __init__(self, settings: Settings) -> None:
         """Load and validate the ruleset now (a bad one stops the worker at start)."""
         self.router = Router.load(settings.routing_rules, background=True)
         rules = len(self.router.ruleset.rules)
         log.info("routing with ruleset %s (%d rules)", self.router.version, rules)
+        #: The opt-outs decided in the last batches: a batch is decided before the previous
+        #: one's transaction has written its opt-outs (see services.processors.pipeline).
+        self._recent: deque[dict[uuid.UUID, set[str]]] = deque(maxlen=RECENT_BATCHES)
 
     def detect(self, interactions: Iterable[Interaction]) -> dict[str, Detected | None]:
         """The interactions' languages, detected at once ahead of routing them (no I/O)."""
         return self.router.detect(Message.of(i) for i in interactions)
 
-    async def decide_and_record(
+    async def decide(
         self,
         conn: asyncpg.Connection,
         events: Sequence[UnifiedEvent],
         detected: Languages | None = None,
-    ) -> tuple[list[Record], list[uuid.UUID]]:
-        """Route ``events`` (inside the caller's transaction; languages from ``detected``, a
-        ``detect`` result, when given): opt-outs and decisions written; returns the records
-        still to publish and the events they belong to."""
+    ) -> Routed:
+        """Route ``events`` (languages from ``detected``, a ``detect`` result, when given) with
+        their customers' consents and profiles as they stand now; nothing is written."""
         found = await lookups.load(
             conn,
             (e.customer_id for e in events),
             with_profiles=self.router.ruleset.needs_customer,
         )
-        decided, writes = decide(self.router, events, found, detected)
-        await consent.apply_changes(conn, writes)
-        pending = await record_decisions(conn, decided)
-        fresh = [(e, d) for e, d in decided if e.event_id in pending]
-        return records(fresh), [e.event_id for e, _ in fresh]
+        before: dict[uuid.UUID, set[str]] = {}
+        for batch in self._recent:
+            for customer, purposes in batch.items():
+                before.setdefault(customer, set()).update(purposes)
+        decided, writes = decide(self.router, events, found, detected, before)
+        opted_out: dict[uuid.UUID, set[str]] = {}
+        for write in writes:
+            opted_out.setdefault(write.customer_id, set()).add(write.change.purpose.value)
+        self._recent.append(opted_out)
+        return Routed(decided, writes, records(decided))
+
+    async def record(
+        self, conn: asyncpg.Connection, routed: Routed
+    ) -> tuple[list[Record], list[uuid.UUID]]:
+        """Write the opt-outs and decisions of ``routed`` (inside the caller's transaction);
+        returns the records still to publish (a replayed event keeps its first decision and is
+        not published again once marked) and the events they belong to."""
+        await consent.apply_changes(conn, routed.writes)
+        pending = await record_decisions(conn, routed.decided)
+        fresh = [(e, d) for e, d in routed.decided if e.event_id in pending]
+        count_routed(fresh)
+        return [r for e, _ in fresh for r in routed.records[e.event_id]], [
+            e.event_id for e, _ in fresh
+        ]
 
 
 async def mark_published(conn: asyncpg.Connection, event_ids: Sequence[uuid.UUID]) -> None:
