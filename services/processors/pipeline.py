@@ -43,20 +43,31 @@ Step = Callable[[Resources, Any], Awaitable[Any]]
 Ack = Callable[[Any], Awaitable[Any]]
 
 
-async def _unless_ended(waiting: Awaitable[Any], tasks: Sequence[asyncio.Task[None]]) -> Any:
-    """Await ``waiting``; raise instead if one of ``tasks`` (which never end) has ended."""
-    wait = asyncio.ensure_future(waiting)
+async def _until_first(owned: Sequence[Awaitable[Any]], watched: Sequence[Any] = ()) -> None:
+    """Wait until one of ``owned`` or ``watched`` is done; cancel the ``owned`` still pending
+    (``watched`` tasks are left running)."""
+    futures = [asyncio.ensure_future(w) for w in owned]
     try:
-        await asyncio.wait({wait, *tasks}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([*futures, *watched], return_when=asyncio.FIRST_COMPLETED)
     finally:
-        if not wait.done():
-            wait.cancel()
+        for future in futures:
+            future.cancel()
+
+
+def _raise_if_ended(tasks: Sequence[asyncio.Task[None]]) -> None:
+    """RuntimeError (from the task's own failure, if any) when one of ``tasks``, which never
+    end while running, has ended."""
     for task in tasks:
         if task.done():
             if not task.cancelled() and task.exception() is not None:
                 raise RuntimeError(f"{task.get_name()} failed") from task.exception()
             raise RuntimeError(f"{task.get_name()} has ended")
-    return wait.result()
+
+
+async def _unless_ended(waiting: Awaitable[Any], tasks: Sequence[asyncio.Task[None]]) -> None:
+    """Await ``waiting``; raise instead if one of ``tasks`` ends meanwhile."""
+    await _until_first([waiting], tasks)
+    _raise_if_ended(tasks)
 
 
 async def _stop(tasks: Sequence[asyncio.Task[None]]) -> None:
@@ -205,8 +216,7 @@ class Batches:
         """Gather one event; waits while a full batch waits to be handed on."""
         if self._task is None:
             raise RuntimeError("Batches.add outside Batches.running()")
-        if self._task.done():
-            await _unless_ended(asyncio.sleep(0), [self._task])
+        _raise_if_ended([self._task])
         self._pending.append(event)
         self._arrived.set()
         if len(self._pending) >= self.size:
@@ -224,7 +234,7 @@ class Batches:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._full.wait(), self.within)
             else:  # busy: a full batch goes in now, a partial one once the pipeline is idle
-                await _first(self._full.wait(), pipeline.drained())
+                await _until_first([self._full.wait(), pipeline.drained()])
                 if self._full.is_set():
                     await pipeline.room()
             batch = self._pending[: self.size]
@@ -232,13 +242,3 @@ class Batches:
             self._full.clear()
             self._room.set()
             await pipeline.submit(batch)
-
-
-async def _first(*waiting: Awaitable[Any]) -> None:
-    """Wait until one of ``waiting`` is done; cancel the others."""
-    futures = [asyncio.ensure_future(w) for w in waiting]
-    try:
-        await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for future in futures:
-            future.cancel()
