@@ -37,6 +37,13 @@ def ce_headers(
     return headers
 
 
+def with_event_id(headers: Headers, event_id: str) -> Headers:
+    """A copy of ``headers`` (from ``ce_headers``) for another event: its ``ce_id`` replaced,
+    so a batch's records of one type share the rest, encoded once."""
+    value = event_id.encode()
+    return [(name, value) if name == "ce_id" else (name, old) for name, old in headers]
+
+
 def header_map(headers: Iterable[tuple[str, bytes | None]] | None) -> Mapping[str, str]:
     """Return record headers as a str -> str mapping (the last value of a name wins)."""
     return {name: (value or b"").decode("utf-8", "replace") for name, value in headers or ()}

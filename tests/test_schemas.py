@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pytest
 from pydantic import ValidationError
 
 from schemas import Channel, DeliveryState, Identity, IdentityType, Interaction, UnifiedEvent
-from schemas.cloudevents import ce_headers, header_map
+from schemas.cloudevents import ce_headers, header_map, with_event_id
 from schemas.ids import event_id_for
 from schemas.jsonschema import SCHEMA_DIR, rendered
 from schemas.topics import ALL_TOPICS, ROUTED, Department
@@ -159,6 +159,15 @@ def test_cloudevents_headers_are_binary_mode() -> None:
         "ce_source": "channels/api",
         "content-type": "application/json",
     }
+
+
+def test_a_batch_shares_headers_but_not_their_event_id() -> None:
+    when = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
+    shared = ce_headers(event_id="", ce_type="t", source="s", time=when)
+    first, second = with_event_id(shared, "e1"), with_event_id(shared, "e2")
+    assert first == ce_headers(event_id="e1", ce_type="t", source="s", time=when)
+    assert header_map(second)["ce_id"] == "e2"
+    assert header_map(shared)["ce_id"] == ""  # the template itself is left as it was
 
 
 def test_identity_types_cover_every_channel_kind() -> None:

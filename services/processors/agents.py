@@ -65,7 +65,7 @@ async def _write(conn: Any, route: RouteStep, work: Work) -> tuple[list[Record],
     assert work.routed is not None
     async with conn.transaction():
         routed, published = await route.record(conn, work.routed)
-        written = await insert_events(conn, work.unified)
+        written = await insert_events(conn, work.unified, work.routed.interactions())
     metrics.TIMELINE_ROWS.inc(written)
     return routed, published
 

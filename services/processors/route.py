@@ -23,10 +23,12 @@ from dataclasses import dataclass
 import asyncpg
 from prometheus_client import Counter as Metric
 
-from schemas import ConsentChange, Interaction, RoutedEvent, UnifiedEvent
+from schemas import ConsentChange, Interaction, UnifiedEvent
+from schemas.cloudevents import ce_headers, with_event_id
+from schemas.encoding import datetime_json, routed_event_json, with_language
 from schemas.events import utcnow
 from schemas.topics import ROUTED
-from services.bus.records import Record, to_record
+from services.bus.records import Record
 from services.config import Settings
 from services.customers import consent
 from services.routing import lookups
@@ -135,29 +137,49 @@ def decide(
     return decided, writes
 
 
-def records(decided: Sequence[tuple[UnifiedEvent, Decision]]) -> dict[uuid.UUID, list[Record]]:
-    """Each event's routed records: one on the primary department's topic, one per copy."""
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """One routed event's encodings, made once when it is decided."""
+
+    #: The interaction's JSON as received (the timeline's copy).
+    interaction: str
+    #: Its routed records: one on the primary department's topic, one per copy.
+    records: list[Record]
+
+
+def encode(decided: Sequence[tuple[UnifiedEvent, Decision]]) -> dict[uuid.UUID, Encoded]:
+    """Each event's interaction JSON and routed records, the interaction encoded once (for the
+    timeline and every record): a record's value is spliced from it and the routing's JSON
+    (``schemas.encoding``) rather than built and encoded as a ``RoutedEvent`` again."""
     now = utcnow()
-    out: dict[uuid.UUID, list[Record]] = {}
+    routed_at = datetime_json(now)
+    headers = {  # the batch's headers by department, encoded once
+        d: ce_headers(event_id="", ce_type=spec.ce_type, source=SOURCE, time=now)
+        for d, spec in ROUTED.items()
+    }
+    out: dict[uuid.UUID, Encoded] = {}
     for event, decision in decided:
         interaction = event.interaction
+        own = interaction.model_dump_json()
+        sent = own
         if interaction.language is None and decision.language:
-            interaction = interaction.model_copy(update={"language": decision.language})
-        out[event.event_id] = [
-            to_record(
-                ROUTED[routing.department],
-                RoutedEvent(
-                    event_id=event.event_id,
-                    customer_id=event.customer_id,
-                    routed_at=now,
-                    routing=routing,
-                    interaction=interaction,
-                ),
-                str(event.event_id),
-                SOURCE,
-            )
-            for routing in decision.routings
-        ]
+            sent = with_language(own, decision.language)  # the language rules matched in
+        event_id, customer_id = str(event.event_id), str(event.customer_id)
+        key = customer_id.encode()
+        out[event.event_id] = Encoded(
+            interaction=own,
+            records=[
+                Record(
+                    topic=ROUTED[routing.department].name,
+                    key=key,
+                    value=routed_event_json(
+                        event_id, customer_id, routed_at, routing.model_dump_json(), sent
+                    ).encode(),
+                    headers=with_event_id(headers[routing.department], event_id),
+                )
+                for routing in decision.routings
+            ],
+        )
     return out
 
 
@@ -184,7 +206,11 @@ class Routed:
 
     decided: list[tuple[UnifiedEvent, Decision]]
     writes: list[consent.ConsentWrite]
-    records: dict[uuid.UUID, list[Record]]
+    encoded: dict[uuid.UUID, Encoded]
+
+    def interactions(self) -> dict[uuid.UUID, str]:
+        """The interactions' JSON as received, by event id (for the timeline)."""
+        return {event_id: e.interaction for event_id, e in self.encoded.items()}
 
 
 class RouteStep:
@@ -226,7 +252,7 @@ class RouteStep:
         for write in writes:
             opted_out.setdefault(write.customer_id, set()).add(write.change.purpose.value)
         self._recent.append(opted_out)
-        return Routed(decided, writes, records(decided))
+        return Routed(decided, writes, encode(decided))
 
     async def record(
         self, conn: asyncpg.Connection, routed: Routed
@@ -238,7 +264,7 @@ class RouteStep:
         pending = await record_decisions(conn, routed.decided)
         fresh = [(e, d) for e, d in routed.decided if e.event_id in pending]
         count_routed(fresh)
-        return [r for e, _ in fresh for r in routed.records[e.event_id]], [
+        return [r for e, _ in fresh for r in routed.encoded[e.event_id].records], [
             e.event_id for e, _ in fresh
         ]
 

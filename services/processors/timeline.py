@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import uuid
+from collections.abc import Mapping, Sequence
 
 import asyncpg
 
@@ -51,12 +52,17 @@ async def write_events(conn: asyncpg.Connection, events: Sequence[UnifiedEvent])
         return await insert_events(conn, events)
 
 
-async def insert_events(conn: asyncpg.Connection, events: Sequence[UnifiedEvent]) -> int:
+async def insert_events(
+    conn: asyncpg.Connection,
+    events: Sequence[UnifiedEvent],
+    encoded: Mapping[uuid.UUID, str] | None = None,
+) -> int:
     """Insert unified events into the timeline in one statement (in the caller's transaction,
     which holds the share locks on their customers until it ends; see ``_INSERT_EVENTS``); an
-    event id already there is skipped."""
+    event id already there is skipped. ``encoded`` may hold interactions' JSON already made."""
     if not events:
         return 0
+    known = encoded or {}
     rows = [
         (
             e.event_id,
@@ -72,7 +78,7 @@ async def insert_events(conn: asyncpg.Connection, events: Sequence[UnifiedEvent]
             e.interaction.thread.id if e.interaction.thread else None,
             e.interaction.provider_message_id,
             _command_id(e),
-            e.interaction.model_dump_json(),
+            known.get(e.event_id) or e.interaction.model_dump_json(),
         )
         for e in events
     ]
