@@ -465,7 +465,7 @@ async def run(opts: Options, say: Callable[[str], None]) -> dict[str, Any]:
             report["processors_backlog"] = {
                 "one_worker": one,
                 "two_workers": two,
-                "ratio_to_plain_loop": round(one["events_per_second"] / plain, 2),
+                "ratio_to_plain_loop": round(one["events_per_second"] / plain, 3),
             }
             report["yardstick"] = {
                 "plain_aiokafka_loop_events_per_second": round(plain),
