@@ -98,17 +98,18 @@ def decide(
     events: Sequence[UnifiedEvent],
     found: lookups.Lookups,
     detected: Languages | None = None,
-    withdrawn_before: Mapping[uuid.UUID, set[str]] | None = None,
+    withdrawn_before: Iterable[Mapping[uuid.UUID, set[str]]] = (),
 ) -> tuple[list[tuple[UnifiedEvent, Decision]], list[consent.ConsentWrite]]:
     """Route a batch in order; an opt-out also applies to the customer's later events in it,
-    as do ``withdrawn_before`` (opt-outs decided in earlier batches, maybe not written yet).
-    The messages' languages come from ``detected`` (``RouteStep.detect``), else are detected
-    here."""
+    as do those of ``withdrawn_before`` (opt-outs decided in earlier batches, by customer,
+    maybe not written yet). The messages' languages come from ``detected``
+    (``RouteStep.detect``), else are detected here."""
     decided: list[tuple[UnifiedEvent, Decision]] = []
     writes: list[consent.ConsentWrite] = []
-    withdrawn_here: dict[uuid.UUID, set[str]] = {
-        customer: set(purposes) for customer, purposes in (withdrawn_before or {}).items()
-    }
+    withdrawn_here: dict[uuid.UUID, set[str]] = {}
+    for earlier in withdrawn_before:
+        for customer, purposes in earlier.items():
+            withdrawn_here.setdefault(customer, set()).update(purposes)
     seen: set[uuid.UUID] = set()
     messages = {e.event_id: Message.of(e.interaction) for e in events}
     if detected is None:
@@ -243,11 +244,7 @@ class RouteStep:
             (e.customer_id for e in events),
             with_profiles=self.router.ruleset.needs_customer,
         )
-        before: dict[uuid.UUID, set[str]] = {}
-        for batch in self._recent:
-            for customer, purposes in batch.items():
-                before.setdefault(customer, set()).update(purposes)
-        decided, writes = decide(self.router, events, found, detected, before)
+        decided, writes = decide(self.router, events, found, detected, self._recent)
         opted_out: dict[uuid.UUID, set[str]] = {}
         for write in writes:
             opted_out.setdefault(write.customer_id, set()).add(write.change.purpose.value)
