@@ -13,7 +13,6 @@ last batches are carried into the next decisions.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
 from collections import Counter, deque
@@ -31,6 +30,7 @@ from schemas.topics import ROUTED
 from services.bus.records import Record
 from services.config import Settings
 from services.customers import consent
+from services.db.arrays import text_array_literal
 from services.routing import lookups
 from services.routing.engine import Decision, Languages, Message, Router
 from services.routing.language import Detected
@@ -46,10 +46,8 @@ ROUTED_TOTAL = Metric(
 _DECISIONS = """
 INSERT INTO routing_decisions (event_id, customer_id, department, copies, priority, tags, rule_id,
                                ruleset_version, reason, language, confidence)
-SELECT u.event_id, u.customer_id, u.department,
-       ARRAY(SELECT jsonb_array_elements_text(u.copies::jsonb)), u.priority,
-       ARRAY(SELECT jsonb_array_elements_text(u.tags::jsonb)), u.rule_id, u.ruleset_version,
-       u.reason, u.language, u.confidence
+SELECT u.event_id, u.customer_id, u.department, u.copies::text[], u.priority, u.tags::text[],
+       u.rule_id, u.ruleset_version, u.reason, u.language, u.confidence
 FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
             $8::text[], $9::text[], $10::text[], $11::real[])
      AS u(event_id, customer_id, department, copies, priority, tags, rule_id, ruleset_version,
@@ -75,9 +73,9 @@ async def record_decisions(
             event.event_id,
             event.customer_id,
             d.primary.department.value,
-            json.dumps([c.department.value for c in d.copies]),  # a nested list would be 2-D
+            text_array_literal(c.department.value for c in d.copies),  # lists of lists: 2-D
             d.primary.priority,
-            json.dumps(d.primary.tags),
+            text_array_literal(d.primary.tags),
             d.primary.rule_id,
             d.primary.ruleset_version,
             d.primary.reason,
