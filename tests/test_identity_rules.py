@@ -132,7 +132,7 @@ async def test_a_batch_resolves_in_the_same_few_statements_whatever_its_size(
         "BEGIN",  # asyncpg's transaction
         "SELECT",  # advisory locks on the values
         "WITH",  # the read
-        "SELECT",  # the known customers, FOR UPDATE
+        "SELECT",  # the known customers, FOR NO KEY UPDATE
         "WITH",  # the read under their locks
         "WITH",  # every write
         "COMMIT",
@@ -266,6 +266,62 @@ async def test_events_written_while_a_merge_holds_their_customer_land_on_the_sur
         await merge.commit()
         assert await write == 1
     assert await owner(pool, late.event_id) == a
+
+
+async def _waits_for_a_lock(pool: asyncpg.Pool, pid: int) -> bool:
+    return bool(
+        await pool.fetchval(
+            "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid
+        )
+    )
+
+
+async def test_events_written_while_the_resolver_merges_their_customer_land_on_the_survivor(
+    pool: asyncpg.Pool,
+) -> None:
+    """The resolver's own merge, as the manual one: a timeline write for the merged customer
+    waits for the resolution's transaction, then follows the alias it left."""
+    mail, tel = email("bridge"), phone()
+    [a] = (await ingest(pool, event(("email", mail)))).customers
+    late = event(("phone", tel))
+    async with pool.acquire() as conn:
+        [b] = (await resolve(conn, [late], RULES)).customers  # unified, not yet projected
+    unified = UnifiedEvent(
+        event_id=late.event_id, customer_id=b, unified_at=utcnow(), interaction=late
+    )
+    async with pool.acquire() as merging, pool.acquire() as writing:
+        merge = merging.transaction()
+        await merge.start()
+        resolution = await resolve(merging, [event(("email", mail), ("phone", tel))], RULES)
+        assert resolution.customers == [a]  # b merged into a, not committed yet
+        writer = writing.get_server_pid()
+        write = asyncio.create_task(write_events(writing, [unified]))
+        await eventually(lambda: _waits_for_a_lock(pool, writer))
+        assert not write.done()
+        await merge.commit()
+        assert await write == 1
+    assert await owner(pool, late.event_id) == a
+
+
+async def test_a_resolution_without_merges_does_not_hold_up_its_customers_timeline(
+    pool: asyncpg.Pool,
+) -> None:
+    """A batch resolved while the one before it is being written: the resolution locks its
+    customers against other resolutions, not against timeline writes, which go on at once."""
+    mail = email("busy")
+    [a] = (await ingest(pool, event(("email", mail)))).customers
+    written = event(("email", mail))
+    unified = UnifiedEvent(
+        event_id=written.event_id, customer_id=a, unified_at=utcnow(), interaction=written
+    )
+    async with pool.acquire() as resolving, pool.acquire() as writing:
+        holding = resolving.transaction()
+        await holding.start()
+        assert (await resolve(resolving, [event(("email", mail))], RULES)).customers == [a]
+        # a lock wait would hang here until the resolution commits (the guard ends the test)
+        assert await asyncio.wait_for(write_events(writing, [unified]), 30) == 1
+        await holding.commit()
+    assert await owner(pool, written.event_id) == a
 
 
 async def test_blocked_values_never_glue_strangers(pool: asyncpg.Pool) -> None:

@@ -74,13 +74,19 @@ async def lock_keys(conn: asyncpg.Connection, keys: Sequence[Key]) -> None:
 
 
 async def lock_customers(conn: asyncpg.Connection, ids: Iterable[uuid.UUID]) -> list[CustomerRow]:
-    """Lock customer rows (sorted, FOR UPDATE), following merged ones to their survivor."""
+    """Lock customer rows (sorted, FOR NO KEY UPDATE), following merged ones to their survivor.
+
+    The lock serialises resolutions, manual changes and erasures of the same customers, but
+    not timeline writes (FOR KEY SHARE, see ``services.processors.timeline``): the batch
+    resolved next no longer waits for the one before it to be written. A merge takes the
+    merged customer FOR UPDATE itself (``move_customer``), which timeline writes do wait for.
+    """
     wanted = set(ids)
     locked: dict[uuid.UUID, Any] = {}
     while wanted - set(locked):
         rows = await conn.fetch(
             "SELECT id, created_at, merge_count, status, merged_into FROM customers"
-            " WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE",
+            " WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE",
             sorted(wanted - set(locked)),
         )
         for row in rows:
@@ -191,6 +197,17 @@ async def write_log(conn: asyncpg.Connection, rows: Sequence[LogRow]) -> None:
         await conn.execute(_INSERT_LOG, *_log_columns(rows))
 
 
+async def lock_merged(conn: asyncpg.Connection, merged: Sequence[uuid.UUID]) -> None:
+    """Lock the customers a batch merges away FOR UPDATE, all at once and in id order (the
+    order timeline writes lock them in): one by one, in the order the merges were decided, a
+    resolution and a timeline write each held one the other wanted (a deadlock, measured)."""
+    if merged:
+        await conn.execute(
+            "SELECT 1 FROM customers WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE",
+            sorted(set(merged)),
+        )
+
+
 async def move_customer(
     conn: asyncpg.Connection,
     merged: uuid.UUID,
@@ -201,7 +218,12 @@ async def move_customer(
     reason: str,
     actor: str = "resolver",
 ) -> None:
-    """Merge ``merged`` into ``survivor``: identities, timeline, consent, profile, aliases."""
+    """Merge ``merged`` into ``survivor``: identities, timeline, consent, profile, aliases.
+
+    The caller holds ``merged`` FOR UPDATE (``lock_merged``, or a manual merge's lock): timeline
+    writes for it in flight (FOR KEY SHARE) have committed before its rows move, and later ones
+    wait, then follow its alias.
+    """
     moved = await conn.fetch(
         "UPDATE identities SET customer_id = $2 WHERE customer_id = $1"
         " RETURNING type, scope, value",
@@ -307,6 +329,7 @@ async def apply(
 ) -> list[CustomerEvent]:
     """Write a batch's decisions; return the customer.merged events to publish."""
     await _insert_batch(conn, writes)
+    await lock_merged(conn, [m[0] for m in writes.merges])
     for merged, survivor, event_id, reason in writes.merges:
         await move_customer(conn, merged, survivor, rules, event_id=event_id, reason=reason)
     if writes.merges:

@@ -74,8 +74,9 @@ async def _resolve(
     conn: Any, resources: Resources, interactions: list[Interaction]
 ) -> tuple[list[UnifiedEvent], Resolution]:
     """Drop echoes and resolve each interaction's customer (with its consent statements) in a
-    transaction of its own: it holds the customers FOR UPDATE, so it commits before routing
-    starts and another batch for the same customers waits only that long."""
+    transaction of its own: it holds the customers' rows locked (FOR NO KEY UPDATE; a merged
+    one FOR UPDATE), so it commits before routing starts and another batch resolving the same
+    customers waits only that long (timeline writes wait only for merges)."""
     async with conn.transaction():
         kept = await drop_echoes(conn, interactions)
         resolution = await resolve(conn, kept, resources.identity_rules)

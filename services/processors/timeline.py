@@ -10,13 +10,14 @@ import asyncpg
 from schemas import DeliveryStatus, UnifiedEvent
 
 #: Events land on the live customer their customer id answers as: the customers' rows are
-#: share-locked in the same statement, so a batch written here either waits for a merge that
-#: holds them FOR UPDATE and follows its alias (the locked row is re-read once the merge
-#: commits), or commits first and is then moved by the merge.
+#: locked FOR KEY SHARE in the same statement, so a batch written here either waits for a merge
+#: or erasure that holds them FOR UPDATE and follows its alias (the locked row is re-read once
+#: the merge commits), or commits first and is then moved by the merge. The weakest lock: it
+#: does not wait for a resolution that only reads the customer (FOR NO KEY UPDATE).
 _INSERT_EVENTS = """
 WITH live AS (
     SELECT id, coalesce(merged_into, id) AS id_now FROM customers
-    WHERE id = ANY($2::uuid[]) ORDER BY id FOR SHARE
+    WHERE id = ANY($2::uuid[]) ORDER BY id FOR KEY SHARE
 )
 INSERT INTO timeline (event_id, customer_id, occurred_at, received_at, channel, direction, kind,
                       subject, body, language, thread_id, provider_message_id, command_id,
