@@ -235,39 +235,6 @@ async def test_events_unified_before_a_merge_land_on_the_survivor(pool: asyncpg.
     assert await owner(pool, late.event_id) == a
 
 
-async def test_events_written_while_a_merge_holds_their_customer_land_on_the_survivor(
-    pool: asyncpg.Pool,
-) -> None:
-    """A timeline write for a customer being merged waits for the merge's row locks, then
-    follows the alias the merge left (the row it locked is re-read once the merge commits)."""
-    [a] = (await ingest(pool, event(("email", email())))).customers
-    late = event(("phone", phone()))
-    async with pool.acquire() as conn:
-        [b] = (await resolve(conn, [late], RULES)).customers  # unified, not yet projected
-    unified = UnifiedEvent(
-        event_id=late.event_id, customer_id=b, unified_at=utcnow(), interaction=late
-    )
-    async with pool.acquire() as merging, pool.acquire() as writing:
-        merge = merging.transaction()
-        await merge.start()
-        await manual.merge(merging, a, b, "same person", "agent", RULES)
-        writer = writing.get_server_pid()
-        write = asyncio.create_task(write_events(writing, [unified]))
-
-        async def waits_for_a_lock() -> bool:
-            return bool(
-                await pool.fetchval(
-                    "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", writer
-                )
-            )
-
-        await eventually(waits_for_a_lock)
-        assert not write.done()
-        await merge.commit()
-        assert await write == 1
-    assert await owner(pool, late.event_id) == a
-
-
 async def _waits_for_a_lock(pool: asyncpg.Pool, pid: int) -> bool:
     return bool(
         await pool.fetchval(
@@ -276,11 +243,28 @@ async def _waits_for_a_lock(pool: asyncpg.Pool, pid: int) -> bool:
     )
 
 
-async def test_events_written_while_the_resolver_merges_their_customer_land_on_the_survivor(
-    pool: asyncpg.Pool,
+async def _merged_by_an_agent(
+    conn: asyncpg.Connection, a: uuid.UUID, b: uuid.UUID, mail: str, tel: str
 ) -> None:
-    """The resolver's own merge, as the manual one: a timeline write for the merged customer
-    waits for the resolution's transaction, then follows the alias it left."""
+    await manual.merge(conn, a, b, "same person", "agent", RULES)
+
+
+async def _merged_by_the_resolver(
+    conn: asyncpg.Connection, a: uuid.UUID, b: uuid.UUID, mail: str, tel: str
+) -> None:
+    resolution = await resolve(conn, [event(("email", mail), ("phone", tel))], RULES)
+    assert resolution.customers == [a]  # an event carrying both: b merged into a
+
+
+@pytest.mark.parametrize(
+    "merge", [_merged_by_an_agent, _merged_by_the_resolver], ids=["manual", "resolver"]
+)
+async def test_events_written_while_a_merge_holds_their_customer_land_on_the_survivor(
+    pool: asyncpg.Pool, merge: Any
+) -> None:
+    """A timeline write for a customer being merged (by an agent, or by the resolver) waits
+    for the merge's row locks, then follows the alias the merge left (the row it locked is
+    re-read once the merge commits)."""
     mail, tel = email("bridge"), phone()
     [a] = (await ingest(pool, event(("email", mail)))).customers
     late = event(("phone", tel))
@@ -290,15 +274,14 @@ async def test_events_written_while_the_resolver_merges_their_customer_land_on_t
         event_id=late.event_id, customer_id=b, unified_at=utcnow(), interaction=late
     )
     async with pool.acquire() as merging, pool.acquire() as writing:
-        merge = merging.transaction()
-        await merge.start()
-        resolution = await resolve(merging, [event(("email", mail), ("phone", tel))], RULES)
-        assert resolution.customers == [a]  # b merged into a, not committed yet
+        transaction = merging.transaction()
+        await transaction.start()
+        await merge(merging, a, b, mail, tel)
         writer = writing.get_server_pid()
         write = asyncio.create_task(write_events(writing, [unified]))
         await eventually(lambda: _waits_for_a_lock(pool, writer))
         assert not write.done()
-        await merge.commit()
+        await transaction.commit()
         assert await write == 1
     assert await owner(pool, late.event_id) == a
 
