@@ -78,8 +78,8 @@ async def lock_customers(conn: asyncpg.Connection, ids: Iterable[uuid.UUID]) -> 
 
     The lock serialises resolutions, manual changes and erasures of the same customers, but
     not timeline writes (FOR KEY SHARE, see ``services.processors.timeline``): the batch
-    resolved next no longer waits for the one before it to be written. A merge takes the
-    merged customer FOR UPDATE itself (``move_customer``), which timeline writes do wait for.
+    resolved next no longer waits for the one before it to be written. The customers a batch
+    merges away are then locked FOR UPDATE (``lock_merged``), which timeline writes wait for.
     """
     wanted = set(ids)
     locked: dict[uuid.UUID, Any] = {}
