@@ -59,7 +59,7 @@ async def insert_events(
     encoded: Mapping[uuid.UUID, str] | None = None,
 ) -> int:
     """Insert unified events into the timeline in one statement (in the caller's transaction,
-    which holds the share locks on their customers until it ends; see ``_INSERT_EVENTS``); an
+    which holds the key-share locks on their customers until it ends; see ``_INSERT_EVENTS``); an
     event id already there is skipped. ``encoded`` may hold interactions' JSON already made."""
     if not events:
         return 0
