@@ -99,9 +99,9 @@ async def test_resolution_joins_the_callers_transaction(pool: asyncpg.Pool) -> N
 async def test_a_batch_resolves_in_the_same_few_statements_whatever_its_size(
     pool: asyncpg.Pool,
 ) -> None:
-    """Resolution works set-wise: lock the values, read, lock the customers they name, read
-    again, write everything decided in one statement: as many statements for 4 events as for
-    60, each of them known people seen with a new phone or new people with two identities."""
+    """Resolution works set-wise: lock the values, lock the customers they name, read, write
+    everything decided in one statement: as many statements for 4 events as for 60, each of
+    them known people seen with a new phone or new people with two identities."""
     known = [email() for _ in range(30)]
     await ingest(pool, *(event(("email", value)) for value in known))
 
@@ -131,8 +131,7 @@ async def test_a_batch_resolves_in_the_same_few_statements_whatever_its_size(
     assert [q.split()[0].rstrip(";").upper() for q in large] == [
         "BEGIN",  # asyncpg's transaction
         "SELECT",  # advisory locks on the values
-        "WITH",  # the read
-        "SELECT",  # the known customers, FOR NO KEY UPDATE
+        "SELECT",  # the customers they name, FOR NO KEY UPDATE
         "WITH",  # the read under their locks
         "WITH",  # every write
         "COMMIT",
@@ -211,9 +210,18 @@ async def test_several_matches_merge_into_the_oldest_with_history(pool: asyncpg.
         assert alias["id"] == str(oldest) and alias["requested_id"] == str(younger)
         assert str(younger) in alias["aliases"]
         log = await conn.fetch(
-            "SELECT action, rule FROM identity_link_log WHERE value = $1 ORDER BY seq", tel
+            "SELECT action, rule, customer_id, other_customer, event_id, actor, decision"
+            " FROM identity_link_log WHERE value = $1 ORDER BY seq",
+            tel,
         )
     assert [(r["action"], r["rule"]) for r in log] == [("link", "new_identity"), ("merge", "merge")]
+    moved = log[-1]
+    assert (moved["customer_id"], moved["other_customer"]) == (oldest, younger)
+    assert (moved["event_id"], moved["actor"], moved["decision"]) == (
+        bridge.event_id,
+        "resolver",
+        "accepted",
+    )
 
 
 async def test_events_unified_before_a_merge_land_on_the_survivor(pool: asyncpg.Pool) -> None:

@@ -73,8 +73,22 @@ async def lock_keys(conn: asyncpg.Connection, keys: Sequence[Key]) -> None:
         )
 
 
-async def lock_customers(conn: asyncpg.Connection, ids: Iterable[uuid.UUID]) -> list[CustomerRow]:
-    """Lock customer rows (sorted, FOR NO KEY UPDATE), following merged ones to their survivor.
+#: The customers to lock: those named ($1), and the owners of the identity values given ($2-$4).
+_LOCK_CUSTOMERS = """
+SELECT id, created_at, merge_count, status, merged_into FROM customers
+WHERE id = ANY($1::uuid[])
+   OR id IN (SELECT i.customer_id FROM identities i
+             JOIN unnest($2::text[], $3::text[], $4::text[]) AS k(type, scope, value)
+             USING (type, scope, value))
+ORDER BY id FOR NO KEY UPDATE
+"""
+
+
+async def lock_customers(
+    conn: asyncpg.Connection, ids: Iterable[uuid.UUID], keys: Sequence[Key] = ()
+) -> list[CustomerRow]:
+    """Lock customer rows (sorted, FOR NO KEY UPDATE): those of ``ids`` and the owners of
+    ``keys`` as they stand, following merged ones to their survivor; return the live ones.
 
     The lock serialises resolutions, manual changes and erasures of the same customers, but
     not timeline writes (FOR KEY SHARE, see ``services.processors.timeline``): the batch
@@ -83,12 +97,12 @@ async def lock_customers(conn: asyncpg.Connection, ids: Iterable[uuid.UUID]) -> 
     """
     wanted = set(ids)
     locked: dict[uuid.UUID, Any] = {}
-    while wanted - set(locked):
+    first = True
+    while first or wanted - set(locked):
         rows = await conn.fetch(
-            "SELECT id, created_at, merge_count, status, merged_into FROM customers"
-            " WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE",
-            sorted(wanted - set(locked)),
+            _LOCK_CUSTOMERS, sorted(wanted - set(locked)), *columns(keys if first else ())
         )
+        first = False
         for row in rows:
             locked[row["id"]] = row
             if row["merged_into"] is not None:
@@ -148,22 +162,22 @@ async def snapshot(
 ) -> Snapshot:
     """Lock the keys and their customers; read everything the decider needs.
 
-    Round trips: the key locks, one read; when the values (or hints) name customers, their
-    row locks and a second read, which is the one kept (identities may have moved while the
-    locks were awaited). A read naming a customer not yet locked goes round again.
+    Round trips: the key locks; the locks of the customers the values (and hints) name, found
+    in the same statement; one read. A read naming a customer not locked yet (an identity
+    moved while the locks were awaited) locks it and reads again.
     """
     await lock_keys(conn, keys)
-    customers: dict[uuid.UUID, CustomerRow] = {}
-    wanted: set[uuid.UUID] = set(hints)
+    customers = {row.id: row for row in await lock_customers(conn, hints, keys)}
+    asked = set(hints)
     while True:
         rows = await conn.fetch(_SNAPSHOT, *columns(keys), list(customers))
         snap = _read(rows, customers)
-        wanted |= set(snap.mapping.values())
-        if wanted <= set(customers):
+        missing = set(snap.mapping.values()) - set(customers) - asked
+        if not missing:  # (a value owned by a customer that is not live is not locked again)
             return snap
-        for row in await lock_customers(conn, wanted - set(customers)):
+        asked |= missing
+        for row in await lock_customers(conn, missing):
             customers[row.id] = row
-        wanted = {c for c in wanted if c in customers}
 
 
 _INSERT_LOG = """
@@ -208,6 +222,39 @@ async def lock_merged(conn: asyncpg.Connection, merged: Sequence[uuid.UUID]) -> 
         )
 
 
+#: One merge's moves in one statement (a round trip, where one a move took nine): identities
+#: (each logged), the customer's status and the aliases that named it, its timeline and its
+#: consents (the later change of each survives). Every part reads the snapshot from before the
+#: statement, and no two parts touch the same row.
+_MOVE = """
+WITH moved AS (
+    UPDATE identities SET customer_id = $2 WHERE customer_id = $1 RETURNING type, scope, value
+), logged AS (
+    INSERT INTO identity_link_log (type, scope, value, customer_id, action, decision, rule,
+                                   reason, event_id, other_customer, actor)
+    SELECT type, scope, value, $2, 'merge', 'accepted', 'merge', $3, $4, $1, $5 FROM moved
+), merged AS (
+    UPDATE customers SET status = 'merged', merged_into = $2 WHERE id = $1
+), aliases AS (
+    UPDATE customers SET merged_into = $2 WHERE merged_into = $1
+), events AS (
+    UPDATE timeline SET customer_id = $2 WHERE customer_id = $1
+), consents_kept AS (
+    INSERT INTO consents (customer_id, channel, purpose, granted, reason, source_event,
+                          changed_at)
+    SELECT $2, channel, purpose, granted, reason, source_event, changed_at
+    FROM consents WHERE customer_id = $1
+    ON CONFLICT (customer_id, channel, purpose) DO UPDATE
+    SET granted = EXCLUDED.granted, reason = EXCLUDED.reason,
+        source_event = EXCLUDED.source_event, changed_at = EXCLUDED.changed_at
+    WHERE consents.changed_at < EXCLUDED.changed_at
+), consents_gone AS (
+    DELETE FROM consents WHERE customer_id = $1
+)
+SELECT count(*) FROM moved
+"""
+
+
 async def move_customer(
     conn: asyncpg.Connection,
     merged: uuid.UUID,
@@ -218,57 +265,14 @@ async def move_customer(
     reason: str,
     actor: str = "resolver",
 ) -> None:
-    """Merge ``merged`` into ``survivor``: identities, timeline, consent, profile, aliases.
+    """Merge ``merged`` into ``survivor``: identities, timeline, consent, aliases (one
+    statement, ``_MOVE``), then the profile.
 
     The caller holds ``merged`` FOR UPDATE (``lock_merged``, or a manual merge's lock): timeline
     writes for it in flight (FOR KEY SHARE) have committed before its rows move, and later ones
     wait, then follow its alias.
     """
-    moved = await conn.fetch(
-        "UPDATE identities SET customer_id = $2 WHERE customer_id = $1"
-        " RETURNING type, scope, value",
-        merged,
-        survivor,
-    )
-    await write_log(
-        conn,
-        [
-            LogRow(
-                (r["type"], r["scope"], r["value"]),
-                survivor,
-                "merge",
-                "accepted",
-                "merge",
-                reason,
-                event_id,
-                merged,
-                actor,
-            )
-            for r in moved
-        ],
-    )
-    await conn.execute(
-        "UPDATE customers SET status = 'merged', merged_into = $2 WHERE id = $1", merged, survivor
-    )
-    await conn.execute(
-        "UPDATE customers SET merged_into = $2 WHERE merged_into = $1", merged, survivor
-    )
-    await conn.execute(
-        "UPDATE timeline SET customer_id = $2 WHERE customer_id = $1", merged, survivor
-    )
-    await conn.execute(
-        """INSERT INTO consents (customer_id, channel, purpose, granted, reason, source_event,
-                                 changed_at)
-           SELECT $2, channel, purpose, granted, reason, source_event, changed_at
-           FROM consents WHERE customer_id = $1
-           ON CONFLICT (customer_id, channel, purpose) DO UPDATE
-           SET granted = EXCLUDED.granted, reason = EXCLUDED.reason,
-               source_event = EXCLUDED.source_event, changed_at = EXCLUDED.changed_at
-           WHERE consents.changed_at < EXCLUDED.changed_at""",
-        merged,
-        survivor,
-    )
-    await conn.execute("DELETE FROM consents WHERE customer_id = $1", merged)
+    await conn.execute(_MOVE, merged, survivor, reason, event_id, actor)
     await profile.merge_into(conn, merged, survivor, rules)
 
 
