@@ -8,7 +8,7 @@ import asyncpg
 
 from schemas import Department, Interaction, Routing, UnifiedEvent
 from schemas.events import utcnow
-from services.processors.route import encode, record_decisions
+from services.processors.route import record_decisions
 from services.routing.engine import Decision
 from tests.support import phone, unique
 
@@ -46,7 +46,7 @@ async def record(
     pool: asyncpg.Pool, decided: list[tuple[UnifiedEvent, Decision]]
 ) -> set[uuid.UUID]:
     async with pool.acquire() as conn, conn.transaction():
-        return await record_decisions(conn, decided, encode(decided))
+        return await record_decisions(conn, decided)
 
 
 async def test_columns_come_from_the_primary_routing(pool: asyncpg.Pool) -> None:

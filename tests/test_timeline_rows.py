@@ -89,18 +89,18 @@ async def test_columns_come_from_the_interaction(pool: asyncpg.Pool) -> None:
     assert Interaction.model_validate(json.loads(plain["doc"])) == bare
 
 
-async def test_only_a_text_command_id_is_read(pool: asyncpg.Pool) -> None:
-    """A command id attribute that is not text (a provider's number, say) is not ours: no
-    command id, and the event is still written."""
+async def test_only_a_command_id_of_ours_is_read(pool: asyncpg.Pool) -> None:
+    """A ``command_id`` attribute that is not a UUID in text (a client's number, a stray
+    string) is not ours: no command id, and the events are still written."""
     owner = await customer(pool)
-    events = [interaction(attributes={"command_id": v}) for v in (7, True, "")]
+    events = [interaction(attributes={"command_id": v}) for v in (7, True, "", "order-12")]
     async with pool.acquire() as conn:
-        assert await write_events(conn, [unified(e, owner) for e in events]) == 3
+        assert await write_events(conn, [unified(e, owner) for e in events]) == 4
     found = await pool.fetch(
         "SELECT command_id FROM timeline WHERE event_id = ANY($1::uuid[])",
         [e.event_id for e in events],
     )
-    assert [r["command_id"] for r in found] == [None, None, None]
+    assert [r["command_id"] for r in found] == [None] * 4
 
 
 async def test_a_replayed_event_is_written_once_and_kept(pool: asyncpg.Pool) -> None:

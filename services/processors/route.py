@@ -13,7 +13,6 @@ last batches are carried into the next decisions.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
 from collections import Counter, deque
@@ -23,7 +22,7 @@ from dataclasses import dataclass
 import asyncpg
 from prometheus_client import Counter as Metric
 
-from schemas import ConsentChange, Interaction, Routing, UnifiedEvent
+from schemas import ConsentChange, Interaction, UnifiedEvent
 from schemas.cloudevents import ce_headers, with_event_id
 from schemas.encoding import datetime_json, routed_event_json, with_language
 from schemas.events import utcnow
@@ -31,6 +30,7 @@ from schemas.topics import ROUTED
 from services.bus.records import Record
 from services.config import Settings
 from services.customers import consent
+from services.db.arrays import text_array_literal
 from services.routing import lookups
 from services.routing.engine import Decision, Languages, Message, Router
 from services.routing.language import Detected
@@ -43,20 +43,15 @@ ROUTED_TOTAL = Metric(
     "omnihub_routed_total", "Routed records published", ["department", "rule", "copy"]
 )
 
-#: The batch comes as one JSON document, ``[{"e": event id, "c": customer id, "r": the primary
-#: routing's JSON (made once for its record), "k": [copy departments]}, ...]``: PostgreSQL takes
-#: the columns out of it, where the worker used to build and encode eleven typed arrays.
 _DECISIONS = """
-WITH batch AS (
-    SELECT (x->>'e')::uuid AS e, (x->>'c')::uuid AS c, x->'r' AS r, x->'k' AS k
-    FROM jsonb_array_elements($1::text::jsonb) AS x
-)
 INSERT INTO routing_decisions (event_id, customer_id, department, copies, priority, tags, rule_id,
                                ruleset_version, reason, language, confidence)
-SELECT e, c, r->>'department', ARRAY(SELECT jsonb_array_elements_text(k)), r->>'priority',
-       ARRAY(SELECT jsonb_array_elements_text(r->'tags')), r->>'rule_id', r->>'ruleset_version',
-       r->>'reason', r->>'language', (r->>'confidence')::real
-FROM batch
+SELECT u.event_id, u.customer_id, u.department, u.copies::text[], u.priority, u.tags::text[],
+       u.rule_id, u.ruleset_version, u.reason, u.language, u.confidence
+FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+            $8::text[], $9::text[], $10::text[], $11::real[])
+     AS u(event_id, customer_id, department, copies, priority, tags, rule_id, ruleset_version,
+          reason, language, confidence)
 ON CONFLICT (event_id) DO UPDATE SET event_id = EXCLUDED.event_id
 WHERE routing_decisions.published_at IS NULL
 RETURNING event_id
@@ -69,28 +64,31 @@ WHERE event_id = ANY($1::uuid[]) AND published_at IS NULL
 
 
 async def record_decisions(
-    conn: asyncpg.Connection,
-    decided: Sequence[tuple[UnifiedEvent, Decision]],
-    encoded: Mapping[uuid.UUID, Encoded],
+    conn: asyncpg.Connection, decided: Sequence[tuple[UnifiedEvent, Decision]]
 ) -> set[uuid.UUID]:
-    """Store each routed event's primary decision (a replayed event keeps its first one), its
-    routing's JSON taken from ``encoded``; return the events whose records still have to be
-    published."""
+    """Store each routed event's primary decision (a replayed event keeps its first one);
+    return the events whose records still have to be published."""
     rows = [
-        f'{{"e":"{event.event_id}","c":"{event.customer_id}",'
-        f'"r":{encoded[event.event_id].routing},"k":{_departments(d.copies)}}}'
+        (
+            event.event_id,
+            event.customer_id,
+            d.primary.department.value,
+            text_array_literal(c.department.value for c in d.copies),  # lists of lists: 2-D
+            d.primary.priority,
+            text_array_literal(d.primary.tags),
+            d.primary.rule_id,
+            d.primary.ruleset_version,
+            d.primary.reason,
+            d.language,
+            d.primary.confidence,
+        )
         for event, d in decided
         if d.primary is not None
     ]
     if not rows:
         return set()
-    pending = await conn.fetch(_DECISIONS, "[" + ",".join(rows) + "]")
+    pending = await conn.fetch(_DECISIONS, *(list(c) for c in zip(*rows, strict=True)))
     return {r["event_id"] for r in pending}
-
-
-def _departments(copies: Sequence[Routing]) -> str:
-    """The copies' departments as a JSON array."""
-    return json.dumps([c.department.value for c in copies]) if copies else "[]"
 
 
 def decide(
@@ -144,8 +142,6 @@ class Encoded:
 
     #: The interaction's JSON as received (the timeline's copy).
     interaction: str
-    #: The primary routing's JSON (for ``routing_decisions``); empty when ignored.
-    routing: str
     #: Its routed records: one on the primary department's topic, one per copy.
     records: list[Record]
 
@@ -169,18 +165,18 @@ def encode(decided: Sequence[tuple[UnifiedEvent, Decision]]) -> dict[uuid.UUID, 
             sent = with_language(own, decision.language)  # the language rules matched in
         event_id, customer_id = str(event.event_id), str(event.customer_id)
         key = customer_id.encode()
-        routings = [(routing, routing.model_dump_json()) for routing in decision.routings]
         out[event.event_id] = Encoded(
             interaction=own,
-            routing=routings[0][1] if routings else "",
             records=[
                 Record(
                     topic=ROUTED[routing.department].name,
                     key=key,
-                    value=routed_event_json(event_id, customer_id, routed_at, made, sent).encode(),
+                    value=routed_event_json(
+                        event_id, customer_id, routed_at, routing.model_dump_json(), sent
+                    ).encode(),
                     headers=with_event_id(headers[routing.department], event_id),
                 )
-                for routing, made in routings
+                for routing in decision.routings
             ],
         )
     return out
@@ -260,7 +256,7 @@ class RouteStep:
         returns the records still to publish (a replayed event keeps its first decision and is
         not published again once marked) and the events they belong to."""
         await consent.apply_changes(conn, routed.writes)
-        pending = await record_decisions(conn, routed.decided, routed.encoded)
+        pending = await record_decisions(conn, routed.decided)
         fresh = [(e, d) for e, d in routed.decided if e.event_id in pending]
         count_routed(fresh)
         return [r for e, _ in fresh for r in routed.encoded[e.event_id].records], [
