@@ -12,13 +12,19 @@ import asyncpg
 import httpx
 import pytest
 
-from schemas import CustomerEvent
+from schemas import CustomerEvent, Interaction, Routing, UnifiedEvent
+from schemas.events import utcnow
 from schemas.topics import CUSTOMERS
 from services.api.auth import Role
+from services.processors.route import record_decisions
+from services.processors.timeline import insert_events
+from services.routing.engine import Decision
 from tests import twilio_support as tw
 from tests.support import consume, email, eventually, unique
 
 pytestmark = pytest.mark.usefixtures("processors", "dispatcher", "twilio_api")
+
+ROUTING = {"department": "sales", "rule_id": "r1", "ruleset_version": "1", "reason": "test"}
 
 
 @pytest.fixture
@@ -223,7 +229,27 @@ async def test_events_in_flight_do_not_resurrect_a_deleted_timeline(
         "DELETE", f"/v1/customers/{customer_id}", json={"reason": "erasure request"}
     )
     assert deleted.status_code == 200
-    async with pool.acquire() as conn:  # what the projector does with an event unified before
+    late = Interaction.create(
+        channel="api",
+        direction="inbound",
+        kind="message",
+        identities=[{"type": "email", "value": mail}],
+        provider_message_id=unique("late"),
+        text="unified before the erasure, written after it",
+    )
+    event = UnifiedEvent(
+        event_id=late.event_id,
+        customer_id=uuid.UUID(customer_id),
+        unified_at=utcnow(),
+        interaction=late,
+    )
+    decided = [(event, Decision(primary=Routing.model_validate(ROUTING)))]
+    async with pool.acquire() as conn:  # what the processors' write step does with it
+        async with conn.transaction():
+            to_publish = await record_decisions(conn, decided)
+            written = await insert_events(conn, [event])
+        assert (to_publish, written) == (set(), 0)
+        # any other writer: the statement triggers take the rows out again
         await conn.execute(
             "INSERT INTO timeline (event_id, customer_id, occurred_at, received_at, channel,"
             " direction, kind, provider_message_id, interaction)"
@@ -231,7 +257,16 @@ async def test_events_in_flight_do_not_resurrect_a_deleted_timeline(
             uuid.uuid4(),
             customer_id,
         )
+        await conn.execute(
+            "INSERT INTO routing_decisions (event_id, customer_id, department, rule_id,"
+            " ruleset_version, reason) VALUES ($1, $2::uuid, 'sales', 'r', 'v', 'x')",
+            uuid.uuid4(),
+            customer_id,
+        )
         left = await conn.fetchval(
             "SELECT count(*) FROM timeline WHERE customer_id = $1::uuid", customer_id
         )
-    assert left == 0
+        decisions = await conn.fetchval(
+            "SELECT count(*) FROM routing_decisions WHERE customer_id = $1::uuid", customer_id
+        )
+    assert (left, decisions) == (0, 0)

@@ -1,7 +1,8 @@
 """Live timeline: one LISTEN connection per API process, fanned out to SSE subscribers.
 
-PostgreSQL triggers (migration 0006) announce every new timeline row, delivery state and
-routing decision on the ``omnihub_timeline`` channel as ``<customer id>/<event id>``. The feed
+PostgreSQL triggers (migration 0006) announce every new timeline row and delivery state on the
+``omnihub_timeline`` channel as ``<customer id>/<event id>`` (a routing decision is written in
+its timeline row's transaction, whose notification covers it: migration 0009). The feed
 keeps one dedicated connection listening (reconnecting when it drops) and hands each
 notification to the queues of the pages showing that customer. A page reconciles with the
 server on every notification and on every (re)connection, so nothing is lost in between.

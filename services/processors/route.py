@@ -43,6 +43,8 @@ ROUTED_TOTAL = Metric(
     "omnihub_routed_total", "Routed records published", ["department", "rule", "copy"]
 )
 
+#: The events of a deleted customer (in flight while it was erased) are left out, so they are
+#: neither recorded nor returned to publish.
 _DECISIONS = """
 INSERT INTO routing_decisions (event_id, customer_id, department, copies, priority, tags, rule_id,
                                ruleset_version, reason, language, confidence)
@@ -52,6 +54,8 @@ FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text
             $8::text[], $9::text[], $10::text[], $11::real[])
      AS u(event_id, customer_id, department, copies, priority, tags, rule_id, ruleset_version,
           reason, language, confidence)
+LEFT JOIN customers ON customers.id = u.customer_id
+WHERE customers.status IS DISTINCT FROM 'deleted'
 ON CONFLICT (event_id) DO UPDATE SET event_id = EXCLUDED.event_id
 WHERE routing_decisions.published_at IS NULL
 RETURNING event_id

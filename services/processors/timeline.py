@@ -13,10 +13,12 @@ from schemas import DeliveryStatus, UnifiedEvent
 #: locked FOR KEY SHARE in the same statement, so a batch written here either waits for a merge
 #: or erasure that holds them FOR UPDATE and follows its alias (the locked row is re-read once
 #: the merge commits), or commits first and is then moved by the merge. The weakest lock: it
-#: does not wait for a resolution that only reads the customer (FOR NO KEY UPDATE).
+#: does not wait for a resolution that only reads the customer (FOR NO KEY UPDATE). Events of
+#: a deleted customer (in flight while it was erased) are left out: erasure marks the customer
+#: and every alias deleted, and the locked row is read as it stands once the lock is granted.
 _INSERT_EVENTS = """
 WITH live AS (
-    SELECT id, coalesce(merged_into, id) AS id_now FROM customers
+    SELECT id, coalesce(merged_into, id) AS id_now, status FROM customers
     WHERE id = ANY($2::uuid[]) ORDER BY id FOR KEY SHARE
 )
 INSERT INTO timeline (event_id, customer_id, occurred_at, received_at, channel, direction, kind,
@@ -28,6 +30,7 @@ FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::timestamptz[], $5::te
             $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
             $12::text[], $13::uuid[], $14::text[]) AS u(e, c, o, r, ch, d, k, s, b, l, t, p, cmd, i)
 LEFT JOIN live ON live.id = u.c
+WHERE live.status IS DISTINCT FROM 'deleted'
 ON CONFLICT (event_id) DO NOTHING
 """
 
