@@ -2,9 +2,10 @@
 
 One transaction per batch:
 1. lock the batch's identity values (advisory locks, in one sorted statement: no deadlock);
-2. read who they belong to, then lock those customers' rows (sorted, FOR NO KEY UPDATE; a
-   merged customer FOR UPDATE when it is merged) and read again, with their other
-   identities, sightings and separations, in one statement;
+2. lock the rows of the customers they belong to, found in the same statement (sorted, FOR NO
+   KEY UPDATE; a merged customer FOR UPDATE when it is merged), then read them with their
+   other identities, sightings and separations, in one statement (again if an identity moved
+   while the locks were awaited);
 3. decide event by event in memory (:class:`Decider`), in batch order;
 4. write the decisions in one statement (merges, shared values and flags add their own).
 Two events for one new person on different partitions serialise on the locks of the values
