@@ -12,26 +12,22 @@ DROP TRIGGER timeline_skip_deleted ON timeline;
 DROP TRIGGER routing_decisions_skip_deleted ON routing_decisions;
 DROP FUNCTION omnihub_skip_deleted_customer();
 
-CREATE FUNCTION omnihub_timeline_drop_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+-- One function for both tables (each has event_id and customer_id): the table is the trigger's.
+CREATE FUNCTION omnihub_drop_deleted_customers_rows() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    DELETE FROM timeline t USING written w, customers c
-    WHERE t.event_id = w.event_id AND c.id = w.customer_id AND c.status = 'deleted';
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION omnihub_routing_decisions_drop_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    DELETE FROM routing_decisions r USING written w, customers c
-    WHERE r.event_id = w.event_id AND c.id = w.customer_id AND c.status = 'deleted';
+    EXECUTE format(
+        'DELETE FROM %I.%I t USING written w, customers c'
+        ' WHERE t.event_id = w.event_id AND c.id = w.customer_id AND c.status = ''deleted''',
+        TG_TABLE_SCHEMA, TG_TABLE_NAME);
     RETURN NULL;
 END $$;
 
 CREATE TRIGGER timeline_drop_deleted AFTER INSERT ON timeline
     REFERENCING NEW TABLE AS written
-    FOR EACH STATEMENT EXECUTE FUNCTION omnihub_timeline_drop_deleted();
+    FOR EACH STATEMENT EXECUTE FUNCTION omnihub_drop_deleted_customers_rows();
 CREATE TRIGGER routing_decisions_drop_deleted AFTER INSERT ON routing_decisions
     REFERENCING NEW TABLE AS written
-    FOR EACH STATEMENT EXECUTE FUNCTION omnihub_routing_decisions_drop_deleted();
+    FOR EACH STATEMENT EXECUTE FUNCTION omnihub_drop_deleted_customers_rows();
 
 -- The processors write an event's routing decision and its timeline row in one transaction
 -- (services/processors/agents.py, _write), so the timeline row's notification, delivered at
