@@ -4,6 +4,7 @@ each caller returns only after its own records are acked, and stopping sends wha
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -84,3 +85,40 @@ async def test_a_stopped_producer_refuses_at_once(stack: Stack) -> None:
     producer = Producer(stack.bootstrap, linger_ms=5000, client_id="test-stopped")
     with pytest.raises(PublishError, match="not started"):
         await asyncio.wait_for(producer.send_all([Record("omnihub.test.none", b"k", b"v", [])]), 1)
+
+
+async def test_records_carry_the_time_they_were_sent(stack: Stack) -> None:
+    """Each record is stamped when it is handed to the client (the benchmark's latencies and
+    any consumer's lag read it)."""
+    topic = await _topic(stack, "omnihub.test.stamp")
+    producer = Producer(stack.bootstrap, client_id="test-stamp")
+    await producer.start()
+    before = time.time() * 1000
+    try:
+        await producer.send_all([Record(topic, f"k{n}".encode(), b"v", []) for n in range(50)])
+    finally:
+        await producer.stop()
+    after = time.time() * 1000
+    records = await consume(stack.bootstrap, topic, lambda r: len(r) >= 50)
+    assert all(before - 5 <= r.timestamp <= after + 5 for r in records)
+
+
+async def test_a_caller_whose_topic_cannot_be_had_fails_alone(stack: Stack) -> None:
+    """Callers lingering together share record batches, but a topic whose metadata cannot be
+    had (here an invalid name) fails only the callers with records for it, and does not hold
+    the others up; their records are acked, all of them."""
+    topic = await _topic(stack, "omnihub.test.alone")
+    producer = Producer(stack.bootstrap, linger_ms=200, timeout=3, client_id="test-alone")
+    await producer.start()
+    try:
+        good = [Record(topic, f"k{n}".encode(), f"good-{n}".encode(), []) for n in range(20)]
+        bad = [Record("no such topic / " + unique("x"), b"k", b"bad", [])]
+        results = await asyncio.gather(
+            producer.send_all(good), producer.send_all(bad), return_exceptions=True
+        )
+    finally:
+        await producer.stop()
+    assert results[0] is None
+    assert isinstance(results[1], PublishError)
+    records = await consume(stack.bootstrap, topic, lambda r: len(r) >= 20)
+    assert sorted(r.value for r in records) == sorted(r.value for r in good)
