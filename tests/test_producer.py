@@ -87,6 +87,32 @@ async def test_a_stopped_producer_refuses_at_once(stack: Stack) -> None:
         await asyncio.wait_for(producer.send_all([Record("omnihub.test.none", b"k", b"v", [])]), 1)
 
 
+async def test_a_whole_batch_keeps_each_partitions_order_and_is_stamped(stack: Stack) -> None:
+    """Without lingering, a caller's records go in record batches built by the producer: one
+    key's records keep their order even when they fill several of them, every key lands on its
+    own partition, and each record is stamped when it was sent (latencies and lag read it)."""
+    topic = await _topic(stack, "omnihub.test.whole")
+    producer = Producer(stack.bootstrap, linger_ms=0, client_id="test-whole")
+    await producer.start()
+    before = time.time() * 1000
+    try:  # 300 records of 2 kB under one key: ~600 kB, several record batches of 256 kB
+        same = [
+            Record(topic, b"same-key", f"{n:04d}".encode() + b"x" * 2000, []) for n in range(300)
+        ]
+        spread = [Record(topic, f"k{n}".encode(), f"spread-{n}".encode(), []) for n in range(50)]
+        await producer.send_all([*same, *spread])
+    finally:
+        await producer.stop()
+    after = time.time() * 1000
+    records = await consume(stack.bootstrap, topic, lambda r: len(r) >= 350)
+    assert len(records) == 350
+    ordered = [r.value[:4] for r in records if r.key == b"same-key"]
+    assert ordered == [f"{n:04d}".encode() for n in range(300)]
+    for r in records:
+        assert r.partition == key_hash(r.key) % 8
+        assert before - 5 <= r.timestamp <= after + 5
+
+
 async def test_records_carry_the_time_they_were_sent(stack: Stack) -> None:
     """Each record is stamped when it is handed to the client (the benchmark's latencies and
     any consumer's lag read it)."""

@@ -14,7 +14,7 @@ from channels.base import InboundRequest, PublishError
 from schemas import Interaction
 from schemas.topics import INTERACTIONS
 from services.bus.deadletter import dead_letter
-from services.bus.partitioner import partition
+from services.bus.partitioner import partition, partition_of
 from services.bus.records import Record, to_record
 
 log = logging.getLogger(__name__)
@@ -96,8 +96,8 @@ class Producer:
                 if self.linger > 0:
                     _ = self.client  # not started or stopped: fail now, not after lingering
                     await self._enqueue(batch)
-                else:
-                    await (await self._append([batch]))[0]
+                else:  # a whole batch, lingering for nobody: see _send_whole
+                    await self._send_whole(batch)
         except (KafkaError, TimeoutError, OSError) as exc:
             log.warning("publish failed: %r", exc)
             raise PublishError(f"broker did not acknowledge: {exc!r}") from exc
@@ -119,76 +119,62 @@ class Producer:
         task.add_done_callback(self._handing_over.discard)
 
     async def _append_queued(self, queue: list[tuple[list[Record], asyncio.Future[None]]]) -> None:
-        """Append the queued batches (together: they share record batches and produce
-        requests), then settle each caller's future once its records are acked. Callers whose
-        topics the client knows go first, so a topic whose metadata is still awaited (or never
-        comes) holds up only the callers with records for it."""
-        live = [(batch, done) for batch, done in queue if not done.done()]  # else: timed out
-        known = self.client.client.cluster.partitions_for_topic
-        ready = [(b, d) for b, d in live if all(known(t) for t in {r.topic for r in b})]
-        for group in (ready, [c for c in live if c not in ready]):
-            if not group:
+        """Append every queued batch (without yielding while metadata is known, so they share
+        produce requests), then settle each caller's future once its records are acked."""
+        for batch, done in queue:
+            if done.done():  # the caller gave up (timeout): it was told nothing was sent
                 continue
             try:
-                acks = await self._append([batch for batch, _ in group])
-            except Exception as exc:  # handed to the callers, whose send_all raises it
-                for _, done in group:
-                    if not done.done():
-                        done.set_exception(exc)
+                acks = await self._append(batch)
+            except Exception as exc:  # handed to the caller, whose send_all raises it
+                if not done.done():
+                    done.set_exception(exc)
                 continue
-            for ack, (_, done) in zip(acks, group, strict=True):
-                _settle_on(ack, done)
+            _settle_on(asyncio.gather(*acks), done)
 
-    async def _append(self, batches: Sequence[list[Record]]) -> list[asyncio.Future[Any]]:
-        """Hand the records of ``batches`` (each one caller's) to the client in record batches
-        built here, one at a time a partition, records in call order; return the future of each
-        caller's acks.
+    async def _append(self, batch: list[Record]) -> list[asyncio.Future[object]]:
+        """Append records to the client's batches; the futures of their acks."""
+        producer = self.client
+        cluster = producer.client.cluster
+        return [
+            await producer.send(
+                r.topic,
+                r.value,
+                key=r.key,
+                headers=r.headers,
+                partition=partition_of(r.key, cluster.partitions_for_topic(r.topic)),
+            )
+            for r in batch
+        ]
 
-        ``send`` a record at a time cost the client ~21 us of CPU a record (a future, the
-        accumulator's bookkeeping and an ack callback each); building the record batches and
-        handing them over whole costs ~10 (micro-benchmark, 26,000 records of 1.3 kB in sends
-        of 650). Within a partition, batches leave in the order they were handed over, one in
-        flight at a time, so each caller's records keep their order.
+    async def _send_whole(self, batch: list[Record]) -> None:
+        """Hand one caller's records to the client in record batches built here, one a
+        partition (another when one fills), and wait for their acks.
+
+        For a producer that does not linger, whose caller hands over a whole batch at a time
+        (the processors): ``send`` a record at a time cost the client ~21 us of CPU a record (a
+        future, the accumulator's bookkeeping and an ack callback each), this ~10 (records of
+        1.3 kB in sends of 650, alternating). Lingering callers' records still go through
+        ``send``: the accumulator also adds them to batches still waiting behind their
+        partition's in-flight one, and the embedded broker's cost grows with the number of
+        batches it holds (built here for them too, its CPU an event end to end rose ~50 %).
+        Within a partition the batches leave in order, one in flight at a time.
         """
         producer = self.client
-        topics = list(dict.fromkeys(r.topic for batch in batches for r in batch))
-        found = await asyncio.gather(
-            *(producer.partitions_for(t) for t in topics), return_exceptions=True
-        )
-        partitions: dict[str, list[int] | BaseException] = {  # a failure fails only its callers
-            t: f if isinstance(f, BaseException) else sorted(f)
-            for t, f in zip(topics, found, strict=True)
-        }
+        topics = list(dict.fromkeys(r.topic for r in batch))
+        found = await asyncio.gather(*(producer.partitions_for(t) for t in topics))
+        partitions = {t: sorted(f) for t, f in zip(topics, found, strict=True)}
         filling: dict[tuple[str, int], Any] = {}  # the record batch being filled, by partition
-        built: list[tuple[str, int, Any]] = []  # every record batch, in the order started
-        parts: list[list[Any]] = []  # for each caller: its record batches, or failures
-        for batch in batches:
-            mine: dict[int, Any] = {}
-            for r in batch:
-                numbers = partitions[r.topic]
-                if isinstance(numbers, BaseException):
-                    mine[id(numbers)] = numbers
-                    continue
-                at = (r.topic, partition(r.key, numbers, numbers))
-                builder = filling.get(at)
-                if builder is None or not _add(builder, r):  # none yet, or full: the next one
-                    builder = filling[at] = producer.create_batch()
-                    built.append((*at, builder))
-                    _add(builder, r)
-                mine[id(builder)] = builder
-            parts.append(list(mine.values()))
-        sent: dict[int, asyncio.Future[Any]] = {}
-        for topic, p, builder in built:
-            try:
-                sent[id(builder)] = await producer.send_batch(builder, topic, partition=p)
-            except Exception as exc:  # the callers with records in it fail
-                sent[id(builder)] = _failed(exc)
-        return [
-            asyncio.gather(
-                *(_failed(x) if isinstance(x, BaseException) else sent[id(x)] for x in mine)
-            )
-            for mine in parts
-        ]
+        built: list[tuple[str, int, Any]] = []
+        for r in batch:
+            numbers = partitions[r.topic]
+            at = (r.topic, partition(r.key, numbers, numbers))
+            builder = filling.get(at)
+            if builder is None or not _add(builder, r):  # none yet, or full: the next one
+                builder = filling[at] = producer.create_batch()
+                built.append((*at, builder))
+                _add(builder, r)
+        await asyncio.gather(*[await producer.send_batch(b, t, partition=p) for t, p, b in built])
 
 
 def _add(builder: Any, record: Record) -> bool:
@@ -198,13 +184,6 @@ def _add(builder: Any, record: Record) -> bool:
         timestamp=None, key=record.key, value=record.value, headers=record.headers
     )
     return added is not None
-
-
-def _failed(exc: BaseException) -> asyncio.Future[Any]:
-    """A future already failed with ``exc``."""
-    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    future.set_exception(exc)
-    return future
 
 
 def _settle_on(acks: asyncio.Future[Any], done: asyncio.Future[None]) -> None:
