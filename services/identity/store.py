@@ -95,19 +95,13 @@ async def lock_customers(
     resolved next no longer waits for the one before it to be written. The customers a batch
     merges away are then locked FOR UPDATE (``lock_merged``), which timeline writes wait for.
     """
-    wanted = set(ids)
     locked: dict[uuid.UUID, Any] = {}
-    first = True
-    while first or wanted - set(locked):
-        rows = await conn.fetch(
-            _LOCK_CUSTOMERS, sorted(wanted - set(locked)), *columns(keys if first else ())
-        )
-        first = False
-        for row in rows:
-            locked[row["id"]] = row
-            if row["merged_into"] is not None:
-                wanted.add(row["merged_into"])
-        wanted &= set(locked) | {r["merged_into"] for r in rows if r["merged_into"]}
+    rows = await conn.fetch(_LOCK_CUSTOMERS, sorted(set(ids)), *columns(keys))
+    while rows:
+        locked.update((row["id"], row) for row in rows)
+        survivors = {r["merged_into"] for r in rows if r["merged_into"] is not None}
+        follow = sorted(survivors - set(locked))  # merged ones: their survivors, next round
+        rows = await conn.fetch(_LOCK_CUSTOMERS, follow, *columns(())) if follow else []
     return [
         CustomerRow(r["id"], r["created_at"], r["merge_count"])
         for r in locked.values()
