@@ -143,10 +143,15 @@ async def drain(
     ids: Sequence[uuid.UUID],
     timeout: float = 300,
 ) -> dict[str, Any]:
-    """Wait for every event in the timeline and on its department topic; times are epoch
-    seconds taken from the data (commit times, record timestamps), not from when we looked."""
-    rows, first, last = await measure.wait_timeline(conn, ids, timeout)
+    """Wait for every event on its department topic and in the timeline; times are epoch
+    seconds taken from the data (commit times, record timestamps), not from when we looked.
+
+    The department topics are watched first: a routed record is published only after its
+    timeline row is committed, so once every one is seen the timeline is read about once
+    instead of four times a second while the hub works (a poll for 20,000 events took
+    PostgreSQL 5-10 ms, on the cores the hub runs on)."""
     routed, t_routed = await watch.wait(ids, timeout)
+    rows, first, last = await measure.wait_timeline(conn, ids, timeout)
     return {"rows": rows, "routed": routed, "first": first, "done": max(last, t_routed)}
 
 
