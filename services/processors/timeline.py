@@ -24,11 +24,12 @@ WITH live AS (
 INSERT INTO timeline (event_id, customer_id, occurred_at, received_at, channel, direction, kind,
                       subject, body, language, thread_id, provider_message_id, command_id,
                       interaction, projected_at)
-SELECT e, coalesce(live.id_now, c), o, r, ch, d, k, s, b, l, t, p, cmd, i::jsonb,
-       clock_timestamp()
-FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::timestamptz[], $5::text[],
-            $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
-            $12::text[], $13::uuid[], $14::text[]) AS u(e, c, o, r, ch, d, k, s, b, l, t, p, cmd, i)
+SELECT u.e, coalesce(live.id_now, u.c), (j->>'occurred_at')::timestamptz,
+       (j->>'received_at')::timestamptz, j->>'channel', j->>'direction', j->>'kind',
+       j->>'subject', j->>'text', j->>'language', j->'thread'->>'id', j->>'provider_message_id',
+       u.cmd, j, clock_timestamp()
+FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[]) AS u(e, c, cmd, i)
+CROSS JOIN LATERAL (SELECT u.i::jsonb AS j OFFSET 0) AS parsed  -- OFFSET 0: parsed once a row
 LEFT JOIN live ON live.id = u.c
 WHERE live.status IS DISTINCT FROM 'deleted'
 ON CONFLICT (event_id) DO NOTHING
@@ -75,26 +76,13 @@ async def insert_events(
     if not events:
         return 0
     known = encoded or {}
-    rows = [
-        (
-            e.event_id,
-            e.customer_id,
-            e.interaction.occurred_at,
-            e.interaction.received_at,
-            e.interaction.channel.value,
-            e.interaction.direction.value,
-            e.interaction.kind.value,
-            e.interaction.subject,
-            e.interaction.text,
-            e.interaction.language,
-            e.interaction.thread.id if e.interaction.thread else None,
-            e.interaction.provider_message_id,
-            _command_id(e),
-            known.get(e.event_id) or e.interaction.model_dump_json(),
-        )
-        for e in events
-    ]
-    status = await conn.execute(_INSERT_EVENTS, *(list(c) for c in zip(*rows, strict=True)))
+    status = await conn.execute(
+        _INSERT_EVENTS,
+        [e.event_id for e in events],
+        [e.customer_id for e in events],
+        [_command_id(e) for e in events],
+        [known.get(e.event_id) or e.interaction.model_dump_json() for e in events],
+    )
     return int(status.rsplit(" ", 1)[-1])
 
 
