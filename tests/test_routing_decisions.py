@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 
 import asyncpg
+import pytest
 
 from schemas import Department, Interaction, Routing, UnifiedEvent
 from schemas.events import utcnow
-from services.processors.route import record_decisions
+from services.processors.route import encode, record_decisions
 from services.routing.engine import Decision
 from tests.support import phone, unique
 
@@ -43,13 +44,19 @@ def routing(department: Department, **fields: object) -> Routing:
 
 
 async def record(
-    pool: asyncpg.Pool, decided: list[tuple[UnifiedEvent, Decision]]
+    pool: asyncpg.Pool, decided: list[tuple[UnifiedEvent, Decision]], encoded: bool = False
 ) -> set[uuid.UUID]:
+    """Record ``decided``; ``encoded``: with the routings' JSON made by ``encode``, as the
+    write step passes it."""
+    routings = None
+    if encoded:
+        routings = {k: e.routing for k, e in encode(decided).items() if e.routing is not None}
     async with pool.acquire() as conn, conn.transaction():
-        return await record_decisions(conn, decided)
+        return await record_decisions(conn, decided, routings)
 
 
-async def test_columns_come_from_the_primary_routing(pool: asyncpg.Pool) -> None:
+@pytest.mark.parametrize("encoded", [False, True], ids=["dumped-here", "from-encode"])
+async def test_columns_come_from_the_primary_routing(pool: asyncpg.Pool, encoded: bool) -> None:
     """Department, copies, priority, tags, rule, version, reason, language and confidence land
     as the routing says; an event a rule ignores gets no row."""
     primary = routing(
@@ -65,7 +72,7 @@ async def test_columns_come_from_the_primary_routing(pool: asyncpg.Pool) -> None
         (bare, Decision(primary=routing(Department.SALES))),
         (ignored, Decision(primary=None)),
     ]
-    assert await record(pool, decided) == {full.event_id, bare.event_id}
+    assert await record(pool, decided, encoded) == {full.event_id, bare.event_id}
     rows = {
         r["event_id"]: r
         for r in await pool.fetch(

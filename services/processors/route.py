@@ -18,6 +18,7 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import asyncpg
 from prometheus_client import Counter as Metric
@@ -44,16 +45,18 @@ ROUTED_TOTAL = Metric(
 )
 
 #: The events of a deleted customer (in flight while it was erased) are left out, so they are
-#: neither recorded nor returned to publish.
+#: neither recorded nor returned to publish. Each row's columns come from its primary routing's
+#: JSON (parsed once a row, OFFSET 0 keeps the planner from parsing it per column): the write
+#: step has it already, made for the routed record; copies and tags go as array literals.
 _DECISIONS = """
 INSERT INTO routing_decisions (event_id, customer_id, department, copies, priority, tags, rule_id,
                                ruleset_version, reason, language, confidence)
-SELECT u.event_id, u.customer_id, u.department, u.copies::text[], u.priority, u.tags::text[],
-       u.rule_id, u.ruleset_version, u.reason, u.language, u.confidence
-FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-            $8::text[], $9::text[], $10::text[], $11::real[])
-     AS u(event_id, customer_id, department, copies, priority, tags, rule_id, ruleset_version,
-          reason, language, confidence)
+SELECT u.event_id, u.customer_id, r->>'department', u.copies::text[], r->>'priority',
+       u.tags::text[], r->>'rule_id', r->>'ruleset_version', r->>'reason', r->>'language',
+       (r->>'confidence')::real
+FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[])
+     AS u(event_id, customer_id, routing, copies, tags)
+CROSS JOIN LATERAL (SELECT u.routing::jsonb AS r OFFSET 0) AS parsed
 LEFT JOIN customers ON customers.id = u.customer_id
 WHERE customers.status IS DISTINCT FROM 'deleted'
 ON CONFLICT (event_id) DO UPDATE SET event_id = EXCLUDED.event_id
@@ -68,23 +71,21 @@ WHERE event_id = ANY($1::uuid[]) AND published_at IS NULL
 
 
 async def record_decisions(
-    conn: asyncpg.Connection, decided: Sequence[tuple[UnifiedEvent, Decision]]
+    conn: asyncpg.Connection,
+    decided: Sequence[tuple[UnifiedEvent, Decision]],
+    routings: Mapping[uuid.UUID, str] | None = None,
 ) -> set[uuid.UUID]:
     """Store each routed event's primary decision (a replayed event keeps its first one);
-    return the events whose records still have to be published."""
+    return the events whose records still have to be published. ``routings`` may hold primary
+    routings' JSON already made, by event id."""
+    known = routings or {}
     rows = [
         (
             event.event_id,
             event.customer_id,
-            d.primary.department.value,
-            text_array_literal(c.department.value for c in d.copies),  # lists of lists: 2-D
-            d.primary.priority,
-            text_array_literal(d.primary.tags),
-            d.primary.rule_id,
-            d.primary.ruleset_version,
-            d.primary.reason,
-            d.language,
-            d.primary.confidence,
+            known.get(event.event_id) or d.primary.model_dump_json(),
+            _literal(tuple(c.department.value for c in d.copies)),  # lists of lists: 2-D
+            _literal(tuple(d.primary.tags)),
         )
         for event, d in decided
         if d.primary is not None
@@ -93,6 +94,12 @@ async def record_decisions(
         return set()
     pending = await conn.fetch(_DECISIONS, *(list(c) for c in zip(*rows, strict=True)))
     return {r["event_id"] for r in pending}
+
+
+@lru_cache(maxsize=1024)
+def _literal(values: tuple[str, ...]) -> str:
+    """``text_array_literal`` of a rule's tags or copies, which repeat from event to event."""
+    return text_array_literal(values)
 
 
 def decide(
@@ -148,6 +155,8 @@ class Encoded:
     interaction: str
     #: Its routed records: one on the primary department's topic, one per copy.
     records: list[Record]
+    #: The primary routing's JSON (the decision's row is read from it); None when ignored.
+    routing: str | None = None
 
 
 def encode(decided: Sequence[tuple[UnifiedEvent, Decision]]) -> dict[uuid.UUID, Encoded]:
@@ -169,19 +178,21 @@ def encode(decided: Sequence[tuple[UnifiedEvent, Decision]]) -> dict[uuid.UUID, 
             sent = with_language(own, decision.language)  # the language rules matched in
         event_id, customer_id = str(event.event_id), str(event.customer_id)
         key = customer_id.encode()
+        routings = [(r.department, r.model_dump_json()) for r in decision.routings]
         out[event.event_id] = Encoded(
             interaction=own,
             records=[
                 Record(
-                    topic=ROUTED[routing.department].name,
+                    topic=ROUTED[department].name,
                     key=key,
                     value=routed_event_json(
-                        event_id, customer_id, routed_at, routing.model_dump_json(), sent
+                        event_id, customer_id, routed_at, routing, sent
                     ).encode(),
-                    headers=with_event_id(headers[routing.department], event_id),
+                    headers=with_event_id(headers[department], event_id),
                 )
-                for routing in decision.routings
+                for department, routing in routings
             ],
+            routing=routings[0][1] if routings else None,
         )
     return out
 
@@ -214,6 +225,10 @@ class Routed:
     def interactions(self) -> dict[uuid.UUID, str]:
         """The interactions' JSON as received, by event id (for the timeline)."""
         return {event_id: e.interaction for event_id, e in self.encoded.items()}
+
+    def routings(self) -> dict[uuid.UUID, str]:
+        """The primary routings' JSON, by event id (for the decisions' rows)."""
+        return {event_id: e.routing for event_id, e in self.encoded.items() if e.routing}
 
 
 class RouteStep:
@@ -260,7 +275,7 @@ class RouteStep:
         returns the records still to publish (a replayed event keeps its first decision and is
         not published again once marked) and the events they belong to."""
         await consent.apply_changes(conn, routed.writes)
-        pending = await record_decisions(conn, routed.decided)
+        pending = await record_decisions(conn, routed.decided, routed.routings())
         fresh = [(e, d) for e, d in routed.decided if e.event_id in pending]
         count_routed(fresh)
         return [r for e, _ in fresh for r in routed.encoded[e.event_id].records], [
