@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import faust
@@ -23,9 +23,9 @@ from services.processors.decode import decode_batch
 from services.processors.pipeline import Batches, Pipeline, Step
 from services.processors.receipts import claim_parked, resolve_receipts, split_receipts
 from services.processors.resources import Resources
-from services.processors.route import Routed, RouteStep
+from services.processors.route import Routed, RouteStep, messages_of, unified_messages
 from services.processors.timeline import insert_events, write_states
-from services.routing.engine import Languages
+from services.routing.engine import Languages, Message
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,8 @@ class Work:
     records: tuple[Record, ...]
     #: Languages detected for the batch's messages, ahead of routing.
     detected: Languages
+    #: What the rules look at in each interaction, by event id (``messages_of``).
+    messages: Mapping[uuid.UUID, Message] = field(default_factory=dict)
     #: Decoded interactions still to resolve (unify; empty once resolved).
     interactions: tuple[Interaction, ...] = ()
     #: Delivery receipts among them, which update the message they are about instead.
@@ -122,9 +124,11 @@ def prepare_interactions(route: RouteStep) -> Step:
     async def prepare(resources: Resources, events: Sequence[Any]) -> Work:
         decoded = decode_batch(events, Interaction, stage="unify")
         interactions, receipts = split_receipts(decoded.models)
+        messages = messages_of(interactions)
         return Work(
             records=tuple(decoded.dead),
-            detected=route.detect(interactions),
+            detected=route.detect(messages.values()),
+            messages=messages,
             interactions=tuple(interactions),
             receipts=tuple(receipts),
             dead=len(decoded.dead),
@@ -159,7 +163,7 @@ def route_step(route: RouteStep) -> Step:
             return work
         pool, _ = await resources.ready()
         async with pool.acquire() as conn:
-            routed = await route.decide(conn, work.unified, work.detected)
+            routed = await route.decide(conn, work.unified, work.detected, work.messages)
         return replace(work, routed=routed)
 
     return decide
@@ -207,9 +211,11 @@ def project_steps(route: RouteStep) -> list[Step]:
 
     async def prepare(resources: Resources, events: Sequence[Any]) -> Work:
         decoded = decode_batch(events, UnifiedEvent, stage="project")
+        messages = unified_messages(decoded.models)
         return Work(
             records=tuple(decoded.dead),
-            detected=route.detect(e.interaction for e in decoded.models),
+            detected=route.detect(messages.values()),
+            messages=messages,
             unified=tuple(decoded.models),
             dead=len(decoded.dead),
         )

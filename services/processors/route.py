@@ -102,17 +102,29 @@ def _literal(values: tuple[str, ...]) -> str:
     return text_array_literal(values)
 
 
+def messages_of(interactions: Iterable[Interaction]) -> dict[uuid.UUID, Message]:
+    """What the rules look at in each interaction, by event id (made once a batch)."""
+    return {i.event_id: Message.of(i) for i in interactions}
+
+
+def unified_messages(events: Iterable[UnifiedEvent]) -> dict[uuid.UUID, Message]:
+    """What the rules look at in each unified event's interaction, by the unified event's id."""
+    return {e.event_id: Message.of(e.interaction) for e in events}
+
+
 def decide(
     router: Router,
     events: Sequence[UnifiedEvent],
     found: lookups.Lookups,
     detected: Languages | None = None,
     withdrawn_before: Iterable[Mapping[uuid.UUID, set[str]]] = (),
+    messages: Mapping[uuid.UUID, Message] | None = None,
 ) -> tuple[list[tuple[UnifiedEvent, Decision]], list[consent.ConsentWrite]]:
     """Route a batch in order; an opt-out also applies to the customer's later events in it,
     as do those of ``withdrawn_before`` (opt-outs decided in earlier batches, by customer,
     maybe not written yet). The messages' languages come from ``detected``
-    (``RouteStep.detect``), else are detected here."""
+    (``RouteStep.detect``), else are detected here; their messages from ``messages``
+    (``messages_of``), else are made here."""
     decided: list[tuple[UnifiedEvent, Decision]] = []
     writes: list[consent.ConsentWrite] = []
     withdrawn_here: dict[uuid.UUID, set[str]] = {}
@@ -120,9 +132,10 @@ def decide(
         for customer, purposes in earlier.items():
             withdrawn_here.setdefault(customer, set()).update(purposes)
     seen: set[uuid.UUID] = set()
-    messages = {e.event_id: Message.of(e.interaction) for e in events}
+    if messages is None or any(e.event_id not in messages for e in events):
+        messages = {**(messages or {}), **unified_messages(events)}
     if detected is None:
-        detected = router.detect(messages.values())
+        detected = router.detect(messages[e.event_id] for e in events)
     for event in events:
         if event.event_id in seen:  # the same event twice in one batch (a producer retry)
             continue
@@ -202,9 +215,8 @@ def count_routed(decided: Sequence[tuple[UnifiedEvent, Decision]]) -> None:
     counted: Counter[tuple[str, str, str]] = Counter()
     for _, decision in decided:
         for routing in decision.routings:
-            counted[
-                routing.department.value, routing.rule_id, str(routing.copy_of is not None).lower()
-            ] += 1
+            copy = "false" if routing.copy_of is None else "true"
+            counted[routing.department.value, routing.rule_id, copy] += 1
     for labels, count in counted.items():  # labels() costs ~40 us: once per kind, not per record
         ROUTED_TOTAL.labels(*labels).inc(count)
 
@@ -244,24 +256,26 @@ class RouteStep:
         #: one's transaction has written its opt-outs (see services.processors.pipeline).
         self._recent: deque[dict[uuid.UUID, set[str]]] = deque(maxlen=RECENT_BATCHES)
 
-    def detect(self, interactions: Iterable[Interaction]) -> dict[str, Detected | None]:
-        """The interactions' languages, detected at once ahead of routing them (no I/O)."""
-        return self.router.detect(Message.of(i) for i in interactions)
+    def detect(self, messages: Iterable[Message]) -> dict[str, Detected | None]:
+        """The messages' languages, detected at once ahead of routing them (no I/O)."""
+        return self.router.detect(messages)
 
     async def decide(
         self,
         conn: asyncpg.Connection,
         events: Sequence[UnifiedEvent],
         detected: Languages | None = None,
+        messages: Mapping[uuid.UUID, Message] | None = None,
     ) -> Routed:
-        """Route ``events`` (languages from ``detected``, a ``detect`` result, when given) with
-        their customers' consents and profiles as they stand now; nothing is written."""
+        """Route ``events`` (languages from ``detected``, a ``detect`` result, and messages from
+        ``messages``, when given) with their customers' consents and profiles as they stand
+        now; nothing is written."""
         found = await lookups.load(
             conn,
             (e.customer_id for e in events),
             with_profiles=self.router.ruleset.needs_customer,
         )
-        decided, writes = decide(self.router, events, found, detected, self._recent)
+        decided, writes = decide(self.router, events, found, detected, self._recent, messages)
         opted_out: dict[uuid.UUID, set[str]] = {}
         for write in writes:
             opted_out.setdefault(write.customer_id, set()).add(write.change.purpose.value)
