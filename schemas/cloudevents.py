@@ -19,6 +19,10 @@ ORIGIN_OFFSET_HEADER = "x-omnihub-source-offset"
 ORIGINAL_TYPE_HEADER = "x-omnihub-original-ce-type"
 
 
+#: Where ``ce_headers`` puts ``ce_id``.
+_CE_ID_AT = 1
+
+
 def ce_headers(
     *, event_id: str, ce_type: str, source: str, time: datetime | None = None, subject: str = ""
 ) -> Headers:
@@ -41,6 +45,10 @@ def with_event_id(headers: Headers, event_id: str) -> Headers:
     """A copy of ``headers`` (from ``ce_headers``) for another event: its ``ce_id`` replaced,
     so a batch's records of one type share the rest, encoded once."""
     value = event_id.encode()
+    if len(headers) > _CE_ID_AT and headers[_CE_ID_AT][0] == "ce_id":  # as ce_headers made it
+        copy = headers.copy()
+        copy[_CE_ID_AT] = ("ce_id", value)
+        return copy
     return [(name, value) if name == "ce_id" else (name, old) for name, old in headers]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from functools import lru_cache
 
 from pydantic import TypeAdapter
 
@@ -30,7 +31,13 @@ def with_language(interaction_json: str, language: str) -> str:
     head, found, tail = interaction_json.partition(_NO_LANGUAGE)
     if not found:
         raise ValueError("the interaction already has a language")
-    return f'{head}"language":{json.dumps(language, ensure_ascii=False)},{tail}'
+    return head + _language_key(language) + tail
+
+
+@lru_cache(maxsize=256)
+def _language_key(language: str) -> str:
+    """The ``"language":...,`` key of a language code (a few codes, used again and again)."""
+    return f'"language":{json.dumps(language, ensure_ascii=False)},'
 
 
 def routed_event_json(

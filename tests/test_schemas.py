@@ -168,6 +168,10 @@ def test_a_batch_shares_headers_but_not_their_event_id() -> None:
     assert first == ce_headers(event_id="e1", ce_type="t", source="s", time=when)
     assert header_map(second)["ce_id"] == "e2"
     assert header_map(shared)["ce_id"] == ""  # the template itself is left as it was
+    moved = list(reversed(shared))  # headers not laid out by ce_headers: found by name
+    assert with_event_id(moved, "e3") == list(
+        reversed(ce_headers(event_id="e3", ce_type="t", source="s", time=when))
+    )
 
 
 def test_identity_types_cover_every_channel_kind() -> None:
