@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     public_url: str | None = Field(default=None, alias="OMNIHUB_PUBLIC_URL")
     log_level: str = Field(default="INFO", alias="OMNIHUB_LOG_LEVEL")
     publish_timeout: float = Field(default=10.0, alias="OMNIHUB_PUBLISH_TIMEOUT")
-    batch_size: int = Field(default=500, alias="OMNIHUB_BATCH_SIZE")
+    batch_size: int = Field(default=1000, alias="OMNIHUB_BATCH_SIZE")
     batch_wait: float = Field(default=0.02, alias="OMNIHUB_BATCH_WAIT")
     fetch_max_wait_ms: int = Field(default=50, alias="OMNIHUB_FETCH_MAX_WAIT_MS")
     commit_interval: float = Field(default=1.0, alias="OMNIHUB_COMMIT_INTERVAL")
