@@ -307,6 +307,32 @@ def test_every_decision_explains_itself() -> None:
     assert declared.language == "pt"
 
 
+def test_a_rule_s_decision_is_shared_only_by_messages_it_matched_alike() -> None:
+    """The router keeps a matched rule's decision for messages matched by the same words in
+    the same language; other words, language or consent make their own."""
+    r = router(
+        """\
+        rules:
+          - id: bill
+            when: {text: {any: [invoice, bill]}}
+            then: {department: finance, copies: [marketing]}
+        """
+    )
+    same = [r.route(Message(channel="sms", text=f"my invoice {n}", language="en")) for n in (1, 2)]
+    assert same[0] is same[1]
+    other = r.route(Message(channel="sms", text="my bill 3", language="en"))
+    assert other.primary is not None and "'bill'" in other.primary.reason
+    assert "'invoice'" not in other.primary.reason
+    french = r.route(Message(channel="sms", text="my invoice 4", language="fr"))
+    assert french.language == "fr" and french.primary is not None
+    assert french.primary.language == "fr"
+    opted_out = r.route(
+        Message(channel="sms", text="invoice", language="en"), None, frozenset({"marketing"})
+    )
+    assert [c.department for c in opted_out.copies] == []
+    assert [c.department for c in same[0].copies] == [Department.MARKETING]
+
+
 def test_language_comes_from_the_opening_while_keywords_count_anywhere() -> None:
     """Detection reads the first DETECT_CHARS characters (so a long email costs lingua no more
     than that); rules still read the whole text."""

@@ -183,6 +183,7 @@ def encode(decided: Sequence[tuple[UnifiedEvent, Decision]]) -> dict[uuid.UUID, 
         for d, spec in ROUTED.items()
     }
     out: dict[uuid.UUID, Encoded] = {}
+    dumped: dict[int, str] = {}  # routings' JSON by id: the router hands out shared decisions
     for event, decision in decided:
         interaction = event.interaction
         own = interaction.model_dump_json()
@@ -191,7 +192,10 @@ def encode(decided: Sequence[tuple[UnifiedEvent, Decision]]) -> dict[uuid.UUID, 
             sent = with_language(own, decision.language)  # the language rules matched in
         event_id, customer_id = str(event.event_id), str(event.customer_id)
         key = customer_id.encode()
-        routings = [(r.department, r.model_dump_json()) for r in decision.routings]
+        routings = [
+            (r.department, dumped.get(id(r)) or dumped.setdefault(id(r), r.model_dump_json()))
+            for r in decision.routings
+        ]
         out[event.event_id] = Encoded(
             interaction=own,
             records=[

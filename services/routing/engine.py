@@ -25,6 +25,9 @@ FIELDS = ("subject", "text")
 #: email took ~30 ms of CPU, holding the GIL, against ~0.05 for a short message).
 DETECT_CHARS = 2000
 
+#: How many decisions of matched rules ``Router`` keeps to hand out again.
+DECISIONS_KEPT = 4096
+
 #: Languages detected for a batch ahead of routing it: message content -> what was found.
 Languages = Mapping[str, "lang.Detected | None"]
 
@@ -85,6 +88,8 @@ class Router:
         )
         #: Each rule with the tokens one of which a message must hold for it to match.
         self._screened = tuple((rule, rule.when.needs()) for rule in ruleset.rules)
+        #: Decisions of matched rules by what they are made of (see ``_decide``).
+        self._decided: dict[tuple[Any, ...], Decision] = {}
         self.classifier: Classifier | None = None
         if ruleset.classifier is not None:
             path = ruleset.classifier.examples
@@ -195,6 +200,28 @@ class Router:
         return self._fallback(message, notes, language, how, withdraw, blocked)
 
     def _decide(
+        self,
+        rule: Rule,
+        found: list[str],
+        notes: list[str],
+        language: str | None,
+        withdraw: tuple[Purpose, ...],
+        blocked: bool,
+    ) -> Decision:
+        """The decision of a matched rule, made once for each set of what it is made of (the
+        same rule, matched words, notes and language recur from message to message; the
+        models are frozen, so messages share them); at most ``DECISIONS_KEPT`` are kept."""
+        key = (rule.id, tuple(found), tuple(notes), language, withdraw, blocked)
+        decision = self._decided.get(key)
+        if decision is None:
+            if len(self._decided) >= DECISIONS_KEPT:
+                self._decided.clear()
+            decision = self._decided[key] = self._make_decision(
+                rule, found, notes, language, withdraw, blocked
+            )
+        return decision
+
+    def _make_decision(
         self,
         rule: Rule,
         found: list[str],
