@@ -212,24 +212,11 @@ class Router:
         same rule, matched words, notes and language recur from message to message; the
         models are frozen, so messages share them); at most ``DECISIONS_KEPT`` are kept."""
         key = (rule.id, tuple(found), tuple(notes), language, withdraw, blocked)
-        decision = self._decided.get(key)
-        if decision is None:
-            if len(self._decided) >= DECISIONS_KEPT:
-                self._decided.clear()
-            decision = self._decided[key] = self._make_decision(
-                rule, found, notes, language, withdraw, blocked
-            )
-        return decision
-
-    def _make_decision(
-        self,
-        rule: Rule,
-        found: list[str],
-        notes: list[str],
-        language: str | None,
-        withdraw: tuple[Purpose, ...],
-        blocked: bool,
-    ) -> Decision:
+        kept = self._decided.get(key)
+        if kept is not None:
+            return kept
+        if len(self._decided) >= DECISIONS_KEPT:
+            self._decided.clear()
         action = rule.then
         assert action.department is not None
         reasons = [*notes, f"rule {rule.id} (line {rule.line})" + (": " if found else "")]
@@ -246,7 +233,7 @@ class Router:
             reason="; ".join(reasons),
             language=language,
         )
-        return Decision(
+        decision = self._decided[key] = Decision(
             primary=primary,
             copies=tuple(
                 primary.model_copy(update={"department": d, "copy_of": action.department})
@@ -255,6 +242,7 @@ class Router:
             language=language,
             withdraw_consent=withdraw,
         )
+        return decision
 
     def _fallback(
         self,
