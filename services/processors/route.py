@@ -123,8 +123,8 @@ def decide(
     """Route a batch in order; an opt-out also applies to the customer's later events in it,
     as do those of ``withdrawn_before`` (opt-outs decided in earlier batches, by customer,
     maybe not written yet). The messages' languages come from ``detected``
-    (``RouteStep.detect``), else are detected here; their messages from ``messages``
-    (``messages_of``), else are made here."""
+    (``RouteStep.detect``), else are detected here; their messages from ``messages`` (every
+    event's, by event id), else are made here."""
     decided: list[tuple[UnifiedEvent, Decision]] = []
     writes: list[consent.ConsentWrite] = []
     withdrawn_here: dict[uuid.UUID, set[str]] = {}
@@ -132,8 +132,8 @@ def decide(
         for customer, purposes in earlier.items():
             withdrawn_here.setdefault(customer, set()).update(purposes)
     seen: set[uuid.UUID] = set()
-    if messages is None or any(e.event_id not in messages for e in events):
-        messages = {**(messages or {}), **unified_messages(events)}
+    if messages is None:
+        messages = unified_messages(events)
     if detected is None:
         detected = router.detect(messages[e.event_id] for e in events)
     for event in events:
