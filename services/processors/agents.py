@@ -23,7 +23,7 @@ from services.processors.decode import decode_batch
 from services.processors.pipeline import Batches, Pipeline, Step
 from services.processors.receipts import claim_parked, resolve_receipts, split_receipts
 from services.processors.resources import Resources
-from services.processors.route import Routed, RouteStep, messages_of, unified_messages
+from services.processors.route import Routed, RouteStep, messages_of
 from services.processors.timeline import insert_events, write_states
 from services.routing.engine import Languages, Message
 
@@ -104,7 +104,7 @@ class Work:
     records: tuple[Record, ...]
     #: Languages detected for the batch's messages, ahead of routing.
     detected: Languages
-    #: What the rules look at in each interaction, by event id (``messages_of``).
+    #: What the rules look at in each interaction, by the id its unified event has.
     messages: Mapping[uuid.UUID, Message] = field(default_factory=dict)
     #: Decoded interactions still to resolve (unify; empty once resolved).
     interactions: tuple[Interaction, ...] = ()
@@ -124,7 +124,7 @@ def prepare_interactions(route: RouteStep) -> Step:
     async def prepare(resources: Resources, events: Sequence[Any]) -> Work:
         decoded = decode_batch(events, Interaction, stage="unify")
         interactions, receipts = split_receipts(decoded.models)
-        messages = messages_of(interactions)
+        messages = messages_of((i.event_id, i) for i in interactions)
         return Work(
             records=tuple(decoded.dead),
             detected=route.detect(messages.values()),
@@ -211,7 +211,7 @@ def project_steps(route: RouteStep) -> list[Step]:
 
     async def prepare(resources: Resources, events: Sequence[Any]) -> Work:
         decoded = decode_batch(events, UnifiedEvent, stage="project")
-        messages = unified_messages(decoded.models)
+        messages = messages_of((e.event_id, e.interaction) for e in decoded.models)
         return Work(
             records=tuple(decoded.dead),
             detected=route.detect(messages.values()),

@@ -102,14 +102,10 @@ def _literal(values: tuple[str, ...]) -> str:
     return text_array_literal(values)
 
 
-def messages_of(interactions: Iterable[Interaction]) -> dict[uuid.UUID, Message]:
-    """What the rules look at in each interaction, by event id (made once a batch)."""
-    return {i.event_id: Message.of(i) for i in interactions}
-
-
-def unified_messages(events: Iterable[UnifiedEvent]) -> dict[uuid.UUID, Message]:
-    """What the rules look at in each unified event's interaction, by the unified event's id."""
-    return {e.event_id: Message.of(e.interaction) for e in events}
+def messages_of(events: Iterable[tuple[uuid.UUID, Interaction]]) -> dict[uuid.UUID, Message]:
+    """What the rules look at in each (event id, interaction), by event id (made once a
+    batch)."""
+    return {event_id: Message.of(interaction) for event_id, interaction in events}
 
 
 def decide(
@@ -133,7 +129,7 @@ def decide(
             withdrawn_here.setdefault(customer, set()).update(purposes)
     seen: set[uuid.UUID] = set()
     if messages is None:
-        messages = unified_messages(events)
+        messages = messages_of((e.event_id, e.interaction) for e in events)
     if detected is None:
         detected = router.detect(messages[e.event_id] for e in events)
     for event in events:
