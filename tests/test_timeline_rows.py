@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -11,7 +12,7 @@ import asyncpg
 
 from schemas import Interaction, UnifiedEvent
 from schemas.events import utcnow
-from services.processors.timeline import write_events
+from services.processors.timeline import insert_events, write_events
 from tests.support import phone, unique
 
 AWKWARD = 'say "hi" \\ back\\slash, {braces} Привет 🙂\nline\ttab \u2028 <b>&amp;</b>\'; --'
@@ -113,3 +114,34 @@ async def test_a_replayed_event_is_written_once_and_kept(pool: asyncpg.Pool) -> 
         assert await write_events(conn, [unified(again, owner), unified(again, owner)]) == 0
     body = await pool.fetchval("SELECT body FROM timeline WHERE event_id = $1", first.event_id)
     assert body == "first"
+
+
+async def test_every_row_a_batch_writes_is_announced_once_at_commit(pool: asyncpg.Pool) -> None:
+    """The live timeline hears '<customer id>/<event id>' once for each row a batched insert
+    writes, when it commits; a row already there is not announced again."""
+    owners = [await customer(pool), await customer(pool)]
+    events = [unified(interaction(text=f"n{n}"), owners[n % 2]) for n in range(5)]
+    heard: list[str] = []
+
+    def hear(conn: Any, pid: int, channel: str, payload: str) -> None:
+        heard.append(payload)
+
+    listener = await pool.acquire()
+    try:
+        await listener.add_listener("omnihub_timeline", hear)
+        async with pool.acquire() as conn:
+            async with conn.transaction():
+                assert await insert_events(conn, events[:3]) == 3
+                await listener.execute("SELECT 1")  # a round trip: nothing before commit
+                assert heard == []
+            assert await write_events(conn, events) == 2  # the first three are there
+        expected = sorted(f"{e.customer_id}/{e.event_id}" for e in events)
+        for _ in range(100):
+            if len(heard) >= len(expected):
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.1)  # and nothing more comes
+        assert sorted(heard) == expected
+    finally:
+        await listener.remove_listener("omnihub_timeline", hear)
+        await pool.release(listener)
