@@ -7,7 +7,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+from services.bench.measure import machine_times, steal_share
 from tests.support import ROOT
+
+_MACHINE_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
 
 
 def test_the_latency_phase_reports_every_event_once() -> None:
@@ -46,3 +51,15 @@ def test_the_latency_phase_reports_every_event_once() -> None:
     }
     assert set(report["peak_memory_mb"]) == {"api", "processors"}
     assert "processors_backlog" not in report
+    # how much of the machine its hypervisor gave others meanwhile (Linux reports it)
+    stolen = report["machine"]["cpu_steal_share"]
+    assert stolen is None if sys.platform != "linux" else 0 <= stolen < 1
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="only Linux reports steal time")
+def test_steal_share_is_the_hypervisor_s_part_of_the_machine_s_time() -> None:
+    before = dict.fromkeys(_MACHINE_FIELDS, 10.0)
+    after = {**before, "user": 13.0, "idle": 16.0, "steal": 11.0}  # 3 + 6 + 1 s passed
+    assert steal_share(before, after) == 0.1
+    assert steal_share(before, before) is None  # no time passed
+    assert set(machine_times()) == set(_MACHINE_FIELDS)

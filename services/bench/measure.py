@@ -88,6 +88,27 @@ def cpu_seconds(
     return used
 
 
+#: The fields of ``psutil.cpu_times()`` that add up to the machine's time (guest time is
+#: already counted in user time).
+_MACHINE_TIME = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+
+
+def machine_times() -> dict[str, float]:
+    """The machine's CPU times so far (all cores, seconds), for ``steal_share``."""
+    now = psutil.cpu_times()
+    return {name: getattr(now, name, 0.0) for name in _MACHINE_TIME}
+
+
+def steal_share(before: Mapping[str, float], after: Mapping[str, float]) -> float | None:
+    """The share of the machine's CPU time between two ``machine_times`` readings that its
+    hypervisor gave to other guests (a virtual machine's cores are then slower than they
+    look); None where the system does not report steal time (only Linux does)."""
+    if "steal" not in psutil.cpu_times()._fields:
+        return None
+    total = sum(after.values()) - sum(before.values())
+    return round((after["steal"] - before["steal"]) / total, 3) if total > 0 else None
+
+
 def spread(ordered: Sequence[float]) -> dict[str, float]:
     """p50/p95/p99 (ms) of sorted seconds."""
     return {

@@ -172,7 +172,7 @@ async def backlog_phase(
     say(f"preloading {len(events)} events")
     produce_rate = await preload(stack.bootstrap, events)
     say(f"starting {workers} processors worker(s)")
-    started = time.time()
+    started, machine = time.time(), measure.machine_times()
     new = [procs.start("processors") for _ in range(workers)]
     ids = [e.event_id for e in events]
     probe = ids[:: max(1, len(ids) // 200)]
@@ -185,6 +185,7 @@ async def backlog_phase(
             all_ready = time.time()
         await asyncio.sleep(0.05)
     result = await drain(conn, watch, ids)
+    stolen = measure.steal_share(machine, measure.machine_times())
     seconds = result["done"] - result["first"]
     steady: dict[str, Any] = {}
     if all_ready is not None and workers > 1 and all_ready > result["first"]:
@@ -208,6 +209,7 @@ async def backlog_phase(
         "seconds": round(seconds, 2),
         "events_per_second": round(len(events) / seconds),
         **steady,
+        "cpu_steal_share": stolen,
         "lost": len(events) - min(result["rows"], result["routed"]),
         "duplicated_on_department_topics": watch.duplicates(ids),
         "_events": events,
@@ -430,6 +432,7 @@ async def run(opts: Options, say: Callable[[str], None]) -> dict[str, Any]:
     )
     procs = Procs(env, data_dir)
     procs.sample()
+    machine = measure.machine_times()
     report: dict[str, Any] = {
         "machine": {
             "cores": os.cpu_count(),
@@ -514,6 +517,7 @@ async def run(opts: Options, say: Callable[[str], None]) -> dict[str, Any]:
             "duplicated_on_department_topics": watch.duplicates(all_events),
         }
         report["peak_memory_mb"] = dict(procs.peak_mb)
+        report["machine"]["cpu_steal_share"] = measure.steal_share(machine, measure.machine_times())
     finally:
         await watch.stop()
         await conn.close()
