@@ -5,8 +5,8 @@
 -- the table already keeps a statement's rows for the deleted-customer guard (migration 0009),
 -- so one call over the rows written announces them all, in the same form as before
 -- ('<customer id>/<event id>', one notification a row). Measured on 5,000-row runs of
--- 1,000-row inserts, ten alternating rounds: PostgreSQL 28 -> 25 us a row (median), the insert
--- 41 -> 36 us a row of wall time.
+-- 1,000-row inserts, alternating rounds: PostgreSQL 28 -> 25 and 30 -> 26 us a row (medians of
+-- ten and twelve rounds), the insert 41 -> 36 and 44 -> 38 us a row of wall time.
 DROP TRIGGER timeline_notify ON timeline;
 
 CREATE FUNCTION omnihub_notify_timeline_rows() RETURNS trigger LANGUAGE plpgsql AS $$
