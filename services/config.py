@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     public_url: str | None = Field(default=None, alias="OMNIHUB_PUBLIC_URL")
     log_level: str = Field(default="INFO", alias="OMNIHUB_LOG_LEVEL")
     publish_timeout: float = Field(default=10.0, alias="OMNIHUB_PUBLISH_TIMEOUT")
+    publish_linger_ms: int = Field(default=20, ge=0, alias="OMNIHUB_PUBLISH_LINGER_MS")
+    publish_batch_records: int = Field(default=32, ge=1, alias="OMNIHUB_PUBLISH_BATCH_RECORDS")
     batch_size: int = Field(default=1000, alias="OMNIHUB_BATCH_SIZE")
     batch_wait: float = Field(default=0.02, alias="OMNIHUB_BATCH_WAIT")
     fetch_max_wait_ms: int = Field(default=50, alias="OMNIHUB_FETCH_MAX_WAIT_MS")

@@ -47,6 +47,29 @@ async def test_records_of_callers_within_the_linger_leave_together(stack: Stack)
     assert abs(records[OTHER_PARTITION].timestamp - records[b"first"].timestamp) < 100
 
 
+async def test_enough_queued_records_leave_without_waiting_out_the_linger(stack: Stack) -> None:
+    """With ``batch_records``, records below it wait for the linger, and the caller whose
+    records bring the queue to it sends them all at once: both callers are answered long before
+    a linger of a minute, in one produce request (stamped together)."""
+    topic = await _topic(stack, "omnihub.test.batchrecords")
+    producer = Producer(stack.bootstrap, linger_ms=60_000, batch_records=3, client_id="test-br")
+    await producer.start()
+    try:
+        first = asyncio.create_task(
+            producer.send_all([Record(topic, b"first", f"1-{n}".encode(), []) for n in range(2)])
+        )
+        await asyncio.sleep(0.3)
+        assert not first.done()  # two of three: lingering
+        second = producer.send_all([Record(topic, OTHER_PARTITION, b"2", [])])
+        await asyncio.wait_for(asyncio.gather(first, second), 10)
+    finally:
+        await producer.stop()
+    records = await consume(stack.bootstrap, topic, lambda r: len(r) >= 3)
+    assert sorted(r.value for r in records) == [b"1-0", b"1-1", b"2"]
+    stamps = [r.timestamp for r in records]
+    assert max(stamps) - min(stamps) < 100
+
+
 async def test_every_caller_gets_its_own_records_acked_in_order(stack: Stack) -> None:
     topic = await _topic(stack, "omnihub.test.callers")
     producer = Producer(stack.bootstrap, client_id="test-callers")

@@ -49,6 +49,8 @@ def create_app(
         bootstrap,
         idempotence=settings.kafka_idempotence,
         timeout=settings.publish_timeout,
+        linger_ms=settings.publish_linger_ms,
+        batch_records=settings.publish_batch_records,
         client_id="omnihub-http",
     )
     publisher = KafkaPublisher(producer)

@@ -27,7 +27,9 @@ class Producer:
     records spread over a topic's partitions leave one produce request each (a web process at
     500 requests/s sent 1.3 records a request with ``linger_ms=5``, and Tansu spends ~300 us
     of CPU a request). Here the records of every ``send_all`` made within ``linger_ms`` are
-    handed to the client in one go, in call order, and leave together.
+    handed to the client in one go, in call order, and leave together; with ``batch_records``
+    they go as soon as that many are queued, so a long linger batches a light load without
+    holding up a heavy one (whose callers wait on each other's acks).
     """
 
     def __init__(
@@ -36,11 +38,14 @@ class Producer:
         *,
         idempotence: bool = False,
         linger_ms: int = 5,
+        batch_records: int | None = None,
         timeout: float = 10.0,
         client_id: str = "omnihub",
     ) -> None:
         self.timeout = timeout
         self.linger = linger_ms / 1000
+        self.batch_records = batch_records
+        self._queued = 0  # records in ``_queue``
         self._config = {
             "bootstrap_servers": bootstrap,
             "acks": "all",
@@ -65,7 +70,6 @@ class Producer:
     async def stop(self) -> None:
         """Send what is queued, flush and disconnect."""
         if self._timer is not None:
-            self._timer.cancel()
             self._hand_over()
         if self._handing_over:
             await asyncio.gather(*self._handing_over, return_exceptions=True)
@@ -106,13 +110,20 @@ class Producer:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         self._queue.append((batch, done))
-        if self._timer is None:
+        self._queued += len(batch)
+        if self.batch_records is not None and self._queued >= self.batch_records:
+            self._hand_over()  # enough to fill a request: the linger would only delay them
+        elif self._timer is None:
             self._timer = loop.call_later(self.linger, self._hand_over)
         return done
 
     def _hand_over(self) -> None:
-        """Start handing the queued records to the client (the linger is over)."""
-        self._timer = None
+        """Start handing the queued records to the client (the linger is over, or enough
+        records are queued)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._queued = 0
         queue, self._queue = self._queue, []
         task = asyncio.ensure_future(self._append_queued(queue))
         self._handing_over.add(task)
