@@ -29,6 +29,10 @@ from faust.types import TP, Message
 #: The fetch wait when the app does not say (faust's own: 1,500 ms).
 FETCH_MAX_WAIT_MS = 50
 
+#: Seconds a fetch waits for records while a partition's stream buffer is full (see
+#: ``Consumer._wait_next_records``); faust's own is 1 s.
+BEHIND_FETCH_WAIT = 0.02
+
 #: Messages handed to the streams between two yields to the event loop (faust's own figure).
 YIELD_EVERY = 100
 
@@ -44,10 +48,41 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
 
 class Consumer(driver.Consumer):
     """faust's aiokafka consumer, running ``ConsumerThread``, delivering each fetched batch
-    under one flow-control race (see ``_drain_messages``)."""
+    under one flow-control race (see ``_drain_messages``), and fetching again as soon as a
+    full stream buffer drains (see ``_wait_next_records``)."""
+
+    _drained: asyncio.Event | None = None
 
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    def on_buffer_drop(self, tp: TP) -> None:
+        """A partition's stream buffer has drained below its low mark: fetch it again, and
+        wake a fetch loop waiting for that."""
+        super().on_buffer_drop(tp)
+        self._buffer_drained().set()
+
+    def _buffer_drained(self) -> asyncio.Event:
+        if self._drained is None:
+            self._drained = asyncio.Event()
+        return self._drained
+
+    async def _wait_next_records(self, timeout: float) -> Any:  # noqa: ASYNC109 (faust's signature)
+        """faust's wait for the next fetch, except while a partition's stream buffer is full
+        (an agent is behind the fetcher). faust then fetches only the other partitions, for
+        up to ``timeout`` (1 s) however soon the buffer drains, or, when every partition's
+        buffer is full, sleeps a whole second. Traced on a backlog of 20,000 events: two
+        fetches a run came back empty after a whole second, with thousands of events waiting
+        (the worker's pipeline ran dry for ~0.5 s once; usually its gathered batches covered
+        the wait). Here the wait is ``BEHIND_FETCH_WAIT`` while a buffer is full, and a loop
+        with nothing to fetch wakes as soon as a buffer drains (or the consumer stops)."""
+        if self._buffered_partitions and self.flow_active:
+            drained = self._buffer_drained()
+            drained.clear()
+            if not (self.app.client_only or self._get_active_partitions()):
+                await self.wait_first(drained.wait(), timeout=timeout)
+            timeout = min(timeout, BEHIND_FETCH_WAIT)
+        return await super()._wait_next_records(timeout)
 
     async def _drain_messages(self, fetcher: Any) -> None:
         """faust's fetch loop, racing each fetched batch's delivery against the flow being
