@@ -516,6 +516,43 @@ async def test_profile_fields_survive_a_merge_by_rule(pool: asyncpg.Pool) -> Non
     assert gone is None
 
 
+async def test_a_chain_of_merges_in_one_batch_ends_on_the_last_survivor(
+    pool: asyncpg.Pool,
+) -> None:
+    """c merges into b, then b into a, within one batch: c's identities, events and profile
+    reach a, though b had no profile to pass them through."""
+    user, tel, mail, other_mail = unique("u"), phone(), email("chain"), email("chain-b")
+    [a] = (await ingest(pool, event(("user_id", user)))).customers
+    [b] = (await ingest(pool, event(("phone", tel), ("email", other_mail)))).customers
+    [c] = (await ingest(pool, event(("email", mail)))).customers
+    async with pool.acquire() as conn:
+        await profile.update(
+            conn, a, profile.ProfileUpdate(name="Ann Lee", language="fr"), utcnow()
+        )
+        await asyncio.sleep(0.01)
+        later = profile.ProfileUpdate(
+            language="de", birth_date="1985-02-03", attributes={"shoe": 40}
+        )
+        await profile.update(conn, c, later, utcnow())
+    first = event(("phone", tel), ("email", mail))
+    second = event(("user_id", user), ("email", other_mail))
+    result = await ingest(pool, first, second)
+    assert result.customers == [a, a]
+    [merged] = result.events
+    assert merged.customer_id == a and set(merged.merged_ids) == {b, c}
+    async with pool.acquire() as conn:
+        survivor = await profile.read(conn, a)
+        passed_through, gone = await profile.read(conn, b), await profile.read(conn, c)
+        found = await customers.customer(conn, c)
+    assert found["id"] == str(a)
+    assert {i["value"] for i in found["identities"]} == {user, tel, mail, other_mail}
+    assert survivor["name"] == "Ann Lee"  # non_empty: the survivor's
+    assert survivor["language"] == "de"  # most_recent: c's, set later than a's
+    assert survivor["birth_date"].isoformat() == "1985-02-03"  # only c had it
+    assert survivor["attributes"] == {"shoe": 40}
+    assert passed_through is None and gone is None
+
+
 async def test_consent_follows_the_merge_newest_statement_wins(pool: asyncpg.Pool) -> None:
     mail, tel = email("cons"), phone()
     withdraw = {"channel": "sms", "purpose": "marketing", "granted": False}

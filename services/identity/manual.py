@@ -313,9 +313,7 @@ async def merge(
             raise ManualError("these are already one customer")
         locked = await lock(conn, [survivor, other])
         await _unseparate(conn, locked.members[survivor], locked.members[other])
-        await store.move_customer(
-            conn, other, survivor, rules, event_id=None, reason=reason, actor=actor
-        )
+        await store.move_customers(conn, [(other, survivor, None, reason)], rules, actor=actor)
         await conn.execute(
             "UPDATE customers SET merge_count = merge_count + 1 WHERE id = $1", survivor
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -82,21 +83,23 @@ async def update(
     await _write(conn, customer_id, merged, current["field_times"])
 
 
-async def _write(
-    conn: asyncpg.Connection, customer_id: uuid.UUID, fields: dict[str, Any], times: dict[str, str]
-) -> None:
+_UPSERT = """
+INSERT INTO customer_profiles (customer_id, name, birth_date, language, preferred_channel,
+                               addresses, attributes, field_times)
+VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7::text::jsonb, $8::text::jsonb)
+ON CONFLICT (customer_id) DO UPDATE SET
+  name = EXCLUDED.name, birth_date = EXCLUDED.birth_date, language = EXCLUDED.language,
+  preferred_channel = EXCLUDED.preferred_channel, addresses = EXCLUDED.addresses,
+  attributes = EXCLUDED.attributes, field_times = EXCLUDED.field_times, updated_at = now()
+"""
+
+
+def _row(customer_id: uuid.UUID, fields: dict[str, Any], times: dict[str, str]) -> tuple[Any, ...]:
+    """``_UPSERT``'s arguments for one profile."""
     birth = fields.get("birth_date")
     if isinstance(birth, str):
         birth = date.fromisoformat(birth)
-    await conn.execute(
-        """INSERT INTO customer_profiles (customer_id, name, birth_date, language,
-                                          preferred_channel, addresses, attributes, field_times)
-           VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7::text::jsonb, $8::text::jsonb)
-           ON CONFLICT (customer_id) DO UPDATE SET
-             name = EXCLUDED.name, birth_date = EXCLUDED.birth_date,
-             language = EXCLUDED.language, preferred_channel = EXCLUDED.preferred_channel,
-             addresses = EXCLUDED.addresses, attributes = EXCLUDED.attributes,
-             field_times = EXCLUDED.field_times, updated_at = now()""",
+    return (
         customer_id,
         fields.get("name"),
         birth,
@@ -106,6 +109,12 @@ async def _write(
         json.dumps(fields.get("attributes") or {}),
         json.dumps(times),
     )
+
+
+async def _write(
+    conn: asyncpg.Connection, customer_id: uuid.UUID, fields: dict[str, Any], times: dict[str, str]
+) -> None:
+    await conn.execute(_UPSERT, *_row(customer_id, fields, times))
 
 
 def _empty(value: Any) -> bool:
@@ -128,18 +137,9 @@ def survive(
     return chosen[0], chosen[1]
 
 
-async def merge_into(
-    conn: asyncpg.Connection, merged: uuid.UUID, survivor: uuid.UUID, rules: IdentityRules
-) -> None:
-    """Combine two profiles field by field with the configured survivorship rules."""
-    gone = await read(conn, merged)
-    if gone is None:
-        return
-    kept = await read(conn, survivor) or {
-        "field_times": {},
-        "created_at": gone["created_at"],
-        **dict.fromkeys(_FIELDS),
-    }
+def _combine(kept: dict[str, Any], gone: dict[str, Any], rules: IdentityRules) -> dict[str, Any]:
+    """The profile two customers' profiles make, field by field with the survivorship rules
+    (``gone`` merged into ``kept``); the survivor keeps its own ``created_at``."""
     fields: dict[str, Any] = {}
     times: dict[str, str] = {}
     for name in _FIELDS:
@@ -160,5 +160,43 @@ async def merge_into(
         fields[name] = value
         if at:
             times[name] = at
-    await _write(conn, survivor, fields, times)
-    await conn.execute("DELETE FROM customer_profiles WHERE customer_id = $1", merged)
+    return {**fields, "field_times": times, "created_at": kept["created_at"]}
+
+
+async def merge_all(
+    conn: asyncpg.Connection,
+    pairs: Sequence[tuple[uuid.UUID, uuid.UUID]],
+    rules: IdentityRules,
+) -> None:
+    """Combine the profiles of each (merged, survivor) pair, in order, with the configured
+    survivorship rules: every profile involved read at once, combined in memory (a survivor
+    merged away later in the list passes on what it gathered), the survivors' written and the
+    merged ones deleted."""
+    involved = list({customer for pair in pairs for customer in pair})
+    rows = await conn.fetch(_SELECT + " WHERE customer_id = ANY($1::uuid[])", involved)
+    profiles = {row["customer_id"]: _decode(row) for row in rows}
+    if not profiles:
+        return
+    changed: dict[uuid.UUID, dict[str, Any]] = {}
+    gone: list[uuid.UUID] = []
+    created: datetime | None = None  # a new profile row's created_at: the transaction's now()
+    for merged, survivor in pairs:
+        lost = profiles.pop(merged, None)
+        if lost is None:
+            continue
+        gone.append(merged)
+        changed.pop(merged, None)
+        kept = profiles.get(survivor)
+        blank = {"field_times": {}, "created_at": lost["created_at"], **dict.fromkeys(_FIELDS)}
+        combined = _combine(kept or blank, lost, rules)
+        if kept is None:  # the survivor's first profile: its row is created now
+            created = created or await conn.fetchval("SELECT now()")
+            combined["created_at"] = created
+        profiles[survivor] = changed[survivor] = combined
+    if changed:
+        rows_out = [_row(c, p, p["field_times"]) for c, p in changed.items()]
+        await conn.executemany(_UPSERT, rows_out)
+    if gone:
+        await conn.execute(
+            "DELETE FROM customer_profiles WHERE customer_id = ANY($1::uuid[])", gone
+        )

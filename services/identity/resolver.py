@@ -47,7 +47,7 @@ class Writes:
 
     new_customers: list[CustomerState] = field(default_factory=list)
     links: list[tuple[Key, uuid.UUID, uuid.UUID | None, str]] = field(default_factory=list)
-    merges: list[tuple[uuid.UUID, uuid.UUID, uuid.UUID | None, str]] = field(default_factory=list)
+    merges: list[store.Merge] = field(default_factory=list)
     matching: dict[Key, str] = field(default_factory=dict)
     sightings: set[tuple[Key, uuid.UUID, uuid.UUID | None]] = field(default_factory=set)
     edges: dict[tuple[Key, Key], uuid.UUID | None] = field(default_factory=dict)

@@ -249,25 +249,33 @@ SELECT count(*) FROM moved
 """
 
 
-async def move_customer(
+#: One merge: (merged, survivor, event that caused it or None, reason).
+Merge = tuple[uuid.UUID, uuid.UUID, uuid.UUID | None, str]
+
+
+async def move_customers(
     conn: asyncpg.Connection,
-    merged: uuid.UUID,
-    survivor: uuid.UUID,
+    merges: Sequence[Merge],
     rules: IdentityRules,
     *,
-    event_id: uuid.UUID | None,
-    reason: str,
     actor: str = "resolver",
 ) -> None:
-    """Merge ``merged`` into ``survivor``: identities, timeline, consent, aliases (one
-    statement, ``_MOVE``), then the profile.
+    """Merge each ``merged`` into its ``survivor``, in order: identities, timeline, consent
+    and aliases (``_MOVE`` once a merge, all sent in one round trip and run in order, so a
+    customer merged into one merged later in the list ends with the last), then the profiles
+    (``profile.merge_all``, one read for them all).
 
-    The caller holds ``merged`` FOR UPDATE (``lock_merged``, or a manual merge's lock): timeline
-    writes for it in flight (FOR KEY SHARE) have committed before its rows move, and later ones
-    wait, then follow its alias.
+    The caller holds every ``merged`` FOR UPDATE (``lock_merged``, or a manual merge's lock):
+    timeline writes for them in flight (FOR KEY SHARE) have committed before their rows move,
+    and later ones wait, then follow their aliases.
     """
-    await conn.execute(_MOVE, merged, survivor, reason, event_id, actor)
-    await profile.merge_into(conn, merged, survivor, rules)
+    if not merges:
+        return
+    await conn.executemany(
+        _MOVE,
+        [(merged, survivor, reason, event, actor) for merged, survivor, event, reason in merges],
+    )
+    await profile.merge_all(conn, [(merged, survivor) for merged, survivor, _, _ in merges], rules)
 
 
 #: A batch's new customers, identities, link log entries, sightings and edges, in one
@@ -328,8 +336,7 @@ async def apply(
     """Write a batch's decisions; return the customer.merged events to publish."""
     await _insert_batch(conn, writes)
     await lock_merged(conn, [m[0] for m in writes.merges])
-    for merged, survivor, event_id, reason in writes.merges:
-        await move_customer(conn, merged, survivor, rules, event_id=event_id, reason=reason)
+    await move_customers(conn, writes.merges, rules)
     if writes.merges:
         await conn.execute(
             "UPDATE customers c SET merge_count = c.merge_count + m.n FROM"
