@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=1000, alias="OMNIHUB_BATCH_SIZE")
     batch_wait: float = Field(default=0.02, alias="OMNIHUB_BATCH_WAIT")
     fetch_max_wait_ms: int = Field(default=50, alias="OMNIHUB_FETCH_MAX_WAIT_MS")
+    fetch_min_bytes: int = Field(default=16384, ge=1, alias="OMNIHUB_FETCH_MIN_BYTES")
     commit_interval: float = Field(default=1.0, alias="OMNIHUB_COMMIT_INTERVAL")
     worker_session_timeout: float = Field(default=6.0, alias="OMNIHUB_SESSION_TIMEOUT")
     channels: str = Field(

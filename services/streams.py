@@ -16,8 +16,8 @@ from services.runtime import tune_gc
 
 
 def faust_app(app_id: str, settings: Settings, bootstrap: str, **overrides: Any) -> faust.App:
-    """A faust app tuned for omnihub: short session timeout, bounded fetch wait
-    (``services.kafka_transport``), no leader topic, no web."""
+    """A faust app tuned for omnihub: short session timeout, bounded fetch wait and a least
+    fetch size (``services.kafka_transport``), no leader topic, no web."""
     datadir = Path(settings.data_dir).resolve() / "faust" / app_id
     datadir.mkdir(parents=True, exist_ok=True)
     config: dict[str, Any] = {
@@ -35,7 +35,12 @@ def faust_app(app_id: str, settings: Settings, bootstrap: str, **overrides: Any)
         "datadir": str(datadir),
     }
     config.update(overrides)
-    return App(app_id, fetch_max_wait_ms=settings.fetch_max_wait_ms, **config)
+    return App(
+        app_id,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        fetch_min_bytes=settings.fetch_min_bytes,
+        **config,
+    )
 
 
 def ready_file(settings: Settings, app_id: str, pid: int) -> Path:
