@@ -1,29 +1,68 @@
-"""Every registered channel adapter, by name."""
+"""Every channel adapter installed, found through the ``omnihub.channels`` entry points.
+
+A channel registers itself in ``pyproject.toml``::
+
+    [project.entry-points."omnihub.channels"]
+    twilio = "channels.twilio:MANIFEST"
+
+This module never names a channel: ``services/`` asks it instead.
+"""
 
 from __future__ import annotations
 
-from channels.api import ApiAdapter
-from channels.base import ChannelAdapter
-from channels.twilio import TwilioAdapter
+from collections.abc import Sequence
+from functools import cache
+from importlib.metadata import entry_points
+
+from channels.base.manifest import ChannelInfo, Manifest
 from schemas import Channel
 
-ADAPTERS: dict[str, type[ChannelAdapter]] = {
-    ApiAdapter.name: ApiAdapter,
-    TwilioAdapter.name: TwilioAdapter,
-}
+GROUP = "omnihub.channels"
 
 
-def adapter_class(name: str) -> type[ChannelAdapter]:
-    """Return the adapter class registered under ``name``; KeyError names the known ones."""
+@cache
+def manifests() -> dict[str, Manifest]:
+    """Every registered channel's manifest, by name (sorted)."""
+    found: dict[str, Manifest] = {}
+    for point in entry_points(group=GROUP):
+        manifest = point.load()
+        if not isinstance(manifest, Manifest):
+            raise TypeError(f"entry point {point.value} is not a channels.base.Manifest")
+        if manifest.name != point.name:
+            raise ValueError(f"entry point {point.name!r} names manifest {manifest.name!r}")
+        found[manifest.name] = manifest
+    return dict(sorted(found.items()))
+
+
+def manifest(name: str) -> Manifest:
+    """The manifest registered under ``name``; KeyError names the known ones."""
     try:
-        return ADAPTERS[name]
+        return manifests()[name]
     except KeyError:
-        raise KeyError(f"unknown channel adapter {name!r}; known: {', '.join(ADAPTERS)}") from None
+        known = ", ".join(manifests())
+        raise KeyError(f"unknown channel adapter {name!r}; known: {known}") from None
 
 
-def adapter_for_channel(channel: Channel) -> type[ChannelAdapter]:
-    """Return the adapter class that sends on ``channel``."""
-    for cls in ADAPTERS.values():
-        if channel in cls.channels:
-            return cls
-    raise KeyError(f"no adapter sends on channel {channel.value!r}")
+def selected(names: Sequence[str]) -> list[Manifest]:
+    """The manifests named (every one when ``names`` is empty); KeyError for an unknown."""
+    return [manifest(name) for name in names] if names else list(manifests().values())
+
+
+def for_channel(channel: Channel) -> Manifest | None:
+    """The manifest of the adapter that serves ``channel``, if one is installed."""
+    return next((m for m in manifests().values() if m.info(channel)), None)
+
+
+def channel_info(channel: Channel) -> ChannelInfo | None:
+    """What the installed adapter of ``channel`` declares about it."""
+    found = for_channel(channel)
+    return found.info(channel) if found else None
+
+
+def label(channel: str) -> str:
+    """How people see a channel's name: its adapter's label, else the name capitalised."""
+    try:
+        info = channel_info(Channel(channel))
+    except ValueError:
+        info = None
+    return info.label if info else channel.replace("_", " ").capitalize()

@@ -184,6 +184,12 @@ class Interaction(_Model):
         return cls.model_validate(fields)
 
 
+#: The ``command_id`` of a ``DeliveryStatus`` a channel received from its provider (a status
+#: callback) when the channel only knows the provider's message id. The processors replace it
+#: with the command whose ``(channel, provider_message_id)`` the dispatcher recorded.
+UNRESOLVED_COMMAND = uuid.UUID(int=0)
+
+
 class DeliveryStatus(_Model):
     """A delivery state reported for an outbound message (topic: delivery)."""
 
@@ -198,7 +204,10 @@ class DeliveryStatus(_Model):
 
     @property
     def partition_key(self) -> bytes:
-        """Kafka key: the command, so one message's statuses stay in order."""
+        """Kafka key: the command, so one message's statuses stay in order (a receipt not yet
+        matched to its command: the provider's id of the message, for the same reason)."""
+        if self.command_id == UNRESOLVED_COMMAND:
+            return f"{self.channel.value}:{self.provider_message_id or ''}".encode()
         return str(self.command_id).encode()
 
 

@@ -16,3 +16,8 @@ def event_id_for(channel: str, provider_message_id: str) -> uuid.UUID:
 def customer_id_for(identity_key: str) -> uuid.UUID:
     """Return the id a customer first seen with ``identity_key`` gets (same on every worker)."""
     return uuid.uuid5(OMNIHUB_NAMESPACE, f"customer:{identity_key}")
+
+
+def receipt_id_for(channel: str, provider_message_id: str, state: str) -> uuid.UUID:
+    """Return the record id of a provider's delivery receipt (a retried callback: the same)."""
+    return uuid.uuid5(OMNIHUB_NAMESPACE, f"receipt:{channel}:{provider_message_id}:{state}")

@@ -61,10 +61,21 @@ OUTBOUND = TopicSpec(
 DELIVERY = TopicSpec(
     name=f"{PREFIX}.delivery.v1",
     partitions=8,
-    key="command id",
+    key="command id; a provider's receipt not yet matched to its command: channel:provider id",
     model=DeliveryStatus,
     ce_type="com.omnihub.delivery.v1",
     description="delivery states of outbound messages",
+)
+SESSIONS = TopicSpec(
+    name=f"{PREFIX}.sessions.v1",
+    partitions=8,
+    key="customer id",
+    model=OutboundCommand,
+    ce_type="com.omnihub.outbound.v1",
+    description=(
+        "outbound commands relayed by the dispatcher to the web processes holding the"
+        " channel's client sessions (web chat); every such process reads all of it"
+    ),
 )
 CUSTOMERS = TopicSpec(
     name=f"{PREFIX}.customers.v1",
@@ -103,6 +114,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     UNIFIED,
     OUTBOUND,
     DELIVERY,
+    SESSIONS,
     CUSTOMERS,
     DEADLETTER,
     *ROUTED.values(),

@@ -58,15 +58,20 @@ def run(
 ) -> None:
     """Run one component against KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL (for deployment).
 
-    `omnihub run channel twilio` serves that adapter's webhooks alone (Kafka only).
+    `omnihub run channel twilio` serves that adapter alone (Kafka only).
     """
     settings = _settings()
     if component is ComponentName.CHANNEL:
-        from channels.registry import adapter_class
+        from channels import registry
 
         if not name:
             raise typer.BadParameter("name the adapter: omnihub run channel <name>")
-        adapter_class(name)  # fails early, naming the known adapters
+        try:
+            found = registry.manifest(name)
+        except KeyError as exc:
+            raise typer.BadParameter(str(exc.args[0])) from None
+        if found.with_hub_api:
+            raise typer.BadParameter(f"{name} is part of the hub's API: omnihub run api")
         bootstrap = settings.with_runtime().kafka_bootstrap_servers
         if not bootstrap:
             raise typer.BadParameter("KAFKA_BOOTSTRAP_SERVERS is not set")

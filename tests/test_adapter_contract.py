@@ -1,79 +1,92 @@
-"""The adapter contract, run over every registered adapter."""
+"""The channel contract, run over every registered adapter.
+
+Each channel provides its own fixtures in ``tests/channels/<name>/contract.py``: ``adapter()``
+and, for a webhook adapter, ``accepted()``, ``unparseable()`` and ``forged()``, each a list of
+``(route, request)``. Nothing here names a channel: a new channel's folder is enough.
+"""
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import socket
+from types import ModuleType
 from typing import Any
-from urllib.parse import urlencode
 
 import pytest
+from pydantic_settings import BaseSettings
 
-from channels.base import ChannelAdapter, Health, InboundRequest, ParseError
-from channels.registry import ADAPTERS, adapter_class, adapter_for_channel
-from channels.twilio import TwilioAdapter
-from channels.twilio.config import TwilioSettings
-from schemas import Interaction
-from tests import twilio_support as twilio
+from channels import registry
+from channels.base import (
+    Audience,
+    ChannelAdapter,
+    Health,
+    Manifest,
+    ParseError,
+    SessionAdapter,
+    SignatureError,
+    SourceAdapter,
+    WebhookAdapter,
+)
+from schemas import DeliveryStatus, Interaction
 
-#: For each adapter: a request it must accept, and one it must refuse to parse.
-VALID: dict[str, InboundRequest] = {
-    "api": InboundRequest(
-        method="POST",
-        url="http://hub/v1/interactions",
-        headers={"Content-Type": "application/json"},
-        body=b'{"identities": [{"type": "email", "value": "A@Example.com"}],'
-        b' "text": "hi", "provider_message_id": "c-1"}',
-    ),
-    "twilio": InboundRequest(
-        method="POST",
-        url="http://hub/channels/twilio/sms",
-        headers={
-            "Content-Type": twilio.FORM,
-            "X-Twilio-Signature": twilio.sign("sms", twilio.sample_form("inbound_sms.form.txt")),
-        },
-        body=urlencode(twilio.sample_form("inbound_sms.form.txt")).encode(),
-    ),
-}
-INVALID: dict[str, InboundRequest] = {
-    "api": InboundRequest(
-        method="POST",
-        url="http://hub/v1/interactions",
-        headers={"content-type": "application/json"},
-        body=b'{"text": 1}',
-    ),
-    "twilio": InboundRequest(
-        method="POST",
-        url="http://hub/channels/twilio/sms",
-        headers={"content-type": twilio.FORM},
-        body=b"Body=no+sender&MessageSid=SM00000000000000000000000000000000",
-    ),
-}
-#: Adapters that need settings to verify VALID (the default comes from the environment).
-CONFIGURED: dict[str, Any] = {
-    "twilio": lambda: TwilioAdapter(
-        TwilioSettings(TWILIO_AUTH_TOKEN=twilio.TOKEN, OMNIHUB_PUBLIC_URL=twilio.PUBLIC_URL)
-    ),
-}
-
-adapters = pytest.mark.parametrize("name", sorted(ADAPTERS))
+NAMES = sorted(registry.manifests())
+every_channel = pytest.mark.parametrize("name", NAMES)
 
 
-def test_every_adapter_has_contract_fixtures() -> None:
-    assert set(VALID) == set(ADAPTERS) == set(INVALID)
+def fixtures(name: str) -> ModuleType:
+    """The channel's own contract fixtures."""
+    try:
+        return importlib.import_module(f"tests.channels.{name}.contract")
+    except ModuleNotFoundError as exc:
+        raise AssertionError(
+            f"channel {name} provides no tests/channels/{name}/contract.py"
+        ) from exc
 
 
-@adapters
-def test_adapter_implements_the_contract(name: str) -> None:
-    cls = adapter_class(name)
-    assert issubclass(cls, ChannelAdapter)
-    assert not inspect.isabstract(cls)
-    assert cls.name == name
-    assert cls.channels
-    for channel in cls.channels:
-        assert adapter_for_channel(channel) is cls
+def webhook(name: str) -> WebhookAdapter:
+    adapter = fixtures(name).adapter()
+    if not isinstance(adapter, WebhookAdapter):
+        pytest.skip(f"{name} is not a webhook adapter")
+    return adapter
+
+
+def test_the_registry_finds_the_installed_channels() -> None:
+    assert {"api", "twilio"} <= set(NAMES)
+    assert all(isinstance(m, Manifest) for m in registry.manifests().values())
+
+
+@every_channel
+def test_manifest_and_adapter_agree(name: str) -> None:
+    manifest = registry.manifest(name)
+    adapter = fixtures(name).adapter()
+    cls = type(adapter)
+    assert isinstance(adapter, manifest.adapter)  # type: ignore[arg-type]
+    assert issubclass(cls, ChannelAdapter) and not inspect.isabstract(cls)
+    assert isinstance(adapter, WebhookAdapter | SourceAdapter | SessionAdapter)
+    assert cls.name == manifest.name == name
+    assert cls.channels == {info.channel for info in manifest.channels}
+    for info in manifest.channels:
+        assert info.label and info.icon
+        assert registry.for_channel(info.channel) is manifest
+        assert registry.label(info.channel.value) == info.label
+    assert all(issubclass(s, BaseSettings) for s in manifest.settings)
     assert inspect.iscoroutinefunction(cls.send)
     assert inspect.iscoroutinefunction(cls.health)
+
+
+@every_channel
+def test_routes_are_declared_once_with_limits(name: str) -> None:
+    adapter = webhook(name)
+    seen = set()
+    for route in adapter.routes:
+        for method in route.methods:
+            key = (method, route.full_path(name))
+            assert key not in seen, key
+            seen.add(key)
+        assert adapter.body_limit(route) > 0
+        if route.audience is Audience.CLIENT:
+            assert route.roles, "a client route names the token roles it admits"
 
 
 @pytest.fixture
@@ -87,28 +100,52 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "create_connection", refuse)
 
 
-@adapters
+@every_channel
 def test_parse_is_pure_and_deterministic(name: str, no_network: None) -> None:
-    adapter = CONFIGURED.get(name, adapter_class(name))()
-    adapter.verify(VALID[name])
-    first = adapter.parse(VALID[name])
-    second = adapter.parse(VALID[name])
-    assert first and all(isinstance(i, Interaction) for i in first)
-    assert [i.event_id for i in first] == [i.event_id for i in second]
-    assert all(i.source == f"channels/{name}" for i in first)
+    adapter = webhook(name)
+    cases = fixtures(name).accepted()
+    assert cases, f"{name} gives no accepted request"
+    for route, request in cases:
+        adapter.verify(request, route)
+        first = adapter.parse(request, route)
+        second = adapter.parse(request, route)
+        assert first and all(isinstance(e, Interaction | DeliveryStatus) for e in first)
+        receipts = [e for e in first if isinstance(e, DeliveryStatus)]
+        again = [e for e in second if isinstance(e, DeliveryStatus)]
+        assert [e.partition_key for e in receipts] == [e.partition_key for e in again]
+        ids = [e.event_id for e in first if isinstance(e, Interaction)]
+        assert ids == [e.event_id for e in second if isinstance(e, Interaction)]
+        assert all(e.source == f"channels/{name}" for e in first if isinstance(e, Interaction))
+        assert all(e.channel in type(adapter).channels for e in first)
 
 
-@adapters
+@every_channel
 def test_parse_refuses_bad_input_with_parse_error(name: str) -> None:
-    adapter = adapter_class(name)()
-    with pytest.raises(ParseError) as caught:
-        adapter.parse(INVALID[name])
-    assert str(caught.value)
+    adapter = webhook(name)
+    cases = fixtures(name).unparseable()
+    assert cases, f"{name} gives no unparseable request"
+    for route, request in cases:
+        adapter.verify(request, route)  # authentic: only parsing fails
+        with pytest.raises(ParseError) as caught:
+            adapter.parse(request, route)
+        assert str(caught.value)
 
 
-@adapters
+@every_channel
+def test_verify_refuses_forged_requests(name: str) -> None:
+    adapter = webhook(name)
+    cases = fixtures(name).forged()
+    provider_routes = [r for r in adapter.routes if r.audience is Audience.PROVIDER]
+    if provider_routes:
+        assert cases, f"{name} has provider routes but gives no forged request"
+    for route, request in cases:
+        with pytest.raises(SignatureError):
+            adapter.verify(request, route)
+
+
+@every_channel
 async def test_health_reports(name: str) -> None:
-    health = await adapter_class(name)().health()
+    health = await fixtures(name).adapter().health()
     assert isinstance(health, Health)
     assert isinstance(health.ok, bool)
     if not health.ok:
@@ -117,4 +154,4 @@ async def test_health_reports(name: str) -> None:
 
 def test_unknown_adapter_names_the_known_ones() -> None:
     with pytest.raises(KeyError, match="known: api"):
-        adapter_class("carrier-pigeon")
+        registry.manifest("carrier-pigeon")

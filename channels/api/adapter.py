@@ -7,29 +7,52 @@ from typing import ClassVar
 import httpx
 
 from channels.api.config import ApiChannelSettings
+from channels.api.models import Accepted, InteractionRequest
 from channels.api.parse import parse_body
 from channels.api.send import post_reply
 from channels.api.verify import check_request
-from channels.base import ChannelAdapter, Health, InboundRequest, SendResult
+from channels.base import (
+    Audience,
+    ChannelEvent,
+    Health,
+    InboundRequest,
+    Route,
+    SendResult,
+    WebhookAdapter,
+    WebhookReply,
+)
 from schemas import Channel, Interaction, OutboundCommand
 from schemas.events import utcnow
 
+#: The API channel's door is part of the hub's public API, so it is not under /channels/api/.
+INTERACTIONS = Route(
+    "/v1/interactions",
+    summary="Validate and publish one interaction; 202 only after the broker's acknowledgement",
+    audience=Audience.CLIENT,
+    roles=("integration", "agent"),
+    status=202,
+    request_model=InteractionRequest,
+    response_model=Accepted,
+)
 
-class ApiAdapter(ChannelAdapter):
+
+class ApiAdapter(WebhookAdapter):
     """Interactions posted as JSON by other systems; replies POSTed back, signed."""
 
     name: ClassVar[str] = "api"
     channels: ClassVar[frozenset[Channel]] = frozenset({Channel.API})
+    routes: ClassVar[tuple[Route, ...]] = (INTERACTIONS,)
 
     def __init__(self, settings: ApiChannelSettings | None = None) -> None:
         self.settings = settings or ApiChannelSettings()
+        self.max_body_bytes = self.settings.max_body_bytes
         self._client: httpx.AsyncClient | None = None
 
-    def verify(self, request: InboundRequest) -> None:
+    def verify(self, request: InboundRequest, route: Route) -> None:
         """Check size and content type; callers are authenticated by bearer token upstream."""
         check_request(request, self.settings.max_body_bytes)
 
-    def parse(self, request: InboundRequest) -> list[Interaction]:
+    def parse(self, request: InboundRequest, route: Route) -> list[ChannelEvent]:
         """Parse the JSON body into one interaction."""
         return [
             parse_body(
@@ -39,6 +62,15 @@ class ApiAdapter(ChannelAdapter):
                 default_region=self.settings.default_phone_region,
             )
         ]
+
+    def acknowledge(
+        self, request: InboundRequest, route: Route, events: list[ChannelEvent]
+    ) -> WebhookReply:
+        """202 with the event id the interaction got (parse makes exactly one)."""
+        (interaction,) = events
+        assert isinstance(interaction, Interaction)
+        body = Accepted(event_id=str(interaction.event_id)).model_dump_json().encode()
+        return WebhookReply(202, body, "application/json")
 
     async def send(self, command: OutboundCommand) -> SendResult:
         """POST the reply to the configured callback URL."""

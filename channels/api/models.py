@@ -35,3 +35,10 @@ class InteractionRequest(BaseModel):
         default_factory=list, max_length=10, description="consent the customer gave or withdrew"
     )
     attributes: dict[str, Scalar] = Field(default_factory=dict)
+
+
+class Accepted(BaseModel):
+    """The broker acknowledged the interaction."""
+
+    event_id: str
+    status: str = "accepted"

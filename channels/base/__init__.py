@@ -1,6 +1,8 @@
-"""The adapter contract every channel implements, and the pieces adapters share."""
+"""The channel contract: what every adapter is (``ChannelAdapter``), the three shapes its
+inbound side can take (``WebhookAdapter``, ``SourceAdapter``, ``SessionAdapter``), its
+``Manifest``, and the pieces adapters share."""
 
-from channels.base.adapter import ChannelAdapter, Health, InboundRequest, SendResult
+from channels.base.adapter import ChannelAdapter, ChannelEvent, Health, InboundRequest, SendResult
 from channels.base.delivery import UNRESOLVED_COMMAND
 from channels.base.errors import (
     ChannelError,
@@ -10,23 +12,45 @@ from channels.base.errors import (
     SignatureError,
     UnsupportedMediaType,
 )
+from channels.base.manifest import ChannelInfo, Manifest
 from channels.base.publisher import Publisher, PublishError
-from channels.base.webhook import WebhookReply, receive
+from channels.base.session import (
+    ClientConnection,
+    HeldSessions,
+    SessionAdapter,
+    SessionClosed,
+    SessionRoute,
+)
+from channels.base.source import PollingSource, SourceAdapter
+from channels.base.webhook import Audience, Route, WebhookAdapter, WebhookReply, receive
 
 __all__ = [
     "UNRESOLVED_COMMAND",
+    "Audience",
     "ChannelAdapter",
     "ChannelError",
+    "ChannelEvent",
+    "ChannelInfo",
+    "ClientConnection",
     "Health",
+    "HeldSessions",
     "InboundRequest",
+    "Manifest",
     "ParseError",
     "PayloadTooLarge",
+    "PollingSource",
     "PublishError",
     "Publisher",
+    "Route",
     "SendError",
     "SendResult",
+    "SessionAdapter",
+    "SessionClosed",
+    "SessionRoute",
     "SignatureError",
+    "SourceAdapter",
     "UnsupportedMediaType",
+    "WebhookAdapter",
     "WebhookReply",
     "receive",
 ]

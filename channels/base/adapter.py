@@ -1,4 +1,5 @@
-"""The typed adapter contract: verify, parse (pure), send, health."""
+"""What every channel adapter is, whatever its shape: it names its channels, sends, reports
+health. The shapes (webhook, source, session) live beside this module."""
 
 from __future__ import annotations
 
@@ -6,16 +7,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, TypeAlias
 from urllib.parse import parse_qsl
 
-from schemas import Channel, DeliveryState, Interaction, OutboundCommand
+from schemas import Channel, DeliveryState, DeliveryStatus, Interaction, OutboundCommand
 
 if TYPE_CHECKING:
-    from fastapi import APIRouter
-
     from channels.base.publisher import Publisher
-    from channels.base.webhook import WebhookReply
+
+#: What a channel hands the hub: interactions, and delivery states of messages the hub sent.
+ChannelEvent: TypeAlias = Interaction | DeliveryStatus
 
 
 @dataclass(frozen=True)
@@ -65,20 +66,31 @@ class Health:
 
 
 class ChannelAdapter(ABC):
-    """One channel: checks and normalises what arrives, sends what leaves."""
+    """One channel: what it sends on, how it sends, whether it can work.
 
-    #: Short name used in URLs (/channels/<name>/...), CLI and metrics.
+    An adapter also takes one or more shapes for what arrives: ``WebhookAdapter`` (HTTP
+    requests answered at once), ``SourceAdapter`` (a server or poller the framework starts and
+    stops) and ``SessionAdapter`` (long-lived client connections). The framework hands every
+    adapter the hub's ``Publisher`` (``attach``) before it receives or sends anything.
+    """
+
+    #: Short name used in URLs (/channels/<name>/...), the CLI and metrics; the manifest's.
     name: ClassVar[str]
-    #: The channels this adapter can send on.
+    #: The channels this adapter receives and sends on.
     channels: ClassVar[frozenset[Channel]]
 
-    @abstractmethod
-    def verify(self, request: InboundRequest) -> None:
-        """Raise SignatureError unless the request provably comes from the provider."""
+    _publisher: Publisher | None = None
 
-    @abstractmethod
-    def parse(self, request: InboundRequest) -> list[Interaction]:
-        """Turn a verified request into interactions; pure, no I/O; ParseError if it can't."""
+    def attach(self, publisher: Publisher) -> None:
+        """Take the publisher the adapter publishes (and relays) through."""
+        self._publisher = publisher
+
+    @property
+    def publisher(self) -> Publisher:
+        """The attached publisher; RuntimeError before ``attach``."""
+        if self._publisher is None:
+            raise RuntimeError(f"channel {self.name}: no publisher attached")
+        return self._publisher
 
     @abstractmethod
     async def send(self, command: OutboundCommand) -> SendResult:
@@ -87,21 +99,6 @@ class ChannelAdapter(ABC):
     @abstractmethod
     async def health(self) -> Health:
         """Report whether the adapter is configured and can reach what it needs."""
-
-    #: Paths under /channels/<name>/ handled by the shared ``receive`` flow alone (verify,
-    #: parse, publish, acknowledge): the web process serves them on its fast path, ahead of
-    #: the framework's routing. ``router`` still describes them (OpenAPI).
-    webhooks: ClassVar[tuple[str, ...]] = ()
-
-    def router(self, publisher: Publisher) -> APIRouter | None:
-        """The adapter's webhook routes under /channels/<name>/, or None when it has none."""
-        return None
-
-    def acknowledge(self, request: InboundRequest, interactions: list[Interaction]) -> WebhookReply:
-        """The provider's answer once the interactions are published (default: empty 200)."""
-        from channels.base.webhook import WebhookReply
-
-        return WebhookReply(200, b"")
 
     async def close(self) -> None:  # noqa: B027 - an optional hook, not abstract
         """Release clients the adapter opened (default: nothing)."""

@@ -1,11 +1,5 @@
 """Delivery receipts that providers report for messages the hub sent."""
 
-from __future__ import annotations
+from schemas.events import UNRESOLVED_COMMAND
 
-import uuid
-
-#: The ``command_id`` of a ``DeliveryStatus`` a channel received from its provider (a status
-#: callback) when the channel only knows the provider's message id. The processors replace it
-#: with the command whose ``(channel, provider_message_id)`` the dispatcher recorded in
-#: ``outbound_messages``.
-UNRESOLVED_COMMAND = uuid.UUID(int=0)
+__all__ = ["UNRESOLVED_COMMAND"]

@@ -1,60 +1,178 @@
-"""The one way a provider's webhook is handled: verify, parse, publish, then acknowledge."""
+"""The webhook shape: HTTP requests a provider (or an integration) sends, answered at once.
+
+A small complete example, a channel whose provider POSTs JSON signed with a shared secret and
+checks the subscription with a GET first::
+
+    class EchoAdapter(WebhookAdapter):
+        name = "echo"
+        channels = frozenset({Channel.API})
+        routes = (
+            Route("hook", methods=("GET",), publishes=False, summary="subscription check"),
+            Route("hook", summary="a message", max_body_bytes=64 * 1024),
+        )
+
+        def verify(self, request: InboundRequest, route: Route) -> None:
+            if not signing.verify(SECRET, request.body, request.header("x-sig")):
+                raise SignatureError("bad x-sig")
+
+        def respond(self, request: InboundRequest, route: Route) -> WebhookReply:
+            return WebhookReply(200, request.query.get("challenge", "").encode())
+
+        def parse(self, request: InboundRequest, route: Route) -> list[ChannelEvent]:
+            body = json.loads(request.body)
+            return [Interaction.create(channel=Channel.API, ...)]
+
+        async def send(self, command: OutboundCommand) -> SendResult: ...
+        async def health(self) -> Health: return Health(ok=True)
+
+The framework mounts each route at ``/channels/<name>/<path>`` (a path starting with ``/`` is
+mounted as it is), refuses bodies over the route's limit with 413 before reading them, and
+runs ``receive``: verify, parse, publish, and only once the broker acknowledged, acknowledge.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+from abc import abstractmethod
 from dataclasses import dataclass
+from enum import StrEnum
+from typing import ClassVar
 
-from channels.base.adapter import ChannelAdapter, InboundRequest
-from channels.base.errors import (
-    ParseError,
-    PayloadTooLarge,
-    SignatureError,
-    UnsupportedMediaType,
-)
+from pydantic import BaseModel
+
+from channels.base.adapter import ChannelAdapter, ChannelEvent, InboundRequest
+from channels.base.errors import ParseError, PayloadTooLarge, SignatureError, UnsupportedMediaType
 from channels.base.publisher import Publisher, PublishError
 
 log = logging.getLogger(__name__)
 
+#: A body limit for routes that set none: webhooks are small, email with attachments is not.
+DEFAULT_MAX_BODY = 1_048_576
+#: Seconds a client is asked to wait before retrying when the broker did not acknowledge.
+RETRY_AFTER = "5"
+
+
+class Audience(StrEnum):
+    """Who calls a route, which decides how its failures are answered."""
+
+    #: A provider proving itself by signature: what it sends and we cannot read goes to the
+    #: dead-letter topic and the provider gets a 2xx (retrying would never succeed).
+    PROVIDER = "provider"
+    #: An integration holding a bearer token: what cannot be read is refused with 422 and the
+    #: reasons as JSON, so its author can fix the request.
+    CLIENT = "client"
+
+
+@dataclass(frozen=True)
+class Route:
+    """One HTTP route of a webhook adapter."""
+
+    #: Under ``/channels/<name>/``, or mounted as it is when it starts with ``/``.
+    path: str
+    methods: tuple[str, ...] = ("POST",)
+    summary: str = ""
+    #: Bodies larger than this are refused with 413 before they are read (None: the adapter's).
+    max_body_bytes: int | None = None
+    #: False for a route answered by ``respond`` alone (a subscription handshake, a challenge).
+    publishes: bool = True
+    audience: Audience = Audience.PROVIDER
+    #: Token roles allowed to call a CLIENT route (the framework checks the bearer token).
+    roles: tuple[str, ...] = ()
+    #: The success status, and request/response models, for the OpenAPI document.
+    status: int = 200
+    request_model: type[BaseModel] | None = None
+    response_model: type[BaseModel] | None = None
+
+    def full_path(self, channel: str) -> str:
+        """The path the route is served at."""
+        return self.path if self.path.startswith("/") else f"/channels/{channel}/{self.path}"
+
 
 @dataclass(frozen=True)
 class WebhookReply:
-    """What the provider gets back."""
+    """What the caller gets back."""
 
     status: int = 200
     body: bytes = b""
     content_type: str = "text/plain; charset=utf-8"
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+class WebhookAdapter(ChannelAdapter):
+    """A channel whose inbound side is HTTP routes: verify, parse (pure), acknowledge."""
+
+    #: The routes the framework serves for this adapter.
+    routes: ClassVar[tuple[Route, ...]]
+    #: The body limit of routes that name none.
+    max_body_bytes: int = DEFAULT_MAX_BODY
+
+    @abstractmethod
+    def verify(self, request: InboundRequest, route: Route) -> None:
+        """Raise SignatureError unless the request provably comes from the provider (also
+        PayloadTooLarge or UnsupportedMediaType for a body the adapter will not read)."""
+
+    @abstractmethod
+    def parse(self, request: InboundRequest, route: Route) -> list[ChannelEvent]:
+        """Turn a verified request into events; pure, no I/O; ParseError if it can't."""
+
+    def acknowledge(
+        self, request: InboundRequest, route: Route, events: list[ChannelEvent]
+    ) -> WebhookReply:
+        """The answer once the events are published (default: an empty 200)."""
+        return WebhookReply(200, b"")
+
+    def respond(self, request: InboundRequest, route: Route) -> WebhookReply:
+        """The answer of a route that publishes nothing, once verified (default: 404)."""
+        return WebhookReply(404, b"not found")
+
+    def body_limit(self, route: Route) -> int:
+        """The largest body ``route`` takes."""
+        return route.max_body_bytes or self.max_body_bytes
+
+
+def error_reply(route: Route, status: int, detail: object) -> WebhookReply:
+    """A refusal as the route's audience reads it: JSON ``{"detail": ...}`` for clients."""
+    headers = (("retry-after", RETRY_AFTER),) if status == 503 else ()
+    if route.audience is Audience.CLIENT:
+        body = json.dumps({"detail": detail}, ensure_ascii=False).encode()
+        return WebhookReply(status, body, "application/json", headers)
+    return WebhookReply(status, str(detail).encode(), headers=headers)
 
 
 async def receive(
-    adapter: ChannelAdapter, publisher: Publisher, request: InboundRequest
+    adapter: WebhookAdapter, publisher: Publisher, request: InboundRequest, route: Route
 ) -> WebhookReply:
-    """Handle one webhook call; the provider sees a 2xx only after the broker acknowledged.
+    """Handle one call; the caller sees a 2xx only after the broker acknowledged.
 
     - a bad or missing signature: 403, nothing published;
-    - a body the adapter will not read (too large, wrong media type): 413 or 415, nothing
-      published;
-    - authentic but unparseable: the raw request goes to the dead-letter topic with the
-      reason, and the provider gets a 2xx so it does not retry what can never succeed;
-    - the broker does not acknowledge: 503, so the provider retries later.
+    - a body the adapter will not read (too large, wrong media type): 413 or 415;
+    - authentic but unparseable: a provider's request goes to the dead-letter topic with the
+      reason and gets a 2xx (it could never succeed); a client's gets 422 with the reasons;
+    - the broker does not acknowledge: 503 with Retry-After, so the caller retries later.
     """
     try:
-        adapter.verify(request)
+        adapter.verify(request, route)
     except SignatureError as exc:
         log.warning("%s: refused webhook: %s", adapter.name, exc)
-        return WebhookReply(403, b"invalid signature")
+        return error_reply(route, 403, "invalid signature")
     except PayloadTooLarge as exc:
-        return WebhookReply(413, str(exc).encode())
+        return error_reply(route, 413, str(exc))
     except UnsupportedMediaType as exc:
-        return WebhookReply(415, str(exc).encode())
+        return error_reply(route, 415, str(exc))
+    if not route.publishes:
+        return adapter.respond(request, route)
     try:
         try:
-            interactions = adapter.parse(request)
+            events = adapter.parse(request, route)
         except ParseError as exc:
+            if route.audience is Audience.CLIENT:
+                return error_reply(route, 422, exc.details or str(exc))
             await publisher.dead_letter(request, str(exc), stage=f"channels/{adapter.name}")
-            return adapter.acknowledge(request, [])
-        if interactions:
-            await publisher.publish(interactions)
+            return adapter.acknowledge(request, route, [])
+        if events:
+            await publisher.publish(events)
     except PublishError:
-        return WebhookReply(503, b"event bus unavailable, retry later")
-    return adapter.acknowledge(request, interactions)
+        detail = "the event bus did not acknowledge; retry later"
+        return error_reply(route, 503, detail)
+    return adapter.acknowledge(request, route, events)

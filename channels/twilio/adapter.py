@@ -2,43 +2,51 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from channels.base import (
-    ChannelAdapter,
+    ChannelEvent,
     Health,
     InboundRequest,
-    ParseError,
+    Route,
     SendResult,
+    WebhookAdapter,
     WebhookReply,
 )
 from channels.twilio import twiml
 from channels.twilio.config import TwilioSettings
 from channels.twilio.models import Webhook
-from channels.twilio.parse import HELP_REPLY, parse_request, webhook_of
+from channels.twilio.parse import HELP_REPLY, parse_request
 from channels.twilio.send import TwilioSender
 from channels.twilio.verify import check_signature
 from schemas import Channel, Interaction, OutboundCommand
 from schemas.events import utcnow
 
-if TYPE_CHECKING:
-    from fastapi import APIRouter
+SUMMARIES = {
+    Webhook.SMS: "Incoming SMS and MMS (the phone number's or Messaging Service's webhook)",
+    Webhook.MESSAGE_STATUS: "Status callbacks of the SMS the hub sent",
+    Webhook.VOICE: "Incoming calls: answered with a greeting and a voicemail recording",
+    Webhook.CALL_STATUS: "Call status callbacks",
+    Webhook.RECORDING: "The voicemail recording (the <Record> action)",
+    Webhook.TRANSCRIPTION: "The voicemail's transcription",
+}
 
-    from channels.base import Publisher
 
-
-class TwilioAdapter(ChannelAdapter):
+class TwilioAdapter(WebhookAdapter):
     """Twilio Programmable Messaging and Voice, verified with the account's auth token."""
 
     name: ClassVar[str] = "twilio"
     channels: ClassVar[frozenset[Channel]] = frozenset({Channel.SMS, Channel.VOICE})
-    webhooks: ClassVar[tuple[str, ...]] = tuple(hook.value for hook in Webhook)
+    routes: ClassVar[tuple[Route, ...]] = tuple(
+        Route(hook.value, summary=summary) for hook, summary in SUMMARIES.items()
+    )
 
     def __init__(self, settings: TwilioSettings | None = None) -> None:
         self.settings = settings or TwilioSettings()
+        self.max_body_bytes = self.settings.max_body_bytes
         self._sender = TwilioSender(self.settings)
 
-    def verify(self, request: InboundRequest) -> None:
+    def verify(self, request: InboundRequest, route: Route) -> None:
         """Check X-Twilio-Signature against the public URL Twilio called."""
         check_signature(
             request,
@@ -47,22 +55,30 @@ class TwilioAdapter(ChannelAdapter):
             self.settings.max_body_bytes,
         )
 
-    def parse(self, request: InboundRequest) -> list[Interaction]:
-        """Parse the webhook's form into interactions (pure)."""
+    def parse(self, request: InboundRequest, route: Route) -> list[ChannelEvent]:
+        """Parse the webhook's form into interactions or delivery states (pure)."""
         return parse_request(
-            request, utcnow(), source=f"channels/{self.name}", help_text=self.settings.help_text
+            request,
+            Webhook(route.path),
+            utcnow(),
+            source=f"channels/{self.name}",
+            help_text=self.settings.help_text,
         )
 
-    def acknowledge(self, request: InboundRequest, interactions: list[Interaction]) -> WebhookReply:
+    def acknowledge(
+        self, request: InboundRequest, route: Route, events: list[ChannelEvent]
+    ) -> WebhookReply:
         """TwiML: the help text for HELP, the voicemail for a call, goodbye after recording."""
         settings = self.settings
-        try:
-            webhook = webhook_of(request.url)
-        except ParseError:
-            return WebhookReply(200, b"")
+        webhook = Webhook(route.path)
         if webhook is Webhook.SMS:
             help_reply = next(
-                (i for i in interactions if i.attributes.get("auto_reply") == HELP_REPLY), None
+                (
+                    e
+                    for e in events
+                    if isinstance(e, Interaction) and e.attributes.get("auto_reply") == HELP_REPLY
+                ),
+                None,
             )
             body = twiml.message(help_reply.text or "") if help_reply else twiml.empty()
             return WebhookReply(200, body, twiml.CONTENT_TYPE)
@@ -94,12 +110,6 @@ class TwilioAdapter(ChannelAdapter):
             return Health(ok=False, detail=f"not set: {', '.join(missing)}")
         sender = self.settings.messaging_service_sid or self.settings.from_number
         return Health(ok=True, detail=f"account {self.settings.account_sid}, sends as {sender}")
-
-    def router(self, publisher: Publisher) -> APIRouter:
-        """The webhooks under /channels/twilio/."""
-        from channels.twilio.routes import build_router
-
-        return build_router(self, publisher)
 
     async def close(self) -> None:
         """Close the REST client's HTTP session."""

@@ -23,8 +23,7 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
-from channels.base import UNRESOLVED_COMMAND, InboundRequest, ParseError
-from channels.twilio.config import MOUNT
+from channels.base import UNRESOLVED_COMMAND, ChannelEvent, InboundRequest, ParseError
 from channels.twilio.models import CALL_STATUSES, MESSAGE_STATES, Webhook, describe_error
 from schemas import (
     Attachment,
@@ -54,18 +53,6 @@ OPT_OUT_TYPES: dict[str, Keyword] = {"STOP": "stop", "START": "start", "HELP": "
 #: attributes["auto_reply"] of the outbound interaction recording the HELP answer.
 HELP_REPLY = "help"
 MAX_MEDIA = 10
-
-
-def webhook_of(url: str) -> Webhook:
-    """Which webhook a request is, from its path under ``/channels/twilio/``."""
-    path = urlsplit(url).path
-    _, found, rest = path.partition(MOUNT + "/")
-    try:
-        if not found:
-            raise ValueError(path)
-        return Webhook(rest.strip("/"))
-    except ValueError:
-        raise ParseError(f"not a Twilio webhook path: {path}") from None
 
 
 def _missing(form: Form, *names: str) -> None:
@@ -237,39 +224,30 @@ def parse_sms(form: Form, received_at: datetime, source: str, help_text: str) ->
     return interactions
 
 
-def parse_message_status(form: Form, received_at: datetime, source: str) -> list[Interaction]:
-    """A status callback of a message the hub sent: its delivery state, never a new message."""
+def parse_message_status(form: Form, received_at: datetime) -> list[ChannelEvent]:
+    """A status callback of a message the hub sent: its delivery state, never a new message.
+
+    Twilio knows only its own message id, so the state goes out as ``UNRESOLVED_COMMAND``;
+    the processors find the command the dispatcher recorded under that id."""
     _missing(form, "MessageSid", "MessageStatus", "To")
-    sid = form["MessageSid"]
     status = form["MessageStatus"].strip().lower()
     state = MESSAGE_STATES.get(status)
     if state is None:
         raise ParseError(f"unknown MessageStatus {status!r}")
     code = form.get("ErrorCode") or None
-    delivery = DeliveryStatus(
-        command_id=UNRESOLVED_COMMAND,
-        channel=Channel.SMS,
-        state=state,
-        occurred_at=received_at,
-        provider_message_id=sid,
-        error_code=code,
-        error_message=describe_error(code, form.get("ErrorMessage")) if code else None,
-    )
-    return [
-        _create(
+    try:
+        delivery = DeliveryStatus(
+            command_id=UNRESOLVED_COMMAND,
             channel=Channel.SMS,
-            direction=Direction.OUTBOUND,
-            kind=Kind.STATUS,
-            received_at=received_at,
-            identities=[_phone(form, "To")],
-            subject=f"SMS {status}",
-            provider_message_id=f"{sid}:{status}",
-            provider_ids=_provider_ids(form, message_sid="MessageSid", account_sid="AccountSid"),
-            source=source,
-            delivery=delivery,
-            attributes=_attributes(message_status=status, error_code=code),
+            state=state,
+            occurred_at=received_at,
+            provider_message_id=form["MessageSid"],
+            error_code=code,
+            error_message=describe_error(code, form.get("ErrorMessage")) if code else None,
         )
-    ]
+    except ValidationError as exc:
+        raise ParseError(f"invalid status callback: {exc.errors()[0]['msg']}") from None
+    return [delivery]
 
 
 # --- voice -------------------------------------------------------------------------------
@@ -394,10 +372,9 @@ def parse_transcription(form: Form, received_at: datetime, source: str) -> list[
 
 
 def parse_request(
-    request: InboundRequest, received_at: datetime, source: str, help_text: str
-) -> list[Interaction]:
-    """Parse a verified Twilio webhook into interactions; ParseError names what is wrong."""
-    webhook = webhook_of(request.url)
+    request: InboundRequest, webhook: Webhook, received_at: datetime, source: str, help_text: str
+) -> list[ChannelEvent]:
+    """Parse a verified Twilio webhook into events; ParseError names what is wrong."""
     content_type = (request.header("content-type") or "").split(";")[0].strip().lower()
     if content_type == "application/json":
         raise ParseError("JSON-bodied Twilio webhooks (Event Streams) are not handled")
@@ -406,11 +383,11 @@ def parse_request(
     except UnicodeDecodeError:
         raise ParseError("the form body is not UTF-8") from None
     if webhook is Webhook.SMS:
-        return parse_sms(form, received_at, source, help_text)
+        return [*parse_sms(form, received_at, source, help_text)]
     if webhook is Webhook.MESSAGE_STATUS:
-        return parse_message_status(form, received_at, source)
+        return [*parse_message_status(form, received_at)]
     if webhook in (Webhook.VOICE, Webhook.CALL_STATUS):
-        return parse_call(form, received_at, source, incoming=webhook is Webhook.VOICE)
+        return [*parse_call(form, received_at, source, incoming=webhook is Webhook.VOICE)]
     if webhook is Webhook.RECORDING:
-        return parse_recording(form, received_at, source)
-    return parse_transcription(form, received_at, source)
+        return [*parse_recording(form, received_at, source)]
+    return [*parse_transcription(form, received_at, source)]

@@ -1,33 +1,29 @@
-"""Assemble the FastAPI app: lifespan opens the pool and producer; routers mount."""
+"""Assemble the web process: the hub's API (FastAPI) and the channels' routes and sources."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from channels.api import ApiAdapter
-from channels.base import ChannelAdapter
-from channels.registry import ADAPTERS, adapter_class
-from services.api import customers, health, identity, interactions, privacy
+from channels.base import ChannelAdapter, SessionAdapter, SourceAdapter, WebhookAdapter
+from services.adapters import build_adapters
+from services.api import customers, health, identity, openapi, privacy
 from services.api.auth import TokenVerifier
-from services.api.interactions import InteractionsFastPath
+from services.api.channel_routes import ChannelRoutes
 from services.api.limits import BodyLimit
 from services.api.metrics import RequestMetrics
-from services.api.webhooks import WebhookFastPath
+from services.api.sessions import SessionRelay
+from services.api.sources import SourceSupervisor
 from services.bus.producer import KafkaPublisher, Producer
 from services.config import Settings
 from services.console import router as console
 from services.db.pool import migrated_pool
 from services.identity.rules import load_rules
 
+#: The body limit of the hub's own API routes (channel routes have their own).
 MAX_BODY = 1_048_576
-
-
-def build_adapters(names: Sequence[str] | None = None) -> dict[str, ChannelAdapter]:
-    """Instantiate the named adapters (default: every registered one) from the environment."""
-    return {name: adapter_class(name)() for name in (names or list(ADAPTERS))}
 
 
 def create_app(
@@ -36,15 +32,22 @@ def create_app(
     database_url: str | None,
     channels: Sequence[str] | None = None,
     core: bool = True,
+    adapters: Mapping[str, ChannelAdapter] | None = None,
 ) -> FastAPI:
-    """Build the HTTP app: the hub's API (``core``) and the webhooks of ``channels``.
+    """Build the HTTP app: the hub's API (``core``) and the adapters of ``channels``.
 
-    ``omnihub run api`` serves everything; ``omnihub run channel <name>`` serves one adapter's
-    webhooks alone (it needs only Kafka).
+    ``omnihub run api`` serves everything (the adapters OMNIHUB_CHANNELS names, or all);
+    ``omnihub run channel <name>`` serves one adapter alone (it needs only Kafka). Tests may
+    hand ``adapters`` built already.
     """
-    adapters = build_adapters(channels or settings.channel_list())
-    if core and "api" not in adapters:
-        adapters["api"] = ApiAdapter()
+    if adapters is None:
+        names = channels if channels is not None else settings.channel_list()
+        adapters = build_adapters(names, hub_api=core)
+    adapters = dict(adapters)
+    if not core:
+        hub_only = [n for n, a in adapters.items() if _needs_tokens(a)]
+        if hub_only:
+            raise ValueError(f"{', '.join(hub_only)}: served by `omnihub run api` (needs tokens)")
     producer = Producer(
         bootstrap,
         idempotence=settings.kafka_idempotence,
@@ -54,6 +57,12 @@ def create_app(
         client_id="omnihub-http",
     )
     publisher = KafkaPublisher(producer)
+    for adapter in adapters.values():
+        adapter.attach(publisher)
+    sources = SourceSupervisor(a for a in adapters.values() if isinstance(a, SourceAdapter))
+    relay = SessionRelay(
+        bootstrap, (a for a in adapters.values() if isinstance(a, SessionAdapter)), publisher
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -70,11 +79,14 @@ def create_app(
         app.state.pool = pool
         app.state.producer = producer
         app.state.publisher = publisher
-        app.state.api_adapter = adapters.get("api")
         app.state.adapters = adapters
+        await relay.start()
+        await sources.start()
         try:
             yield
         finally:
+            await sources.stop()
+            await relay.stop()
             if core:
                 await app.state.console.feed.stop()
             await producer.stop()
@@ -86,25 +98,18 @@ def create_app(
     app = FastAPI(title="omnihub", version="0.1.0", lifespan=lifespan)
     app.include_router(health.router)
     if core:
-        app.include_router(interactions.router)
         app.include_router(customers.router)
         app.include_router(identity.router)
         app.include_router(privacy.router)
         console.install(app)
-    for name, adapter in adapters.items():
-        router = adapter.router(publisher)
-        if router is not None:
-            app.include_router(router, prefix=f"/channels/{name}")
-    api = adapters.get("api")
-    limit = api.settings.max_body_bytes if isinstance(api, ApiAdapter) else MAX_BODY
-    # the last added runs first: metrics, then the fast paths of the API channel's POST and
-    # of the webhooks (each with its own body limit), then the body limit and FastAPI for
-    # everything else
-    app.add_middleware(BodyLimit, max_bytes=max(limit, MAX_BODY))
-    app.add_middleware(
-        WebhookFastPath, adapters=adapters, publisher=publisher, max_bytes=max(limit, MAX_BODY)
-    )
-    if core:
-        app.add_middleware(InteractionsFastPath, max_bytes=max(limit, MAX_BODY))
+    openapi.install(app, adapters)
+    # the last added runs first: metrics, then the channels' routes (each with its own body
+    # limit), then the body limit and FastAPI for everything else
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY)
+    app.add_middleware(ChannelRoutes, adapters=adapters, publisher=publisher)
     app.add_middleware(RequestMetrics)
     return app
+
+
+def _needs_tokens(adapter: ChannelAdapter) -> bool:
+    return isinstance(adapter, WebhookAdapter) and any(r.roles for r in adapter.routes)

@@ -10,9 +10,10 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from channels.base import InboundRequest, PublishError
-from schemas import Interaction
-from schemas.topics import INTERACTIONS
+from channels.base import ChannelEvent, InboundRequest, PublishError
+from schemas import DeliveryStatus, OutboundCommand
+from schemas.ids import receipt_id_for
+from schemas.topics import DELIVERY, INTERACTIONS, SESSIONS
 from services.bus.deadletter import dead_letter
 from services.bus.partitioner import partition, partition_of
 from services.bus.records import Record, to_record
@@ -215,7 +216,7 @@ def _settle_on(acks: asyncio.Future[Any], done: asyncio.Future[None]) -> None:
 
 
 class KafkaPublisher:
-    """The adapters' Publisher: interactions onto the interactions topic."""
+    """The adapters' Publisher: each event onto its type's topic, commands to session holders."""
 
     def __init__(self, producer: Producer) -> None:
         self.producer = producer
@@ -234,8 +235,22 @@ class KafkaPublisher:
         )
         await self.producer.send_all([record])
 
-    async def publish(self, interactions: Sequence[Interaction]) -> None:
-        """Publish interactions and return once the broker acknowledged them all."""
+    async def publish(self, events: Sequence[ChannelEvent]) -> None:
+        """Publish interactions and delivery states; return once the broker acknowledged all."""
+        await self.producer.send_all(event_record(event) for event in events)
+
+    async def relay(self, command: OutboundCommand) -> None:
+        """Publish a command for the processes holding the channel's client sessions."""
         await self.producer.send_all(
-            to_record(INTERACTIONS, i, str(i.event_id), i.source or "omnihub") for i in interactions
+            [to_record(SESSIONS, command, str(command.command_id), "services/dispatcher")]
         )
+
+
+def event_record(event: ChannelEvent) -> Record:
+    """The record of a channel's event on its topic."""
+    if isinstance(event, DeliveryStatus):
+        ce_id = receipt_id_for(
+            event.channel.value, event.provider_message_id or "", event.state.value
+        )
+        return to_record(DELIVERY, event, str(ce_id), f"channels/{event.channel.value}")
+    return to_record(INTERACTIONS, event, str(event.event_id), event.source or "omnihub")

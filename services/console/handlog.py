@@ -8,6 +8,9 @@ from datetime import UTC, datetime, timedelta
 from schemas import Department, Direction, Identity, Interaction, Kind
 from services.console.users import User
 
+#: The channel of what agents log by hand: the console is its source, so it names it.
+CHANNEL = "manual"
+LABEL = "Logged by hand"
 KINDS = {"visit": Kind.VISIT, "letter": Kind.LETTER, "call": Kind.CALL, "note": Kind.NOTE}
 SOURCE = "services/console"
 
@@ -34,7 +37,7 @@ def interaction(
 ) -> Interaction:
     """The interaction to publish: it carries the customer id, so it lands on their timeline."""
     return Interaction.create(
-        channel="manual",
+        channel=CHANNEL,
         direction=Direction(direction),
         kind=KINDS[kind],
         occurred_at=at,

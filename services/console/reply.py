@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas import Channel, Identity, IdentityType, Purpose
-from services.console.timeline import CHANNEL_LABELS
+from services.console import handlog
+from services.console.timeline import channel_label
 from services.customers.consent import ConsentBook
 from services.customers.outbound import default_recipient
 
@@ -61,7 +62,7 @@ def options(
     """
     sendable = set(sendable)
     names = [c.value for c in sendable] + list(used) + ([preferred] if preferred else [])
-    offered = [c for c in Channel if c.value in names and c is not Channel.MANUAL]
+    offered = [c for c in Channel if c.value in names and c.value != handlog.CHANNEL]
     built = []
     for channel in offered:
         to = recipient(channel, identities, replying_to)
@@ -72,7 +73,7 @@ def options(
             why = "not connected"
         elif to is None:
             why = "no address"
-        label = CHANNEL_LABELS.get(channel.value, channel.value)
+        label = channel_label(channel.value)
         if channel.value == preferred:
             label += " (preferred)"
         built.append(ChannelOption(channel, label, to, why))

@@ -13,24 +13,17 @@ from typing import Any
 
 import asyncpg
 
+from channels import registry
+from services.console import handlog
 from services.customers import store
 
 #: The console shows the newest items; older ones are in the API (keyset paging).
 LIMIT = 200
 
-CHANNEL_LABELS = {
-    "email": "Email",
-    "sms": "SMS",
-    "voice": "Phone",
-    "webchat": "Web chat",
-    "messenger": "Messenger",
-    "instagram": "Instagram",
-    "whatsapp": "WhatsApp",
-    "x": "X",
-    "telegram": "Telegram",
-    "api": "API",
-    "manual": "Logged by hand",
-}
+
+def channel_label(channel: str) -> str:
+    """How agents see a channel's name: its adapter's label (the hand log's own)."""
+    return handlog.LABEL if channel == handlog.CHANNEL else registry.label(channel)
 
 
 @dataclass
@@ -69,7 +62,7 @@ def item_view(raw: dict[str, Any], attributes: dict[str, Any]) -> dict[str, Any]
     """One timeline item, display-ready."""
     first = raw["identities"][0] if raw["identities"] else {}
     department = raw["department"]
-    if raw["channel"] == "manual" and attributes.get("department"):
+    if raw["channel"] == handlog.CHANNEL and attributes.get("department"):
         department = str(attributes["department"])  # chosen by the agent who logged it
     delivery = raw.get("delivery")
     return {
@@ -77,7 +70,7 @@ def item_view(raw: dict[str, Any], attributes: dict[str, Any]) -> dict[str, Any]
         "when": when(raw["occurred_at"]),
         "when_iso": raw["occurred_at"],
         "channel": raw["channel"],
-        "channel_label": CHANNEL_LABELS.get(raw["channel"], raw["channel"]),
+        "channel_label": channel_label(raw["channel"]),
         "direction": raw["direction"],
         "kind": raw["kind"],
         "department": department,
@@ -108,14 +101,14 @@ def _key(item: dict[str, Any], keys: dict[str, str]) -> str:
         return f"thread:{item['channel']}:{item['thread_id']}"
     if item["in_reply_to"] and item["in_reply_to"] in keys:
         return keys[item["in_reply_to"]]
-    if item["channel"] == "manual":
+    if item["channel"] == handlog.CHANNEL:
         return f"manual:{item['event_id']}"
     return f"{item['channel']}:{item['address'] or ''}"
 
 
 def _title(item: dict[str, Any]) -> str:
-    if item["channel"] == "manual":
-        return f"{CHANNEL_LABELS['manual']}: {item['kind']}"
+    if item["channel"] == handlog.CHANNEL:
+        return f"{handlog.LABEL}: {item['kind']}"
     if item["thread_id"] and item["subject"]:
         return f"{item['channel_label']} · {item['subject']}"
     return f"{item['channel_label']} · {item['address'] or 'unknown address'}"

@@ -12,30 +12,18 @@ from typing import Any
 
 import asyncpg
 
+from channels import registry
 from schemas import Channel, Identity, IdentityType, OutboundCommand
 from schemas.topics import OUTBOUND
 from services.bus.producer import Producer
 from services.bus.records import to_record
 from services.customers import store
 
-#: The identity types a channel delivers to, in order of preference (None: any identity).
-RECIPIENTS: dict[Channel, tuple[IdentityType, ...] | None] = {
-    Channel.SMS: (IdentityType.PHONE,),
-    Channel.VOICE: (IdentityType.PHONE,),
-    Channel.WHATSAPP: (IdentityType.WHATSAPP, IdentityType.PHONE),
-    Channel.EMAIL: (IdentityType.EMAIL,),
-    Channel.WEBCHAT: (IdentityType.WEBCHAT_VISITOR,),
-    Channel.MESSENGER: (IdentityType.FACEBOOK,),
-    Channel.INSTAGRAM: (IdentityType.INSTAGRAM,),
-    Channel.X: (IdentityType.X,),
-    Channel.TELEGRAM: (IdentityType.TELEGRAM,),
-    Channel.API: None,
-}
-
 
 def default_recipient(channel: Channel, identities: Sequence[dict[str, Any]]) -> Identity | None:
     """The customer's first identity of a type ``channel`` delivers to (any, for api)."""
-    wanted = RECIPIENTS.get(channel, ())
+    info = registry.channel_info(channel)
+    wanted = info.recipients if info else ()
     if wanted is None:
         chosen = identities[0] if identities else None
     else:

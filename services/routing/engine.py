@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from schemas import Department, Interaction, Purpose, Routing
+from schemas import Department, Direction, Interaction, Purpose, Routing
 from services.routing import language as lang
 from services.routing.classifier import Classifier, read_examples
 from services.routing.conditions import Context
@@ -175,6 +175,10 @@ class Router:
         rule that withdraws marketing consent still routes to marketing, which must process
         the unsubscribe (so a replayed or repeated "STOP" is routed the same way).
         """
+        if message.direction == Direction.OUTBOUND.value:
+            # the system's invariant, not configuration: what the hub itself sent is never a
+            # department's work, whatever a ruleset says
+            return Decision(primary=None, language=None)
         language, how = self.language_of(message, detected)
         ctx = self.context(message, language, customer or {}, withdrawn)
         blocked = Purpose.MARKETING.value in withdrawn

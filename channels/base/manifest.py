@@ -1,0 +1,49 @@
+"""A channel folder's declaration: what the hub needs to know about it without importing
+anything else of it (the registry finds manifests through the ``omnihub.channels`` entry
+points, so a new channel is a folder and one line in ``pyproject.toml``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pydantic_settings import BaseSettings
+
+from channels.base.adapter import ChannelAdapter
+from schemas import Channel, IdentityType
+
+
+@dataclass(frozen=True)
+class ChannelInfo:
+    """What agents and the hub know of one channel an adapter serves."""
+
+    channel: Channel
+    #: How the console names it ("SMS", "Phone").
+    label: str
+    #: A short symbol the console shows beside the label.
+    icon: str
+    #: Identity types the channel delivers to, by preference; None: any identity.
+    recipients: tuple[IdentityType, ...] | None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """One channel adapter's registration."""
+
+    #: The adapter's name: ``/channels/<name>/``, ``omnihub run channel <name>``, metrics.
+    name: str
+    #: One line for people (docs, `omnihub channels`).
+    title: str
+    #: Builds the adapter from its settings (read from the environment).
+    adapter: Callable[[], ChannelAdapter]
+    channels: tuple[ChannelInfo, ...]
+    #: The settings classes the adapter reads, for generated configuration docs and deploys.
+    settings: tuple[type[BaseSettings], ...] = ()
+    #: Part of the hub's own API: `omnihub run api` serves it whatever OMNIHUB_CHANNELS says.
+    with_hub_api: bool = False
+    #: An adapter that needs no process of its own to receive (it only sends).
+    send_only: bool = False
+
+    def info(self, channel: Channel) -> ChannelInfo | None:
+        """This manifest's knowledge of ``channel``, if it serves it."""
+        return next((c for c in self.channels if c.channel is channel), None)

@@ -1,0 +1,99 @@
+"""Relayed commands reach the client sessions this web process holds.
+
+The dispatcher relays a session channel's command on the sessions topic; every web process
+serving such a channel reads all of it (a consumer of its own, from the end, no group) and
+hands each command to its adapter, which delivers it if it holds the session. A delivered
+message's state goes to the delivery topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+
+from aiokafka import AIOKafkaConsumer
+from pydantic import ValidationError
+
+from channels.base import Publisher, SessionAdapter
+from schemas import DeliveryState, DeliveryStatus, OutboundCommand
+from schemas.events import utcnow
+from schemas.topics import SESSIONS
+
+log = logging.getLogger(__name__)
+
+
+class SessionRelay:
+    """Reads the sessions topic and delivers to the adapters' held sessions."""
+
+    def __init__(
+        self, bootstrap: str, adapters: Iterable[SessionAdapter], publisher: Publisher
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.adapters = list(adapters)
+        self.publisher = publisher
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start reading from the end of the topic (earlier commands are on the timeline)."""
+        if not self.adapters:
+            return
+        self._consumer = AIOKafkaConsumer(
+            SESSIONS.name,
+            bootstrap_servers=self.bootstrap,
+            group_id=None,
+            auto_offset_reset="latest",
+            enable_auto_commit=False,
+            fetch_max_wait_ms=50,
+        )
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run(), name="session-relay")
+
+    async def stop(self) -> None:
+        """Stop reading."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=1000)
+            for records in batches.values():
+                for record in records:
+                    await self.handle(record.value)
+
+    async def handle(self, value: bytes | None) -> None:
+        """Deliver one relayed command where this process holds its session."""
+        try:
+            command = OutboundCommand.model_validate_json(value or b"")
+        except ValidationError:
+            log.warning("sessions topic: a record that is not an outbound command; skipped")
+            return
+        for adapter in self.adapters:
+            if command.channel not in adapter.channels:
+                continue
+            try:
+                delivered = await adapter.deliver(command)
+            except Exception:
+                log.exception("%s: delivery to a session failed", adapter.name)
+                continue
+            if delivered:
+                await self.publisher.publish(
+                    [
+                        DeliveryStatus(
+                            command_id=command.command_id,
+                            channel=command.channel,
+                            state=DeliveryState.DELIVERED,
+                            occurred_at=utcnow(),
+                            provider_message_id=f"relay:{command.command_id}",
+                        )
+                    ]
+                )

@@ -1,0 +1,34 @@
+"""The API channel's fixtures for the contract suite (tests/test_adapter_contract.py)."""
+
+from __future__ import annotations
+
+from channels.api import ApiAdapter
+from channels.api.adapter import INTERACTIONS
+from channels.base import InboundRequest, Route, WebhookAdapter
+
+JSON = {"Content-Type": "application/json"}
+
+
+def adapter() -> WebhookAdapter:
+    """The adapter as the contract tests use it."""
+    return ApiAdapter()
+
+
+def accepted() -> list[tuple[Route, InboundRequest]]:
+    """Requests the adapter must verify and parse into events."""
+    body = (
+        b'{"identities": [{"type": "email", "value": "A@Example.com"}],'
+        b' "text": "hi", "provider_message_id": "c-1"}'
+    )
+    return [(INTERACTIONS, InboundRequest("POST", "http://hub/v1/interactions", JSON, body))]
+
+
+def unparseable() -> list[tuple[Route, InboundRequest]]:
+    """Authentic requests the adapter must refuse to parse (ParseError)."""
+    body = b'{"text": 1}'
+    return [(INTERACTIONS, InboundRequest("POST", "http://hub/v1/interactions", JSON, body))]
+
+
+def forged() -> list[tuple[Route, InboundRequest]]:
+    """Requests verify must refuse: none, the bearer token is checked before the adapter."""
+    return []
