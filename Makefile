@@ -38,7 +38,7 @@ lint: install $(TEST_STAMP)  ## ruff and mypy (strict on schemas/ and channels/)
 bench: install  ## throughput and latency benchmark, prints JSON
 	$(BIN)/omnihub bench
 
-schemas: install  ## regenerate the committed JSON Schemas
+schemas: install  ## regenerate the committed JSON Schemas and AsyncAPI document (schemas/asyncapi.yaml)
 	$(BIN)/python -m schemas.jsonschema
 
 lock:  ## re-resolve every dependency from pyproject.toml into constraints.txt (then make test)

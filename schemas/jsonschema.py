@@ -1,4 +1,5 @@
-"""Generate the committed JSON Schemas from the models: ``python -m schemas.jsonschema``."""
+"""Generate the committed JSON Schemas from the models: ``python -m schemas.jsonschema``
+(which also regenerates the AsyncAPI document, ``schemas/asyncapi.yaml``)."""
 
 from __future__ import annotations
 
@@ -43,14 +44,16 @@ def rendered() -> dict[str, str]:
 
 
 def main() -> int:
-    """Write every schema file; print what changed."""
+    """Write every schema file and the AsyncAPI document built from them; print what changed."""
+    from schemas import asyncapi  # it imports this module
+
     SCHEMA_DIR.mkdir(exist_ok=True)
     for filename, text in rendered().items():
         path = SCHEMA_DIR / filename
         if not path.exists() or path.read_text() != text:
             path.write_text(text)
             print(f"wrote {path}")
-    return 0
+    return asyncapi.main()
 
 
 if __name__ == "__main__":
