@@ -121,7 +121,7 @@ def twilio_api_port() -> int:
 @pytest.fixture(scope="session")
 def twilio_env(twilio_api_port: int) -> dict[str, str]:
     """The Twilio adapter's settings (the samples' token and public URL, REST to the fake)."""
-    from tests.twilio_support import twilio_env
+    from tests.channels.twilio.support import twilio_env
 
     return twilio_env(twilio_api_port)
 
@@ -129,7 +129,7 @@ def twilio_env(twilio_api_port: int) -> dict[str, str]:
 @pytest.fixture(scope="session")
 async def twilio_api(twilio_api_port: int) -> AsyncIterator[Any]:
     """The stand-in for Twilio's REST API, where the dispatcher's Twilio adapter sends SMS."""
-    from tests.twilio_support import FakeTwilio
+    from tests.channels.twilio.support import FakeTwilio
 
     fake = FakeTwilio()
     runner = await fake.start(twilio_api_port)

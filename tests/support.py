@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 from aiokafka import AIOKafkaConsumer
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = ROOT.parent / "shared" / "samples"
 T = TypeVar("T")
 
 

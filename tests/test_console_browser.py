@@ -19,7 +19,7 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 
 from services.api.auth import Role
 from services.console.users import User
-from tests import twilio_support as tw
+from tests.channels.twilio import support as tw
 from tests.console_support import CHROMIUM_ARGS, PASSWORD, ensure_chromium, make_user
 from tests.support import email, eventually, unique
 

@@ -19,7 +19,7 @@ from services.api.auth import Role
 from services.processors.route import record_decisions
 from services.processors.timeline import insert_events
 from services.routing.engine import Decision
-from tests import twilio_support as tw
+from tests.channels.twilio import support as tw
 from tests.support import consume, email, eventually, unique
 
 pytestmark = pytest.mark.usefixtures("processors", "dispatcher", "twilio_api")

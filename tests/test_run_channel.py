@@ -13,8 +13,8 @@ from schemas.cloudevents import header_map
 from schemas.ids import event_id_for
 from schemas.topics import INTERACTIONS
 from services.stack.ports import free_port, wait_for_port
+from tests.channels.twilio.support import new_phone, post_webhook, sms
 from tests.support import consume, start_component, stop_process
-from tests.twilio_support import new_phone, post_webhook, sms
 
 
 @pytest.fixture

@@ -24,9 +24,9 @@ from services.api.app import create_app
 from services.bus.admin import ensure_topics
 from services.config import Settings
 from services.stack.broker import EmbeddedBroker
-from tests import twilio_support as tw
+from tests.channels.twilio import support as tw
+from tests.channels.twilio.support import customer_of, items, sms
 from tests.support import consume, eventually
-from tests.twilio_support import customer_of, items, sms
 
 pytestmark = pytest.mark.usefixtures("processors")
 

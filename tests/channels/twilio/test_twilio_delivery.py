@@ -17,9 +17,9 @@ from schemas.events import utcnow
 from schemas.topics import DELIVERY
 from services.bus.producer import Producer
 from services.bus.records import to_record
-from tests import twilio_support as tw
+from tests.channels.twilio import support as tw
+from tests.channels.twilio.support import FakeTwilio, customer_of, items, sms
 from tests.support import eventually, unique
-from tests.twilio_support import FakeTwilio, customer_of, items, sms
 
 pytestmark = pytest.mark.usefixtures("processors", "dispatcher", "twilio_api")
 

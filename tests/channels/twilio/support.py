@@ -13,6 +13,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from email.utils import format_datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -21,7 +22,10 @@ from aiohttp import web
 from twilio.request_validator import RequestValidator
 
 from schemas.events import utcnow
-from tests.support import SAMPLES, eventually
+from tests.support import eventually
+
+# Copies of the shared Twilio samples, kept in the repository (see samples/PROVENANCE.md).
+SAMPLES = Path(__file__).resolve().parent / "samples"
 
 TOKEN = "test_auth_token_0123456789abcdef"  # the token the samples were signed with
 ACCOUNT = "ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"  # the AccountSid of the samples
@@ -49,15 +53,15 @@ def twilio_env(api_port: int) -> dict[str, str]:
 
 
 def sample_form(name: str) -> dict[str, str]:
-    """A form sample of ../shared/samples/twilio as parameters (the file's final newline is not
-    part of the body Twilio signed)."""
-    text = (SAMPLES / "twilio" / name).read_text().rstrip("\n")
+    """A form sample of ``samples/`` as parameters (the file's final newline is not part of
+    the body Twilio signed)."""
+    text = (SAMPLES / name).read_text().rstrip("\n")
     return dict(parse_qsl(text, keep_blank_values=True))
 
 
 def sample_signature(name: str) -> tuple[str, str]:
     """(URL it was signed for, X-Twilio-Signature) of a sample, from signatures.json."""
-    meta = json.loads((SAMPLES / "twilio" / "signatures.json").read_text())["files"][name]
+    meta = json.loads((SAMPLES / "signatures.json").read_text())["files"][name]
     return meta["url"], meta["X-Twilio-Signature"]
 
 

@@ -15,9 +15,9 @@ from channels.base import SendError
 from channels.twilio import TwilioAdapter
 from channels.twilio.config import TwilioSettings
 from schemas import DeliveryState, Identity, OutboundCommand
-from tests import twilio_support as tw
+from tests.channels.twilio import support as tw
+from tests.channels.twilio.support import FakeTwilio
 from tests.support import unique
-from tests.twilio_support import FakeTwilio
 
 
 @pytest.fixture

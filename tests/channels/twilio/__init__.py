@@ -1,0 +1,1 @@
+"""Tests of the Twilio channel adapter (channels/twilio)."""
