@@ -31,6 +31,15 @@ def manifests() -> dict[str, Manifest]:
         if manifest.name != point.name:
             raise ValueError(f"entry point {point.name!r} names manifest {manifest.name!r}")
         found[manifest.name] = manifest
+    served: dict[Channel, str] = {}
+    for manifest in found.values():
+        for info in manifest.channels:
+            if info.channel in served:
+                raise ValueError(
+                    f"channel {info.channel.value} is served by both {served[info.channel]}"
+                    f" and {manifest.name}"
+                )
+            served[info.channel] = manifest.name
     return dict(sorted(found.items()))
 
 

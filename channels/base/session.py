@@ -111,8 +111,14 @@ class SessionAdapter(ChannelAdapter):
     #: The WebSocket endpoints the framework serves for this adapter.
     sessions: ClassVar[tuple[SessionRoute, ...]]
 
-    def __init__(self) -> None:
-        self.held = HeldSessions()
+    _held: HeldSessions | None = None
+
+    @property
+    def held(self) -> HeldSessions:
+        """The sessions this process holds for the adapter."""
+        if self._held is None:
+            self._held = HeldSessions()
+        return self._held
 
     @abstractmethod
     async def serve(self, connection: ClientConnection, route: SessionRoute) -> None:

@@ -80,6 +80,7 @@ def create_app(
         app.state.producer = producer
         app.state.publisher = publisher
         app.state.adapters = adapters
+        app.state.sources = sources
         await relay.start()
         await sources.start()
         try:

@@ -13,7 +13,7 @@ import contextlib
 import logging
 from collections.abc import Iterable
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
 from channels.base import Publisher, SessionAdapter
@@ -41,14 +41,17 @@ class SessionRelay:
         if not self.adapters:
             return
         self._consumer = AIOKafkaConsumer(
-            SESSIONS.name,
             bootstrap_servers=self.bootstrap,
             group_id=None,
-            auto_offset_reset="latest",
             enable_auto_commit=False,
             fetch_max_wait_ms=50,
         )
         await self._consumer.start()
+        partitions = [TopicPartition(SESSIONS.name, p) for p in range(SESSIONS.partitions)]
+        self._consumer.assign(partitions)
+        await self._consumer.seek_to_end(*partitions)
+        for partition in partitions:  # resolved now: a command relayed from here on is read
+            await self._consumer.position(partition)
         self._task = asyncio.create_task(self._run(), name="session-relay")
 
     async def stop(self) -> None:
