@@ -2,8 +2,8 @@
 
 It runs on the same cores as the system under test, so it should take as little of them as
 it can: every request is encoded to bytes before the clock starts, connections are kept
-alive, and answers are parsed by httptools (llhttp). That costs ~25 us of CPU a request,
-where aiohttp's client took ~115 (measured against the same server).
+alive, and answers are parsed by httptools (llhttp), a fraction of aiohttp's client's CPU
+(docs/design-notes.md#servicesbenchloadpy).
 """
 
 from __future__ import annotations

@@ -140,8 +140,8 @@ class RoutedWatch:
             auto_offset_reset="earliest",
             enable_auto_commit=False,
             # the figures come from the records' timestamps, not from when this consumer sees
-            # them; every waiting fetch costs Tansu ~1 ms of CPU plus ~40 us a partition (this
-            # watcher's 40 partitions every 50 ms took 13 % of a core, idle), so poll slowly
+            # them; every waiting fetch costs the broker CPU, more with every partition, so poll
+            # slowly (docs/design-notes.md#servicesbenchmeasurepy)
             fetch_max_wait_ms=WATCH_FETCH_WAIT_MS,
             max_poll_records=5000,
         )

@@ -25,12 +25,12 @@ class Producer:
     """Owns one AIOKafkaProducer; ``send_all`` returns once the broker acked every record.
 
     It lingers itself, once for all partitions: aiokafka lingers per partition, so keyed
-    records spread over a topic's partitions leave one produce request each (a web process at
-    500 requests/s sent 1.3 records a request with ``linger_ms=5``, and Tansu spends ~300 us
-    of CPU a request). Here the records of every ``send_all`` made within ``linger_ms`` are
-    handed to the client in one go, in call order, and leave together; with ``batch_records``
-    they go as soon as that many are queued, so a long linger batches a light load without
-    holding up a heavy one (whose callers wait on each other's acks).
+    records spread over a topic's partitions leave one produce request each, and every request
+    costs the broker CPU (docs/design-notes.md#servicesbusproducerpy). Here the records of
+    every ``send_all`` made within ``linger_ms`` are handed to the client in one go, in call
+    order, and leave together; with ``batch_records`` they go as soon as that many are queued,
+    so a long linger batches a light load without holding up a heavy one (whose callers wait
+    on each other's acks).
     """
 
     def __init__(
@@ -164,12 +164,11 @@ class Producer:
         partition (another when one fills), and wait for their acks.
 
         For a producer that does not linger, whose caller hands over a whole batch at a time
-        (the processors): ``send`` a record at a time cost the client ~21 us of CPU a record (a
-        future, the accumulator's bookkeeping and an ack callback each), this ~10 (records of
-        1.3 kB in sends of 650, alternating). Lingering callers' records still go through
-        ``send``: the accumulator also adds them to batches still waiting behind their
-        partition's in-flight one, and the embedded broker's cost grows with the number of
-        batches it holds (built here for them too, its CPU an event end to end rose ~50 %).
+        (the processors): cheaper for the client than ``send`` a record at a time (a future,
+        the accumulator's bookkeeping and an ack callback each). Lingering callers' records
+        still go through ``send``: the accumulator also adds them to batches still waiting
+        behind their partition's in-flight one, and the embedded broker's cost grows with the
+        number of batches it holds (docs/design-notes.md#servicesbusproducerpy).
         Within a partition the batches leave in order, one in flight at a time.
         """
         producer = self.client

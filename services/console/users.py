@@ -21,7 +21,7 @@ _HASHER = PasswordHasher()
 @cache
 def _dummy_hash() -> str:
     """Verified against when the username is unknown, so both cases cost the same time (made
-    on first use: hashing at import cost every process that imports this ~50 ms)."""
+    on first use, not at import: hashing would slow every process that imports this)."""
     return _HASHER.hash("omnihub-no-such-user")
 
 

@@ -206,9 +206,9 @@ async def write_log(conn: asyncpg.Connection, rows: Sequence[LogRow]) -> None:
 
 
 async def lock_merged(conn: asyncpg.Connection, merged: Sequence[uuid.UUID]) -> None:
-    """Lock the customers a batch merges away FOR UPDATE, all at once and in id order (the
-    order timeline writes lock them in): one by one, in the order the merges were decided, a
-    resolution and a timeline write each held one the other wanted (a deadlock, measured)."""
+    """Lock the customers a batch merges away FOR UPDATE, all at once and in id order: the
+    order timeline writes lock them in, so the two cannot deadlock
+    (docs/design-notes.md#servicesidentitystorepy)."""
     if merged:
         await conn.execute(
             "SELECT 1 FROM customers WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE",
@@ -216,7 +216,7 @@ async def lock_merged(conn: asyncpg.Connection, merged: Sequence[uuid.UUID]) -> 
         )
 
 
-#: One merge's moves in one statement (a round trip, where one a move took nine): identities
+#: One merge's moves in one statement (one round trip, not one a move): identities
 #: (each logged), the customer's status and the aliases that named it, its timeline and its
 #: consents (the later change of each survives). Every part reads the snapshot from before the
 #: statement, and no two parts touch the same row.

@@ -67,9 +67,9 @@ class Prediction:
 class Classifier:
     """TF-IDF over accent-folded character n-grams and words, logistic regression.
 
-    ``background=True`` trains in a thread (scikit-learn's import and the fit take ~2 s of a
-    worker's start-up, which then overlaps its wait for the consumer group); ``predict`` waits
-    for the model if it is asked before the training ends.
+    ``background=True`` trains in a thread, so scikit-learn's import and the fit overlap a
+    worker's wait for the consumer group; ``predict`` waits for the model if it is asked before
+    the training ends (docs/design-notes.md#servicesroutingclassifierpy).
     """
 
     def __init__(self, examples: Iterable[Example], background: bool = False) -> None:

@@ -21,8 +21,8 @@ from services.routing.text import Words, words
 FIELDS = ("subject", "text")
 
 #: Language detection reads a message's first this many characters (subject, then text):
-#: plenty to tell its language, while lingua's cost grows with the length (a 100,000-character
-#: email took ~30 ms of CPU, holding the GIL, against ~0.05 for a short message).
+#: plenty to tell its language, while lingua's CPU (holding the GIL) grows with the length
+#: (docs/design-notes.md#servicesroutingenginepy).
 DETECT_CHARS = 2000
 
 #: How many decisions of matched rules ``Router`` keeps to hand out again.

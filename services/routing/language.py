@@ -1,17 +1,12 @@
 """Language detection: CLD2 decides what it is sure of, lingua the rest (both ship their
 models inside their PyPI wheels: nothing is downloaded at run time).
 
-CLD2 (Chromium's compact language detector, through pycld2) takes ~7 us for a 100-character
-message, lingua ~50 (trigrams, six languages) and it holds the GIL throughout. CLD2 alone is
-less sure on short or mixed texts and knows languages the ruleset does not route (it calls some
-Russian Serbian), so it decides only when it says its answer is reliable, puts at least
-``CLD2_SHARE`` % of the text in that one language with a score of ``CLD2_SCORE`` or more, and
-that language is the ruleset's; lingua, restricted to the ruleset's languages, decides
-everything else. On the 390 labelled messages of tests/data/routing and the training set: right
-377, unknown 7, wrong 6, against 371 / 9 / 10 with lingua alone, CLD2 deciding 316 of them;
-routing accuracy unchanged (dev 150 of 150, holdout 89 of 90). CLD2 decides 2,603 of 3,000
-benchmark messages, all as lingua alone does. ``language_detection.cld2: false`` in a ruleset
-leaves every text to lingua.
+CLD2 (pycld2) is far cheaper than lingua, which holds the GIL, but less sure on short or mixed
+texts and knows languages the ruleset does not route, so it decides only when it says its answer
+is reliable, reaches ``CLD2_SHARE`` and ``CLD2_SCORE`` and the language is the ruleset's;
+lingua, restricted to the ruleset's languages, decides the rest
+(docs/design-notes.md#servicesroutinglanguagepy).
+``language_detection.cld2: false`` in a ruleset leaves every text to lingua.
 """
 
 from __future__ import annotations
@@ -27,8 +22,8 @@ from lingua import IsoCode639_1, Language, LanguageDetector, LanguageDetectorBui
 #: The share of a text (percent) CLD2 must put in one language to decide it without lingua.
 CLD2_SHARE = 90
 #: ... and the least score (CLD2's evidence for it, normalised by the text's length) it must
-#: give that language: below 600 it called short French sentences English (tests/data/routing's
-#: dev set: 1 wrong of 130 decided at 500, none of 123 at 600; holdout none either way).
+#: give that language: below it, CLD2 called short French sentences English
+#: (docs/design-notes.md#servicesroutinglanguagepy).
 CLD2_SCORE = 600
 
 
@@ -61,8 +56,9 @@ def check(code: str) -> None:
 
 
 ACCURACIES = ("low", "high")
-"""lingua's modes: ``low`` uses trigrams only (~45 us a message, models loaded lazily, ~100 MB
-less memory); ``high`` uses 1- to 5-grams (~125 us, better on texts under ~120 characters)."""
+"""lingua's modes: ``low`` uses trigrams only (faster, models loaded lazily, less memory);
+``high`` uses 1- to 5-grams, better on short texts
+(docs/design-notes.md#servicesroutinglanguagepy)."""
 
 
 @lru_cache(maxsize=4)

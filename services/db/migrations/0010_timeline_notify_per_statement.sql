@@ -4,9 +4,8 @@
 -- (and queued every row for it). The processors write a batch of ~1,000 rows in one INSERT, and
 -- the table already keeps a statement's rows for the deleted-customer guard (migration 0009),
 -- so one call over the rows written announces them all, in the same form as before
--- ('<customer id>/<event id>', one notification a row). Measured on 5,000-row runs of
--- 1,000-row inserts, alternating rounds: PostgreSQL 28 -> 25 and 30 -> 26 us a row (medians of
--- ten and twelve rounds), the insert 41 -> 36 and 44 -> 38 us a row of wall time.
+-- ('<customer id>/<event id>', one notification a row), for less of PostgreSQL's time a row
+-- (docs/design-notes.md#servicesdbmigrations0010_timeline_notify_per_statementsql).
 DROP TRIGGER timeline_notify ON timeline;
 
 CREATE FUNCTION omnihub_notify_timeline_rows() RETURNS trigger LANGUAGE plpgsql AS $$
