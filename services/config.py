@@ -17,13 +17,54 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
-    kafka_bootstrap_servers: str | None = Field(default=None, alias="KAFKA_BOOTSTRAP_SERVERS")
-    kafka_replication_factor: int = Field(default=1, alias="KAFKA_REPLICATION_FACTOR")
-    kafka_idempotence: bool = Field(default=False, alias="KAFKA_ENABLE_IDEMPOTENCE")
-    database_url: str | None = Field(default=None, alias="DATABASE_URL")
-    data_dir: Path = Field(default=Path(".omnihub"), alias="OMNIHUB_DATA_DIR")
-    http_host: str = Field(default="127.0.0.1", alias="OMNIHUB_HTTP_HOST")
-    http_port: int = Field(default=8080, alias="OMNIHUB_HTTP_PORT")
+    kafka_bootstrap_servers: str | None = Field(
+        default=None,
+        alias="KAFKA_BOOTSTRAP_SERVERS",
+        description=(
+            "Kafka `host:port[,host:port]`. Unset: `omnihub up` starts the embedded Tansu; other "
+            "commands take it from a running `omnihub up` (`<data dir>/runtime.json`)"
+        ),
+    )
+    kafka_replication_factor: int = Field(
+        default=1,
+        alias="KAFKA_REPLICATION_FACTOR",
+        description=(
+            "Replication of the topics `omnihub migrate` and `omnihub topics --create` create"
+        ),
+    )
+    kafka_idempotence: bool = Field(
+        default=False,
+        alias="KAFKA_ENABLE_IDEMPOTENCE",
+        description=(
+            "Idempotent producer (aiokafka `enable_idempotence`); Tansu has none, Apache Kafka has"
+        ),
+    )
+    database_url: str | None = Field(
+        default=None,
+        alias="DATABASE_URL",
+        description=(
+            "PostgreSQL URL. Unset: `omnihub up` starts the embedded PostgreSQL; other commands "
+            "take it from a running `omnihub up`"
+        ),
+    )
+    data_dir: Path = Field(
+        default=Path(".omnihub"),
+        alias="OMNIHUB_DATA_DIR",
+        description=(
+            "Local state: `runtime.json`, the embedded servers' data and logs, faust's data,"
+            " and the workers' ready markers (`ready/<app id>.<pid>`)"
+        ),
+    )
+    http_host: str = Field(
+        default="127.0.0.1",
+        alias="OMNIHUB_HTTP_HOST",
+        description="Address the HTTP server (api, channel processes) listens on",
+    )
+    http_port: int = Field(
+        default=8080,
+        alias="OMNIHUB_HTTP_PORT",
+        description="Port the HTTP server (api, channel processes) listens on",
+    )
     metrics_port: int | None = Field(
         default=None, alias="OMNIHUB_METRICS_PORT", description="workers: Prometheus port"
     )
@@ -33,17 +74,68 @@ class Settings(BaseSettings):
     routing_rules: str | None = Field(
         default=None, alias="OMNIHUB_ROUTING_RULES", description="YAML ruleset; unset: shipped"
     )
-    public_url: str | None = Field(default=None, alias="OMNIHUB_PUBLIC_URL")
-    log_level: str = Field(default="INFO", alias="OMNIHUB_LOG_LEVEL")
-    publish_timeout: float = Field(default=10.0, alias="OMNIHUB_PUBLISH_TIMEOUT")
-    publish_linger_ms: int = Field(default=20, ge=0, alias="OMNIHUB_PUBLISH_LINGER_MS")
-    publish_batch_records: int = Field(default=32, ge=1, alias="OMNIHUB_PUBLISH_BATCH_RECORDS")
-    batch_size: int = Field(default=1000, alias="OMNIHUB_BATCH_SIZE")
-    batch_wait: float = Field(default=0.02, alias="OMNIHUB_BATCH_WAIT")
-    fetch_max_wait_ms: int = Field(default=50, alias="OMNIHUB_FETCH_MAX_WAIT_MS")
-    fetch_min_bytes: int = Field(default=16384, ge=1, alias="OMNIHUB_FETCH_MIN_BYTES")
-    commit_interval: float = Field(default=1.0, alias="OMNIHUB_COMMIT_INTERVAL")
-    worker_session_timeout: float = Field(default=6.0, alias="OMNIHUB_SESSION_TIMEOUT")
+    public_url: str | None = Field(
+        default=None,
+        alias="OMNIHUB_PUBLIC_URL",
+        description="The hub's base URL as providers call it (behind a proxy: the proxy's address)",
+    )
+    log_level: str = Field(
+        default="INFO", alias="OMNIHUB_LOG_LEVEL", description="Python log level"
+    )
+    publish_timeout: float = Field(
+        default=10.0,
+        alias="OMNIHUB_PUBLISH_TIMEOUT",
+        description="Seconds to wait for the broker's acks=all before answering 503",
+    )
+    publish_linger_ms: int = Field(
+        default=20,
+        ge=0,
+        alias="OMNIHUB_PUBLISH_LINGER_MS",
+        description="Longest a web process holds a record to send it with others', ms",
+    )
+    publish_batch_records: int = Field(
+        default=32,
+        ge=1,
+        alias="OMNIHUB_PUBLISH_BATCH_RECORDS",
+        description=(
+            "How many held records a web process sends at once without waiting out the linger"
+        ),
+    )
+    batch_size: int = Field(
+        default=1000, alias="OMNIHUB_BATCH_SIZE", description="Events per processors batch"
+    )
+    batch_wait: float = Field(
+        default=0.02,
+        alias="OMNIHUB_BATCH_WAIT",
+        description="Seconds an idle agent waits to fill a batch",
+    )
+    fetch_max_wait_ms: int = Field(
+        default=50,
+        alias="OMNIHUB_FETCH_MAX_WAIT_MS",
+        description=(
+            "Longest a faust worker's fetch waits for data, ms (faust's own 1500 is too long on "
+            "Tansu, which answers a waiting fetch only at the deadline)"
+        ),
+    )
+    fetch_min_bytes: int = Field(
+        default=16384,
+        ge=1,
+        alias="OMNIHUB_FETCH_MIN_BYTES",
+        description=(
+            "How much a faust worker's fetch waits for (up to the wait above), bytes: fewer, "
+            "larger batches under a moderate load"
+        ),
+    )
+    commit_interval: float = Field(
+        default=1.0,
+        alias="OMNIHUB_COMMIT_INTERVAL",
+        description="Seconds between faust offset commits",
+    )
+    worker_session_timeout: float = Field(
+        default=6.0,
+        alias="OMNIHUB_SESSION_TIMEOUT",
+        description="Consumer group session timeout of the faust workers, seconds",
+    )
     channels: str = Field(
         default="", alias="OMNIHUB_CHANNELS", description="adapters to serve; empty: all"
     )

@@ -17,10 +17,12 @@ class ApiChannelSettings(BaseSettings):
     callback_secret: str | None = Field(
         default=None, description="HMAC-SHA256 key of the X-Omnihub-Signature header"
     )
-    callback_timeout: float = 10.0
-    callback_attempts: int = Field(default=5, ge=1, le=20)
+    callback_timeout: float = Field(default=10.0, description="Seconds per callback attempt")
+    callback_attempts: int = Field(default=5, ge=1, le=20, description="Callback attempts in all")
     callback_backoff: float = Field(default=0.5, gt=0, description="first retry delay, seconds")
-    max_body_bytes: int = 1_048_576
+    max_body_bytes: int = Field(
+        default=1_048_576, description="Largest `POST /v1/interactions` body (413 above)"
+    )
     default_phone_region: str | None = Field(
         default=None,
         validation_alias="OMNIHUB_DEFAULT_PHONE_REGION",

@@ -64,17 +64,39 @@ class TwilioSettings(BaseSettings):
         default="en-US", alias="TWILIO_VOICE_LANGUAGE", description="language of <Say>"
     )
     voicemail_max_seconds: int = Field(
-        default=120, ge=1, le=14_400, alias="TWILIO_VOICEMAIL_MAX_SECONDS"
+        default=120,
+        ge=1,
+        le=14_400,
+        alias="TWILIO_VOICEMAIL_MAX_SECONDS",
+        description="Longest voicemail recorded (`<Record maxLength>`), seconds",
     )
     api_base_url: str = Field(
         default="https://api.twilio.com",
         alias="TWILIO_API_BASE_URL",
         description="base URL of Twilio's REST API (changed only to test against a stand-in)",
     )
-    send_timeout: float = Field(default=10.0, gt=0, alias="TWILIO_SEND_TIMEOUT")
-    send_attempts: int = Field(default=3, ge=1, le=10, alias="TWILIO_SEND_ATTEMPTS")
-    send_backoff: float = Field(default=0.5, gt=0, alias="TWILIO_SEND_BACKOFF")
-    max_body_bytes: int = Field(default=65_536, ge=1024, alias="TWILIO_MAX_BODY_BYTES")
+    send_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        alias="TWILIO_SEND_TIMEOUT",
+        description="Seconds Twilio may take to answer a send",
+    )
+    send_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=10,
+        alias="TWILIO_SEND_ATTEMPTS",
+        description="Attempts in all when Twilio answers 429 or 503, or cannot be connected to",
+    )
+    send_backoff: float = Field(
+        default=0.5, gt=0, alias="TWILIO_SEND_BACKOFF", description="First retry delay, seconds"
+    )
+    max_body_bytes: int = Field(
+        default=65_536,
+        ge=1024,
+        alias="TWILIO_MAX_BODY_BYTES",
+        description="Largest webhook body read (413 above)",
+    )
 
     def token(self) -> str | None:
         """The auth token in clear, or None when it is not configured."""

@@ -185,7 +185,7 @@ async def serve_session(
     adapter: SessionAdapter, route: SessionRoute, scope: Scope, receive_: Receive, send: Send
 ) -> None:
     """Accept a client's WebSocket and let the adapter hold it until it closes."""
-    websocket = WebSocket(scope, receive_, send)  # type: ignore[arg-type]
+    websocket = WebSocket(scope, receive_, send)
     await websocket.accept()
     connection = WebSocketConnection(websocket)
     try:
