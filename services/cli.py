@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -82,12 +83,12 @@ def run(
         _serve(settings, bootstrap, database_url)
     elif component is ComponentName.PROCESSORS:
         from services.processors.app import create_app as processors
-        from services.streams import run_faust
+        from services.worker.app import run_faust
 
         run_faust(lambda: processors(settings, bootstrap, database_url), settings)
     else:
         from services.dispatcher.app import create_app as dispatcher
-        from services.streams import run_faust
+        from services.worker.app import run_faust
 
         run_faust(lambda: dispatcher(settings, bootstrap, database_url), settings)
 
@@ -102,7 +103,7 @@ def _serve(
     import uvicorn
 
     from services.api.app import create_app
-    from services.runtime import tune_gc
+    from services.worker.runtime import tune_gc
 
     app = create_app(settings, bootstrap, database_url, channels=channels, core=core)
     tune_gc()
@@ -272,7 +273,7 @@ def bench(
     from rich.progress import Progress
 
     from services.bench.run import Options, run, steps
-    from services.runtime import tune_gc
+    from services.worker.runtime import tune_gc
 
     settings = _settings()
     logging.getLogger().setLevel(logging.WARNING)
@@ -309,6 +310,51 @@ def migrate() -> None:
     bootstrap, database_url = settings.require_servers()
     asyncio.run(prepare(bootstrap, database_url, replication=settings.kafka_replication_factor))
     console.print("schema up to date; topics exist")
+
+
+deploy_app = typer.Typer(help="Deployment files.", no_args_is_help=True)
+app.add_typer(deploy_app, name="deploy")
+
+
+@deploy_app.command("render")
+def deploy_render(
+    check: Annotated[
+        bool, typer.Option("--check", help="write nothing; exit 1 listing stale files")
+    ] = False,
+    root: Annotated[
+        Path | None, typer.Option(help="the repository (default: this checkout, else .)")
+    ] = None,
+) -> None:
+    """Write the deployment files from the settings classes and the channel registry.
+
+    deploy/omnihub.env.example, docker-compose.yml, deploy/k8s/ and
+    docs/configuration-reference.md (services/deploy/).
+    """
+    from services import deploy
+
+    root = root or _checkout()
+    if not (root / "deploy" / "Dockerfile").is_file():
+        raise typer.BadParameter(f"{root} is not an omnihub repository (no deploy/Dockerfile)")
+    if check:
+        stale = deploy.stale(root)
+        for path in stale:
+            typer.echo(f"stale: {path}")
+        if stale:
+            typer.echo("run `omnihub deploy render` to write them", err=True)
+            raise typer.Exit(1)
+        typer.echo("deployment files are up to date")
+        return
+    changed = deploy.write(root)
+    for path in changed:
+        typer.echo(f"wrote {path}")
+    if not changed:
+        typer.echo("deployment files are up to date")
+
+
+def _checkout() -> Path:
+    """The repository this package runs from (an editable install), else the current directory."""
+    here = Path(__file__).resolve().parent.parent
+    return here if (here / "deploy" / "Dockerfile").is_file() else Path.cwd()
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from services.config import Settings
 from services.stack.embedded import clear_runtime, start_stack, write_runtime
-from services.streams import ready_file
+from services.worker.app import ready_file
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Any, cast
 import pytest
 
 from services.processors.pipeline import Batches, Pipeline
-from services.processors.resources import Resources
+from services.worker.resources import Resources
 from tests.support import eventually
 
 NO_RESOURCES = cast(Resources, None)  # the steps below use none

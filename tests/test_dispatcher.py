@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,7 +15,10 @@ import pytest
 from aiohttp import web
 
 from channels.base.signing import SIGNATURE_HEADER, verify
-from tests.support import eventually, unique
+from services.config import Settings
+from services.dispatcher.app import APP_ID
+from services.worker.app import ready_file
+from tests.support import eventually, start_component, stop_process, unique
 
 SECRET = "test-callback-secret"  # the dispatcher fixture's OMNIHUB_API_CALLBACK_SECRET
 
@@ -246,3 +252,91 @@ async def test_reply_goes_to_an_identity_the_channel_delivers_to(
         f"/v1/customers/{customer_id}/messages", json={"channel": "telegram", "text": "hi"}
     )
     assert email_only.status_code == 422
+
+
+def dispatcher_env(component_env: dict[str, str], callback_port: int) -> dict[str, str]:
+    """The environment the session's dispatcher fixture runs with."""
+    return dict(
+        component_env,
+        OMNIHUB_API_CALLBACK_URL=f"http://127.0.0.1:{callback_port}/replies",
+        OMNIHUB_API_CALLBACK_SECRET=SECRET,
+        OMNIHUB_API_CALLBACK_BACKOFF="0.05",
+    )
+
+
+def wait_ready(proc: subprocess.Popen[bytes], data_dir: Path, timeout: float = 60.0) -> None:
+    """Wait until the dispatcher ``proc`` joined its group and holds partitions."""
+    marker = ready_file(Settings(OMNIHUB_DATA_DIR=str(data_dir)), APP_ID, proc.pid)
+    deadline = time.monotonic() + timeout
+    while not marker.exists():
+        assert proc.poll() is None, f"the dispatcher exited ({proc.returncode})"
+        assert time.monotonic() < deadline, f"the dispatcher not ready within {timeout}s"
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def api_only_dispatcher(
+    request: pytest.FixtureRequest,
+    dispatcher: subprocess.Popen[bytes],
+    component_env: dict[str, str],
+    data_dir: Path,
+    callback_port: int,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """The session's dispatcher replaced, for one test, by one started with
+    OMNIHUB_CHANNELS=api (in the same consumer group, so it gets every command); one serving
+    every adapter, as the session's did, takes over again afterwards."""
+    env = dispatcher_env(component_env, callback_port)
+    stop_process(dispatcher)
+    proc = start_component(
+        "dispatcher", dict(env, OMNIHUB_CHANNELS="api"), data_dir / "dispatcher-api-only.log"
+    )
+    try:
+        wait_ready(proc, data_dir)
+        yield proc
+    finally:
+        stop_process(proc)
+        again = start_component("dispatcher", env, data_dir / "dispatcher.log")
+        request.config.add_cleanup(lambda: stop_process(again))
+        wait_ready(again, data_dir)
+
+
+async def test_a_dispatcher_serving_one_adapter_refuses_commands_for_the_others_channels(
+    client: httpx.AsyncClient,
+    callback: CallbackServer,
+    api_only_dispatcher: subprocess.Popen[bytes],
+) -> None:
+    from tests.support import phone
+
+    mail, tel = f"{unique('served')}@example.com", phone()
+    await client.post(
+        "/v1/interactions",
+        json={
+            "identities": [{"type": "email", "value": mail}, {"type": "phone", "value": tel}],
+            "text": "Text me",
+            "provider_message_id": unique("in"),
+        },
+    )
+
+    async def find() -> Any:
+        found = (await client.get("/v1/customers", params={"identity": f"email:{mail}"})).json()
+        return found["customers"][0]["id"] if found["customers"] else None
+
+    customer_id = await eventually(find)
+    sms = await client.post(
+        f"/v1/customers/{customer_id}/messages", json={"channel": "sms", "text": "On our way"}
+    )
+    assert sms.status_code == 202, sms.text
+    refused = await eventually(
+        lambda: outbound_item(client, customer_id, sms.json()["command_id"], "refused"),
+        timeout=30,
+    )
+    assert refused["delivery"]["error_code"] == "no_adapter"
+    assert "sms is not served by this dispatcher (OMNIHUB_CHANNELS" in refused["delivery"]["error"]
+    # the adapter it serves still sends
+    api = await client.post(
+        f"/v1/customers/{customer_id}/messages", json={"channel": "api", "text": "Or here"}
+    )
+    await eventually(
+        lambda: outbound_item(client, customer_id, api.json()["command_id"], "sent"), timeout=30
+    )
+    assert api_only_dispatcher.poll() is None

@@ -10,7 +10,7 @@ import faust
 import pytest
 
 from services.config import Settings
-from services.streams import faust_app, run_faust
+from services.worker.app import faust_app, run_faust
 
 
 class Built(Exception):

@@ -40,8 +40,8 @@ from services.config import Settings
 from services.routing.engine import Router
 from services.stack.embedded import Stack, start_stack
 from services.stack.ports import free_port, wait_for_port
-from services.streams import ready_file
 from services.supervisor import spawn, stop
+from services.worker.app import ready_file
 
 TWILIO_TOKEN = "bench_auth_token_0123456789abcdef"  # noqa: S105 - a bench-only secret
 TWILIO_ACCOUNT = "AC" + "b" * 32
@@ -148,8 +148,8 @@ async def drain(
 
     The department topics are watched first: a routed record is published only after its
     timeline row is committed, so once every one is seen the timeline is read about once
-    instead of four times a second while the hub works (a poll for 20,000 events took
-    PostgreSQL 5-10 ms, on the cores the hub runs on)."""
+    instead of polled on the hub's cores while it works
+    (docs/design-notes.md#servicesbenchrunpy)."""
     routed, t_routed = await watch.wait(ids, timeout)
     rows, first, last = await measure.wait_timeline(conn, ids, timeout)
     return {"rows": rows, "routed": routed, "first": first, "done": max(last, t_routed)}
@@ -177,7 +177,8 @@ async def backlog_phase(
     ids = [e.event_id for e in events]
     # Started once one of them is on its department topic (after its timeline commit): the
     # watcher already reads those topics, where asking PostgreSQL for any of 200 ids took a
-    # sequential scan of the growing timeline (~19 ms of its time a poll, on the hub's cores).
+    # sequential scan of the growing timeline on the hub's cores
+    # (docs/design-notes.md#servicesbenchrunpy).
     probe = [str(e) for e in ids[:: max(1, len(ids) // 200)]]
     all_ready: float | None = None  # when every worker holds partitions (rebalances done)
     while not any(e in watch.primaries for e in probe) or (all_ready is None and workers > 1):
@@ -261,8 +262,8 @@ def sms_event_ids(requests: Sequence[Request]) -> list[uuid.UUID]:
 
 
 #: Items a timeline page asks for: the small customer's whole history, so both customers'
-#: pages hold as many items and the figures compare the length of the history alone (pages of
-#: 50 held 10 items against 50, and measured that difference, 1-3 ms, instead).
+#: pages hold as many items and the figures compare the length of the history alone
+#: (docs/design-notes.md#servicesbenchrunpy).
 PAGE_ITEMS = 10
 
 

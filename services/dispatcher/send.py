@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import asyncpg
@@ -85,8 +86,17 @@ def _outcome(
     return Outcome(interaction, status)
 
 
+def not_served(channel: str, adapters: Mapping[str, ChannelAdapter]) -> str:
+    """Why a command on ``channel`` is refused when no adapter ``adapters`` sends on it."""
+    served = ", ".join(sorted(adapters)) or "none"
+    return (
+        f"channel {channel} is not served by this dispatcher (OMNIHUB_CHANNELS; its adapters:"
+        f" {served})"
+    )
+
+
 async def dispatch(
-    pool: asyncpg.Pool, adapters: dict[str, ChannelAdapter], command: OutboundCommand
+    pool: asyncpg.Pool, adapters: Mapping[str, ChannelAdapter], command: OutboundCommand
 ) -> Outcome:
     """Send ``command`` unless it was already sent; return its timeline entry and state."""
     async with pool.acquire() as conn:
@@ -114,7 +124,7 @@ async def dispatch(
             DeliveryState.REFUSED,
             None,
             "no_adapter",
-            f"no adapter sends on channel {command.channel.value}",
+            not_served(command.channel.value, adapters),
         )
     else:
         try:

@@ -1,6 +1,7 @@
 """The stream agents: unify (interaction -> customer, then timeline and department topics),
 project (timeline and department topics for events already attributed to a customer, from the
-unified topic) and delivery (delivery states of outbound messages)."""
+unified topic) and delivery (delivery states of outbound messages, the providers' receipts
+among them resolved to their commands)."""
 
 from __future__ import annotations
 
@@ -19,17 +20,28 @@ from services.bus.records import Record, to_record
 from services.customers import consent
 from services.identity.resolver import Resolution, resolve
 from services.processors import metrics
-from services.processors.decode import decode_batch
-from services.processors.pipeline import Batches, Pipeline, Step
-from services.processors.receipts import claim_parked, resolve_receipts, split_receipts
-from services.processors.resources import Resources
+from services.processors.pipeline import Batches, Pipeline
+from services.processors.pipeline import Step as AnyStep
+from services.processors.receipts import (
+    claim_parked,
+    forwarded,
+    resolve_receipts,
+    split_receipts,
+)
 from services.processors.route import Routed, RouteStep, messages_of
+from services.processors.shared import ProcessorResources
 from services.processors.timeline import insert_events, write_states
 from services.routing.engine import Languages, Message
+from services.worker import metrics as worker_metrics
+from services.worker.app import raw_topic
+from services.worker.decode import decode_batch
 
 log = logging.getLogger(__name__)
 
 SOURCE = "services/processors"
+
+#: A step of the processors' agents.
+Step = AnyStep[ProcessorResources]
 
 _ECHOES = """
 SELECT channel, provider_message_id FROM outbound_messages
@@ -71,7 +83,7 @@ async def _write(conn: Any, route: RouteStep, work: Work) -> tuple[list[Record],
 
 
 async def _resolve(
-    conn: Any, resources: Resources, interactions: list[Interaction]
+    conn: Any, resources: ProcessorResources, interactions: list[Interaction]
 ) -> tuple[list[UnifiedEvent], Resolution]:
     """Drop echoes and resolve each interaction's customer (with its consent statements) in a
     transaction of its own: it holds the customers' rows locked (FOR NO KEY UPDATE; a merged
@@ -100,7 +112,8 @@ async def _resolve(
 class Work:
     """A batch on its way through an agent's steps (each step returns a new one)."""
 
-    #: Records to publish with the batch: dead letters, delivery states, customer events.
+    #: Records to publish with the batch: dead letters, delivery receipts forwarded to the
+    #: delivery topic, customer events.
     records: tuple[Record, ...]
     #: Languages detected for the batch's messages, ahead of routing.
     detected: Languages
@@ -108,8 +121,6 @@ class Work:
     messages: Mapping[uuid.UUID, Message] = field(default_factory=dict)
     #: Decoded interactions still to resolve (unify; empty once resolved).
     interactions: tuple[Interaction, ...] = ()
-    #: Delivery receipts among them, which update the message they are about instead.
-    receipts: tuple[Interaction, ...] = ()
     #: Events attributed to their customers, for the timeline and routing.
     unified: tuple[UnifiedEvent, ...] = ()
     #: Their routing, decided ahead of the transaction that records it.
@@ -119,34 +130,31 @@ class Work:
 
 def prepare_interactions(route: RouteStep) -> Step:
     """The unify agent's first step, without I/O: decode the batch (invalid records become
-    dead letters), set delivery receipts apart, detect the messages' languages."""
+    dead letters), forward delivery receipts in the shape older versions published them
+    (interactions with ``delivery`` set) to the delivery topic, detect the messages'
+    languages."""
 
-    async def prepare(resources: Resources, events: Sequence[Any]) -> Work:
+    async def prepare(resources: ProcessorResources, events: Sequence[Any]) -> Work:
         decoded = decode_batch(events, Interaction, stage="unify")
         interactions, receipts = split_receipts(decoded.models)
         messages = messages_of((i.event_id, i) for i in interactions)
         return Work(
-            records=tuple(decoded.dead),
+            records=(*decoded.dead, *forwarded(receipts, SOURCE)),
             detected=route.detect(messages.values()),
             messages=messages,
             interactions=tuple(interactions),
-            receipts=tuple(receipts),
             dead=len(decoded.dead),
         )
 
     return prepare
 
 
-async def resolve_step(resources: Resources, work: Work) -> Work:
-    """The unify agent's second step: delivery receipts attributed to their commands, then
-    each interaction's customer resolved (one transaction, see ``_resolve``)."""
+async def resolve_step(resources: ProcessorResources, work: Work) -> Work:
+    """The unify agent's second step: each interaction's customer resolved (one transaction,
+    see ``_resolve``)."""
     pool, _ = await resources.ready()
     records = list(work.records)
     unified: list[UnifiedEvent] = []
-    if work.receipts:
-        async with pool.acquire() as conn:
-            states = await resolve_receipts(conn, work.receipts)
-        records += [to_record(DELIVERY, s, str(s.command_id), SOURCE) for s in states]
     if work.interactions:
         async with pool.acquire() as conn:
             unified, resolution = await _resolve(conn, resources, list(work.interactions))
@@ -158,7 +166,7 @@ def route_step(route: RouteStep) -> Step:
     """Decide where the batch's events go and make their records, with their customers'
     consents and profiles as they stand (one read, no transaction, nothing written)."""
 
-    async def decide(resources: Resources, work: Work) -> Work:
+    async def decide(resources: ProcessorResources, work: Work) -> Work:
         if not work.unified:
             return work
         pool, _ = await resources.ready()
@@ -174,7 +182,7 @@ def write_step(route: RouteStep, stages: Sequence[str]) -> Step:
     into the timeline (one transaction, see ``_write``), publish the routed records with the
     batch's others, and start marking them published."""
 
-    async def write(resources: Resources, work: Work) -> None:
+    async def write(resources: ProcessorResources, work: Work) -> None:
         pool, producer = await resources.ready()
         outputs: list[Record] = []
         published: list[uuid.UUID] = []
@@ -184,8 +192,8 @@ def write_step(route: RouteStep, stages: Sequence[str]) -> Step:
         await producer.send_all([*outputs, *work.records])
         await resources.marks.add(pool, published)
         for stage in stages:
-            metrics.PROCESSED.labels(stage).inc(len(work.unified))
-        metrics.DEAD_LETTERS.labels(stages[0]).inc(work.dead)
+            worker_metrics.PROCESSED.labels(stage).inc(len(work.unified))
+        worker_metrics.DEAD_LETTERS.labels(stages[0]).inc(work.dead)
 
     return write
 
@@ -209,7 +217,7 @@ def project_steps(route: RouteStep) -> list[Step]:
     unified topic by imports, replays or an older version of the hub): written into the
     timeline and routed in one transaction a batch, as unify's second transaction does."""
 
-    async def prepare(resources: Resources, events: Sequence[Any]) -> Work:
+    async def prepare(resources: ProcessorResources, events: Sequence[Any]) -> Work:
         decoded = decode_batch(events, UnifiedEvent, stage="project")
         messages = messages_of((e.event_id, e.interaction) for e in decoded.models)
         return Work(
@@ -223,31 +231,28 @@ def project_steps(route: RouteStep) -> list[Step]:
     return [prepare, route_step(route), write_step(route, STAGES["project"])]
 
 
-async def delivery_step(resources: Resources, events: Sequence[Any]) -> None:
-    """The delivery agent: record delivery states of outbound messages."""
+async def delivery_step(resources: ProcessorResources, events: Sequence[Any]) -> None:
+    """The delivery agent: record delivery states of outbound messages. The dispatcher's are
+    attributed to their commands already; a provider's receipt (``UNRESOLVED_COMMAND``) is
+    attributed here through the provider's message id the dispatcher recorded, or parked
+    until the dispatcher's own state of the message claims it (``services.processors.receipts``)."""
     pool, producer = await resources.ready()
     decoded = decode_batch(events, DeliveryStatus, stage="delivery")
     if decoded.models:
         async with pool.acquire() as conn:
-            await write_states(conn, decoded.models)
-            await claim_parked(conn, decoded.models)
+            states = await resolve_receipts(conn, decoded.models)
+            await write_states(conn, states)
+            await claim_parked(conn, states)
     if decoded.dead:
         await producer.send_all(decoded.dead)
-    metrics.PROCESSED.labels("delivery").inc(len(decoded.models))
+    worker_metrics.PROCESSED.labels("delivery").inc(len(decoded.models))
 
 
 #: The stages each agent's events count as processed in (``omnihub_processed_total``).
 STAGES = {"unify": ("unify", "project", "route"), "project": ("project", "route")}
 
 
-def raw_topic(app: faust.App, name: str) -> Any:
-    """A faust topic whose keys and values stay bytes (we validate with pydantic)."""
-    return app.topic(
-        name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-    )
-
-
-def install_agents(app: faust.App, resources: Resources, batch: int, wait: float) -> None:
+def install_agents(app: faust.App, resources: ProcessorResources, batch: int, wait: float) -> None:
     """Attach every agent to ``app``; each acks its batch only after the batch is durable."""
     route = RouteStep(resources.settings)  # one router (and classifier) for both agents
     agents: dict[str, tuple[str, list[Step]]] = {
@@ -264,7 +269,7 @@ def _install(
     name: str,
     topic: Any,
     steps: list[Step],
-    resources: Resources,
+    resources: ProcessorResources,
     batch: int,
     wait: float,
 ) -> None:

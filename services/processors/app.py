@@ -6,8 +6,8 @@ import faust
 
 from services.config import Settings
 from services.processors.agents import install_agents
-from services.processors.resources import Resources
-from services.streams import faust_app
+from services.processors.shared import ProcessorResources
+from services.worker.app import faust_app
 
 APP_ID = "omnihub-processors"
 
@@ -22,7 +22,7 @@ def create_app(settings: Settings, bootstrap: str, database_url: str) -> faust.A
         stream_buffer_maxsize=max(4096, settings.batch_size * 4),
         broker_max_poll_records=max(500, settings.batch_size),
     )
-    resources = Resources(settings, bootstrap, database_url)
+    resources = ProcessorResources(settings, bootstrap, database_url, client_id=APP_ID)
     install_agents(app, resources, settings.batch_size, settings.batch_wait)
     app.on_before_shutdown.connect(resources.close)
     return app

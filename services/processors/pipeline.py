@@ -29,17 +29,16 @@ import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic
 
-from services.processors.batches import isolate, until_done
-from services.processors.resources import Resources
+from services.worker.batches import R, isolate, until_done
 
 log = logging.getLogger(__name__)
 
 #: One step of a handler: what the previous step returned (the raw events for the first)
 #: in, what the next step takes out. It may run again on a transient failure, with the same
-#: input, so it must not change that input.
-Step = Callable[[Resources, Any], Awaitable[Any]]
+#: input, so it must not change that input. ``R`` is the worker's resources.
+Step = Callable[[R, Any], Awaitable[Any]]
 Ack = Callable[[Any], Awaitable[Any]]
 
 
@@ -78,7 +77,7 @@ async def _stop(tasks: Sequence[asyncio.Task[None]]) -> None:
             await task
 
 
-async def _run_steps(steps: Sequence[Step], resources: Resources, events: Sequence[Any]) -> None:
+async def _run_steps(steps: Sequence[Step[R]], resources: R, events: Sequence[Any]) -> None:
     """Every step in turn, for events that are not pipelined (isolation)."""
     carry: Any = events
     for step in steps:
@@ -94,11 +93,11 @@ class _Batch:
     isolated: bool = False
 
 
-class Pipeline:
+class Pipeline(Generic[R]):
     """Runs batches through ``steps`` (each step a task, batches in order) and acks each
     batch's events with ``ack`` once its last step is done."""
 
-    def __init__(self, steps: Sequence[Step], resources: Resources, stage: str, ack: Ack) -> None:
+    def __init__(self, steps: Sequence[Step[R]], resources: R, stage: str, ack: Ack) -> None:
         if not steps:
             raise ValueError("a pipeline has at least one step")
         self.steps = tuple(steps)
@@ -112,7 +111,7 @@ class Pipeline:
         self._tasks: list[asyncio.Task[None]] = []
 
     @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[Pipeline]:
+    async def running(self) -> AsyncIterator[Pipeline[R]]:
         """Run the steps' tasks for the block's duration; batches not finished when it ends
         stay unacked (delivered again after a restart or rebalance)."""
         self._tasks = [
@@ -167,7 +166,7 @@ class Pipeline:
                 self._finished = batch.seq
                 self._progress.notify_all()
 
-    async def _run(self, step: Step, batch: _Batch) -> None:
+    async def _run(self, step: Step[R], batch: _Batch) -> None:
         carry = batch.carry
         try:
             batch.carry = await until_done(lambda: step(self._resources, carry), self._stage)
@@ -190,7 +189,7 @@ class Batches:
     step busy with a batch of its own).
     """
 
-    def __init__(self, pipeline: Pipeline, size: int, within: float) -> None:
+    def __init__(self, pipeline: Pipeline[Any], size: int, within: float) -> None:
         if size < 1:
             raise ValueError("a batch holds at least one event")
         self._pipeline = pipeline

@@ -1,19 +1,25 @@
 """Delivery receipts from providers become delivery states of the hub's outbound commands.
 
 A channel that receives a status callback (Twilio's MessageStatus) knows only the provider's
-id of the message. It publishes an interaction of kind ``status`` whose ``delivery`` carries
-that id and the command id ``UNRESOLVED_COMMAND``. unify hands such receipts here instead of
-attributing them to a customer: the command is found through ``outbound_messages``
-``(channel, provider_message_id)``, recorded by the dispatcher when it sent the message, and
-the state goes to the delivery topic like the dispatcher's own states. The delivery agent
-records them in ``delivery_states``, where the highest-ranked state is the one shown, so late
-or out-of-order receipts never move a message backwards. Receipts are not timeline rows: the
+id of the message. It publishes a ``DeliveryStatus`` whose command id is
+``UNRESOLVED_COMMAND`` straight onto the delivery topic (keyed ``channel:provider id``, so one
+message's receipts stay in order). The delivery agent resolves such receipts here: the
+command is found through ``outbound_messages`` ``(channel, provider_message_id)``, recorded by
+the dispatcher when it sent the message, and the state is recorded in ``delivery_states``
+like the dispatcher's own states, where the highest-ranked state is the one shown, so late or
+out-of-order receipts never move a message backwards. Receipts are not timeline rows: the
 timeline shows the outbound message once, with its current state.
 
 A receipt can arrive before the dispatcher recorded the provider's id (the provider calls back
 while the send's bookkeeping is still under way). It is parked in ``pending_delivery_states``;
 the dispatcher's own delivery status of that message, which is published only after the id is
-recorded, claims it in the delivery agent.
+recorded, claims it in the delivery agent. The park is committed before the second lookup
+(no transaction around them): either that lookup sees the dispatcher's record, or the
+dispatcher's status comes after the park is visible and claims it.
+
+Older versions published receipts as interactions of kind ``status`` with ``delivery`` set, on
+the interactions topic; unify still sets those apart (``split_receipts``) and forwards their
+``delivery`` to the delivery topic, where they are resolved here like the others.
 """
 
 from __future__ import annotations
@@ -24,8 +30,10 @@ from collections.abc import Iterable, Sequence
 
 import asyncpg
 
-from channels.base import UNRESOLVED_COMMAND
 from schemas import Channel, DeliveryState, DeliveryStatus, Interaction
+from schemas.events import UNRESOLVED_COMMAND
+from schemas.topics import DELIVERY
+from services.bus.records import Record, to_record
 from services.processors.timeline import write_states
 
 log = logging.getLogger(__name__)
@@ -54,10 +62,21 @@ _PRUNE = "DELETE FROM pending_delivery_states WHERE parked_at < now() - interval
 def split_receipts(
     interactions: Sequence[Interaction],
 ) -> tuple[list[Interaction], list[Interaction]]:
-    """Return (interactions for the timeline, delivery receipts)."""
+    """Return (interactions for the timeline, delivery receipts): the receipts as older
+    versions published them, interactions with ``delivery`` set."""
     rest = [i for i in interactions if i.delivery is None]
     receipts = [i for i in interactions if i.delivery is not None]
     return rest, receipts
+
+
+def forwarded(receipts: Sequence[Interaction], source: str) -> list[Record]:
+    """The delivery-topic records of receipts that arrived as interactions (older versions),
+    their ``delivery`` as it is (resolved in the delivery agent, like a channel's own)."""
+    return [
+        to_record(DELIVERY, r.delivery, str(r.event_id), source)
+        for r in receipts
+        if r.delivery is not None
+    ]
 
 
 def _key(status: DeliveryStatus) -> Key:
@@ -92,10 +111,12 @@ async def _claim(conn: asyncpg.Connection, commands: dict[Key, uuid.UUID]) -> li
 
 
 async def resolve_receipts(
-    conn: asyncpg.Connection, receipts: Sequence[Interaction]
+    conn: asyncpg.Connection, statuses: Sequence[DeliveryStatus]
 ) -> list[DeliveryStatus]:
-    """The delivery states of ``receipts``, attributed to their commands; park the unknown."""
-    statuses = [r.delivery for r in receipts if r.delivery is not None]
+    """``statuses`` attributed to their commands: those already attributed as they are, the
+    receipts (``UNRESOLVED_COMMAND``) of messages the dispatcher recorded with their
+    command's id; park the others (and drop those without a provider message id). Runs its
+    statements outside a transaction (see the module)."""
     known = [s for s in statuses if s.command_id != UNRESOLVED_COMMAND]
     unknown = [s for s in statuses if s.command_id == UNRESOLVED_COMMAND]
     orphans = [s for s in unknown if not s.provider_message_id]
@@ -146,5 +167,8 @@ async def claim_parked(conn: asyncpg.Connection, statuses: Sequence[DeliveryStat
         for s in statuses
         if s.provider_message_id and s.command_id != UNRESOLVED_COMMAND
     }
-    claimed = await _claim(conn, commands)
-    return await write_states(conn, claimed) if claimed else 0
+    if not commands:
+        return 0
+    async with conn.transaction():  # taken and recorded together, or left parked
+        claimed = await _claim(conn, commands)
+        return await write_states(conn, claimed) if claimed else 0

@@ -4,6 +4,7 @@ keywords (STOP/START) deciding whether a reply may leave at all."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,14 +13,24 @@ import asyncpg
 import httpx
 import pytest
 
-from schemas import DeliveryState, DeliveryStatus
-from schemas.events import utcnow
-from schemas.topics import DELIVERY
+from schemas import (
+    Channel,
+    DeliveryState,
+    DeliveryStatus,
+    Direction,
+    Identity,
+    IdentityType,
+    Interaction,
+    Kind,
+)
+from schemas.cloudevents import header_map
+from schemas.events import UNRESOLVED_COMMAND, utcnow
+from schemas.topics import DELIVERY, INTERACTIONS
 from services.bus.producer import Producer
 from services.bus.records import to_record
 from tests.channels.twilio import support as tw
 from tests.channels.twilio.support import FakeTwilio, customer_of, items, sms
-from tests.support import eventually, unique
+from tests.support import consume, eventually, read_all, unique
 
 pytestmark = pytest.mark.usefixtures("processors", "dispatcher", "twilio_api")
 
@@ -273,3 +284,85 @@ async def test_a_receipt_that_outruns_the_send_bookkeeping_is_kept_until_claimed
         await producer.stop()
     await eventually(lambda: _contains(states(pool, str(command_id)), {"queued", "delivered"}))
     assert await parked() is None
+
+
+async def test_a_status_callback_goes_straight_to_the_delivery_topic_not_as_an_interaction(
+    twilio: httpx.AsyncClient,
+    client: httpx.AsyncClient,
+    twilio_api: FakeTwilio,
+    pool: asyncpg.Pool,
+    stack: Any,
+) -> None:
+    """The callback is a delivery state keyed by the message (Twilio knows no command): the
+    delivery agent attributes it to the command, with no interaction on the way."""
+    phone, customer_id = await texting_customer(twilio, client)
+    text = unique("Your parcel is at the door")
+    command_id = await reply(client, customer_id, text)
+    sid = await sent_sid(twilio_api, text)
+    await status_callback(twilio, phone, sid, "delivered")  # answered once the broker acked
+
+    key = f"sms:{sid}".encode()
+    records = await consume(
+        stack.bootstrap, DELIVERY.name, lambda found: any(r.key == key for r in found)
+    )
+    [record] = [r for r in records if r.key == key]
+    status = DeliveryStatus.model_validate_json(record.value)
+    assert status.command_id == UNRESOLVED_COMMAND
+    assert (status.channel, status.state, status.provider_message_id) == (
+        Channel.SMS,
+        DeliveryState.DELIVERED,
+        sid,
+    )
+    assert header_map(record.headers)["ce_type"] == DELIVERY.ce_type
+
+    def about_the_callback(value: bytes) -> bool:
+        interaction = json.loads(value)
+        return interaction["provider_message_id"].startswith(sid) or (
+            (interaction.get("delivery") or {}).get("provider_message_id") == sid
+        )
+
+    interactions = await read_all(stack.bootstrap, INTERACTIONS.name)
+    assert [r for r in interactions if about_the_callback(r.value)] == []
+    await entry(client, customer_id, command_id, "delivered")  # resolved by the delivery agent
+    assert await states(pool, command_id) == {"queued", "delivered"}
+
+
+async def test_a_receipt_published_as_an_interaction_by_an_older_version_still_counts(
+    twilio: httpx.AsyncClient,
+    client: httpx.AsyncClient,
+    twilio_api: FakeTwilio,
+    pool: asyncpg.Pool,
+    stack: Any,
+) -> None:
+    """Older versions published a status callback as a ``status`` interaction carrying the
+    state: unify forwards its state to the delivery topic, and it is recorded as the others."""
+    phone, customer_id = await texting_customer(twilio, client)
+    text = unique("Your table is booked")
+    command_id = await reply(client, customer_id, text)
+    sid = await sent_sid(twilio_api, text)
+    legacy = Interaction.create(
+        channel=Channel.SMS,
+        direction=Direction.OUTBOUND,
+        kind=Kind.STATUS,
+        identities=[Identity(type=IdentityType.PHONE, value=phone)],
+        subject="SMS delivered",
+        provider_message_id=f"{sid}:delivered",
+        source="channels/twilio",
+        delivery=DeliveryStatus(
+            command_id=UNRESOLVED_COMMAND,
+            channel=Channel.SMS,
+            state=DeliveryState.DELIVERED,
+            occurred_at=utcnow(),
+            provider_message_id=sid,
+        ),
+    )
+    producer = Producer(stack.bootstrap)
+    await producer.start()
+    try:
+        await producer.send_all([to_record(INTERACTIONS, legacy, str(legacy.event_id), "tests")])
+    finally:
+        await producer.stop()
+    await entry(client, customer_id, command_id, "delivered")
+    assert await states(pool, command_id) == {"queued", "delivered"}
+    timeline = await items(client, customer_id)
+    assert [i["kind"] for i in timeline if i["kind"] == "status"] == []

@@ -19,13 +19,16 @@ from typing import Any, TypeVar
 import asyncpg
 
 from channels.base import PublishError
-from services.processors import metrics
-from services.processors.decode import dead_letter_of
-from services.processors.resources import Resources
+from services.worker import metrics
+from services.worker.decode import dead_letter_of
+from services.worker.resources import Resources
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[Resources, Sequence[Any]], Awaitable[None]]
+#: The resources a worker's handlers take (``Resources`` or a worker's own subclass).
+R = TypeVar("R", bound=Resources)
+#: A batch handler: the worker's resources and the batch's raw events.
+Handler = Callable[[R, Sequence[Any]], Awaitable[None]]
 T = TypeVar("T")
 
 TRANSIENT = (
@@ -58,7 +61,7 @@ async def until_done(action: Callable[[], Awaitable[T]], stage: str) -> T:
 
 
 async def handle_durably(
-    handler: Handler, resources: Resources, events: Sequence[Any], stage: str
+    handler: Handler[R], resources: R, events: Sequence[Any], stage: str
 ) -> None:
     """Handle ``events`` completely before returning: retried, isolated or dead-lettered."""
     try:
@@ -69,15 +72,13 @@ async def handle_durably(
     await isolate(handler, resources, events, stage)
 
 
-async def isolate(
-    handler: Handler, resources: Resources, events: Sequence[Any], stage: str
-) -> None:
+async def isolate(handler: Handler[R], resources: R, events: Sequence[Any], stage: str) -> None:
     """Handle ``events`` one by one; those that still fail go to the dead-letter topic."""
     for event in events:
         await _one(handler, resources, event, stage)
 
 
-async def _one(handler: Handler, resources: Resources, event: Any, stage: str) -> None:
+async def _one(handler: Handler[R], resources: R, event: Any, stage: str) -> None:
     try:
         await until_done(lambda: handler(resources, [event]), stage)
     except Exception as exc:

@@ -1,5 +1,6 @@
 """faust's aiokafka transport with a bounded fetch wait and a least fetch size, for omnihub's
-workers.
+workers: every change omnihub makes to faust is here (checked against the versions named in
+``services.worker``; ``tests/test_worker_faust.py`` pins what it relies on).
 
 faust hard-codes ``fetch_max_wait_ms=1500`` for its worker consumer, and Tansu does not answer
 a waiting fetch early when data arrives, so every hop of the pipeline waited up to 1.5 s

@@ -1,4 +1,5 @@
-"""Shared faust settings for omnihub's workers, and running one in this process."""
+"""Shared faust settings for omnihub's workers, their topics of raw bytes, and running one in
+this process."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ from typing import Any
 import faust
 
 from services.config import Settings
-from services.kafka_transport import App
-from services.runtime import tune_gc
+from services.worker.runtime import tune_gc
+from services.worker.transport import App
 
 
 def faust_app(app_id: str, settings: Settings, bootstrap: str, **overrides: Any) -> faust.App:
     """A faust app tuned for omnihub: short session timeout, bounded fetch wait and a least
-    fetch size (``services.kafka_transport``), no leader topic, no web."""
+    fetch size (``services.worker.transport``), no leader topic, no web."""
     datadir = Path(settings.data_dir).resolve() / "faust" / app_id
     datadir.mkdir(parents=True, exist_ok=True)
     config: dict[str, Any] = {
@@ -40,6 +41,13 @@ def faust_app(app_id: str, settings: Settings, bootstrap: str, **overrides: Any)
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         fetch_min_bytes=settings.fetch_min_bytes,
         **config,
+    )
+
+
+def raw_topic(app: faust.App, name: str) -> Any:
+    """A faust topic whose keys and values stay bytes (we validate with pydantic)."""
+    return app.topic(
+        name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
     )
 
 
