@@ -13,7 +13,7 @@ RUNTIME_FILE = "runtime.json"
 
 
 class Settings(BaseSettings):
-    """Everything omnihub reads from its environment; see the README's configuration table."""
+    """Everything omnihub reads from its environment; see docs/configuration.md."""
 
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
