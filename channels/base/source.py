@@ -34,6 +34,14 @@ from channels.base.adapter import ChannelAdapter
 log = logging.getLogger(__name__)
 
 
+async def cancel(task: asyncio.Task[None] | None) -> None:
+    """Cancel ``task`` (if any) and wait until it has ended."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 class SourceAdapter(ChannelAdapter):
     """A channel that receives by running something: started and stopped by the framework."""
 
@@ -71,10 +79,7 @@ class PollingSource(SourceAdapter):
     async def stop(self) -> None:
         """Cancel the polling task and wait for it."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(task)
 
     def failure(self) -> BaseException | None:
         """The exception that ended the polling task."""

@@ -9,7 +9,6 @@ message's state goes to the delivery topic.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable
 
@@ -17,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
 from channels.base import Publisher, SessionAdapter
+from channels.base.source import cancel
 from schemas import DeliveryState, DeliveryStatus, OutboundCommand
 from schemas.events import utcnow
 from schemas.topics import SESSIONS
@@ -57,10 +57,7 @@ class SessionRelay:
     async def stop(self) -> None:
         """Stop reading."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(task)
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterable
 
 from channels.base import SourceAdapter
+from channels.base.source import cancel
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +40,7 @@ class SourceSupervisor:
     async def stop(self) -> None:
         """Stop watching, then stop every source."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(task)
         for source in self.sources:
             try:
                 await source.stop()

@@ -243,101 +243,77 @@ spec:
     - {name: http, port: 80, targetPort: http}
 """
 
-PROCESSORS = """\
+WORKER = """\
+{intro}
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: omnihub-{name}
+  labels: {{app.kubernetes.io/name: omnihub, app.kubernetes.io/component: {name}}}
+spec:
+  replicas: {replicas}
+  selector:
+    matchLabels: {{app.kubernetes.io/name: omnihub, app.kubernetes.io/component: {name}}}
+  template:
+    metadata:
+      labels: {{app.kubernetes.io/name: omnihub, app.kubernetes.io/component: {name}}}
+    spec:
+      terminationGracePeriodSeconds: {grace}
+      securityContext: {{runAsNonRoot: true, runAsUser: 10001, runAsGroup: 10001}}
+      containers:
+        - name: {name}
+          image: omnihub:0.1.0
+          args: ["run", "{name}"]
+          envFrom:
+            - configMapRef: {{name: omnihub-config}}
+            - secretRef: {{name: omnihub-secrets}}
+          # Ready once the worker has joined its consumer group: it keeps the marker
+          # /var/lib/omnihub/ready/omnihub-{name}.<pid> from its first completed rebalance until shutdown.
+          readinessProbe:
+            exec:
+              command:
+                - python
+                - -c
+                - "import glob, sys; sys.exit(not glob.glob('/var/lib/omnihub/ready/omnihub-{name}.*'))"
+            periodSeconds: 10
+            timeoutSeconds: 5
+          securityContext: {{allowPrivilegeEscalation: false, readOnlyRootFilesystem: true}}
+          volumeMounts:
+            - {{name: data, mountPath: /var/lib/omnihub}}
+            - {{name: tmp, mountPath: /tmp}}
+          resources:
+            requests: {{cpu: {cpu}, memory: {memory}}}
+            limits: {{memory: {limit}}}
+      volumes:
+        - {{name: data, emptyDir: {{}}}}
+        - {{name: tmp, emptyDir: {{}}}}
+"""
+
+PROCESSORS = WORKER.format(
+    intro="""\
 # The faust worker with the unify, project and delivery agents (consumer group
 # omnihub-processors). Topics have 8 partitions, so up to 8 replicas share the load; more sit
 # idle. No HTTP endpoint (faust's web server is disabled): Kubernetes restarts it when it exits,
-# and the readiness probe shows whether it has joined its consumer group.
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: omnihub-processors
-  labels: {app.kubernetes.io/name: omnihub, app.kubernetes.io/component: processors}
-spec:
-  replicas: 2
-  selector:
-    matchLabels: {app.kubernetes.io/name: omnihub, app.kubernetes.io/component: processors}
-  template:
-    metadata:
-      labels: {app.kubernetes.io/name: omnihub, app.kubernetes.io/component: processors}
-    spec:
-      terminationGracePeriodSeconds: 30   # faust stops on SIGTERM and leaves the group
-      securityContext: {runAsNonRoot: true, runAsUser: 10001, runAsGroup: 10001}
-      containers:
-        - name: processors
-          image: omnihub:0.1.0
-          args: ["run", "processors"]
-          envFrom:
-            - configMapRef: {name: omnihub-config}
-            - secretRef: {name: omnihub-secrets}
-          # Ready once the worker has joined its consumer group: it keeps the marker
-          # /var/lib/omnihub/ready/omnihub-processors.<pid> from its first completed rebalance until shutdown.
-          readinessProbe:
-            exec:
-              command:
-                - python
-                - -c
-                - "import glob, sys; sys.exit(not glob.glob('/var/lib/omnihub/ready/omnihub-processors.*'))"
-            periodSeconds: 10
-            timeoutSeconds: 5
-          securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true}
-          volumeMounts:
-            - {name: data, mountPath: /var/lib/omnihub}
-            - {name: tmp, mountPath: /tmp}
-          resources:
-            requests: {cpu: 250m, memory: 256Mi}
-            limits: {memory: 768Mi}
-      volumes:
-        - {name: data, emptyDir: {}}
-        - {name: tmp, emptyDir: {}}
-"""
+# and the readiness probe shows whether it has joined its consumer group.""",
+    name="processors",
+    replicas="2",
+    grace="30   # faust stops on SIGTERM and leaves the group",
+    cpu="250m",
+    memory="256Mi",
+    limit="768Mi",
+)
 
-DISPATCHER = """\
+DISPATCHER = WORKER.format(
+    intro="""\
 # The faust worker that sends outbound commands through the channel adapters (consumer group
-# omnihub-dispatcher). omnihub.outbound.v1 has 8 partitions: up to 8 replicas share the load.
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: omnihub-dispatcher
-  labels: {app.kubernetes.io/name: omnihub, app.kubernetes.io/component: dispatcher}
-spec:
-  replicas: 1
-  selector:
-    matchLabels: {app.kubernetes.io/name: omnihub, app.kubernetes.io/component: dispatcher}
-  template:
-    metadata:
-      labels: {app.kubernetes.io/name: omnihub, app.kubernetes.io/component: dispatcher}
-    spec:
-      terminationGracePeriodSeconds: 60   # a callback may be retrying with back-off
-      securityContext: {runAsNonRoot: true, runAsUser: 10001, runAsGroup: 10001}
-      containers:
-        - name: dispatcher
-          image: omnihub:0.1.0
-          args: ["run", "dispatcher"]
-          envFrom:
-            - configMapRef: {name: omnihub-config}
-            - secretRef: {name: omnihub-secrets}
-          # Ready once the worker has joined its consumer group: it keeps the marker
-          # /var/lib/omnihub/ready/omnihub-dispatcher.<pid> from its first completed rebalance until shutdown.
-          readinessProbe:
-            exec:
-              command:
-                - python
-                - -c
-                - "import glob, sys; sys.exit(not glob.glob('/var/lib/omnihub/ready/omnihub-dispatcher.*'))"
-            periodSeconds: 10
-            timeoutSeconds: 5
-          securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true}
-          volumeMounts:
-            - {name: data, mountPath: /var/lib/omnihub}
-            - {name: tmp, mountPath: /tmp}
-          resources:
-            requests: {cpu: 100m, memory: 192Mi}
-            limits: {memory: 512Mi}
-      volumes:
-        - {name: data, emptyDir: {}}
-        - {name: tmp, emptyDir: {}}
-"""
+# omnihub-dispatcher). omnihub.outbound.v1 has 8 partitions: up to 8 replicas share the load.""",
+    name="dispatcher",
+    replicas="1",
+    grace="60   # a callback may be retrying with back-off",
+    cpu="100m",
+    memory="192Mi",
+    limit="512Mi",
+)
 
 CHANNEL = """\
 {intro}

@@ -4,7 +4,7 @@ step in a task of its own.
 faust's ``take_events`` stops gathering while the agent's body runs, and the body handles a
 batch from its first step to its last: a worker either gathers (faust's per-event work), or
 works (decoding, language detection, routing), or waits (on PostgreSQL and the broker), one at
-a time. Measured on a backlog, a batch of 500 took ~200 ms, ~70 of them PostgreSQL's own work.
+a time (docs/design-notes.md#servicesprocessorspipelinepy).
 Here the agent's body only adds events to ``Batches``, which hands them on a batch at a time
 to a ``Pipeline`` whose steps take batches in arrival order. Under a backlog, full batches go
 in beside the ones in flight (one a step at most), so one batch's languages are detected while

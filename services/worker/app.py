@@ -79,8 +79,8 @@ def run_faust(create: Callable[[], faust.App], settings: Settings) -> None:
     import mode.loop
     from faust.worker import Worker
 
-    # Before the app exists (faust and mode take their loop lazily). Measured on a backlog:
-    # 470 -> 390 us of CPU an event against asyncio's own loop.
+    # Before the app exists (faust and mode take their loop lazily); cheaper an event than
+    # asyncio's own loop (docs/design-notes.md#servicesworkerapppy).
     mode.loop.use("uvloop")
     app = create()
     mark_ready(app, settings)

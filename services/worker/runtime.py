@@ -5,10 +5,9 @@ from __future__ import annotations
 import gc
 
 #: Collect the youngest generation after this many net allocations of container objects
-#: (CPython's default is 700), the older ones after 20 collections of the one below. A worker
-#: on a backlog holds a few batches' objects in flight, which every young collection walks
-#: again: at 10,000 its young collections took 0.78-0.84 s of CPU over 22,000 events, at
-#: 100,000 0.13 s (~30 us an event less).
+#: (CPython's default is 700), the older ones after 20 collections of the one below: a worker
+#: holds a few batches' objects in flight, which every young collection walks again
+#: (docs/design-notes.md#servicesworkerruntimepy).
 GC_THRESHOLDS = (100_000, 20, 20)
 
 
@@ -17,8 +16,8 @@ def tune_gc() -> None:
 
     Batch handlers allocate many short-lived objects (decoded events, records, rows), so with
     CPython's defaults a collection ran every 700 allocations and full collections kept
-    walking every module, model and language table loaded at start: a quarter of a worker's
-    CPU (measured: unify 225 -> 135 us and project 466 -> 367 us an event). Start-up objects
+    walking every module, model and language table loaded at start (a quarter of a worker's
+    CPU: docs/design-notes.md#servicesworkerruntimepy). Start-up objects
     are moved to the permanent generation (``gc.freeze``) and the thresholds are raised; cyclic
     garbage is still collected, only in larger steps.
     """

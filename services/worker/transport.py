@@ -4,7 +4,7 @@ workers: every change omnihub makes to faust is here (checked against the versio
 
 faust hard-codes ``fetch_max_wait_ms=1500`` for its worker consumer, and Tansu does not answer
 a waiting fetch early when data arrives, so every hop of the pipeline waited up to 1.5 s
-(measured: 0.75 s on average a hop; 2 ms with 50). There is no faust setting for it, so the
+(docs/design-notes.md#servicesworkertransportpy). There is no faust setting for it, so the
 app builds its transport from these subclasses, whose consumer thread sets the app's
 ``fetch_max_wait_ms`` on the aiokafka consumer it creates, and its ``fetch_min_bytes``: a
 fetch that finds less waits (up to ``fetch_max_wait_ms``) for more, so a hub under a moderate
@@ -12,10 +12,7 @@ load takes its events in fewer, larger batches instead of a few records a fetch.
 
 faust also races the delivery of every fetched message against the flow being suspended (a
 rebalance): four futures and an ``asyncio.wait`` a message. ``Consumer`` races each fetched
-batch once instead: on a backlog, 464 / 468 / 477 -> 439 / 439 / 388 us of the processors
-worker's CPU an event, alternating (its throughput moved within the machine's noise then: the
-worker handled a batch from start to end before gathering the next, see
-``services.processors.pipeline``).
+batch once instead, which costs the worker less CPU an event.
 """
 
 from __future__ import annotations
