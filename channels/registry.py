@@ -68,6 +68,15 @@ def channel_info(channel: Channel) -> ChannelInfo | None:
     return found.info(channel) if found else None
 
 
+def icon(channel: str) -> str:
+    """The symbol people see beside a channel's name: its adapter's, else none."""
+    try:
+        info = channel_info(Channel(channel))
+    except ValueError:
+        info = None
+    return info.icon if info else ""
+
+
 def label(channel: str) -> str:
     """How people see a channel's name: its adapter's label, else the name capitalised."""
     try:

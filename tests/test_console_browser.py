@@ -154,6 +154,7 @@ async def test_agent_sees_an_sms_arrive_live_replies_and_sees_its_status_change(
     arrived = page.locator("li.item", has_text=new_text)
     await expect(arrived).to_be_visible()
     await expect(arrived.locator(".channel")).to_have_text("SMS")
+    await expect(arrived.locator(".channel-icon")).to_have_text("✉")  # the manifest's icon
     assert await page.evaluate("window.__sameDocument === true")  # no reload happened
 
     await arrived.get_by_role("link", name="Reply").click()

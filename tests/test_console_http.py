@@ -312,6 +312,8 @@ async def test_an_interaction_logged_by_hand_lands_on_the_timeline_already_done(
     assert (queued["state"], queued["assignee"]) == ("done", agent.id)
     page = await console.get(f"/console/customers/{customer_id}")
     assert f"logged by {agent.username}" in page.text
+    assert '<span class="channel-icon" aria-hidden="true">✎</span>' in page.text
+    assert '<span class="channel">Logged by hand</span>' in page.text
     refused = await console.post(
         f"/console/customers/{customer_id}/log",
         {

@@ -11,6 +11,7 @@ from services.console.users import User
 #: The channel of what agents log by hand: the console is its source, so it names it.
 CHANNEL = "manual"
 LABEL = "Logged by hand"
+ICON = "✎"
 KINDS = {"visit": Kind.VISIT, "letter": Kind.LETTER, "call": Kind.CALL, "note": Kind.NOTE}
 SOURCE = "services/console"
 

@@ -26,6 +26,11 @@ def channel_label(channel: str) -> str:
     return handlog.LABEL if channel == handlog.CHANNEL else registry.label(channel)
 
 
+def channel_icon(channel: str) -> str:
+    """The symbol agents see beside a channel's name (the adapter's; the hand log's own)."""
+    return handlog.ICON if channel == handlog.CHANNEL else registry.icon(channel)
+
+
 @dataclass
 class Conversation:
     """Items of one thread (or one channel and address), oldest first."""
@@ -71,6 +76,7 @@ def item_view(raw: dict[str, Any], attributes: dict[str, Any]) -> dict[str, Any]
         "when_iso": raw["occurred_at"],
         "channel": raw["channel"],
         "channel_label": channel_label(raw["channel"]),
+        "channel_icon": channel_icon(raw["channel"]),
         "direction": raw["direction"],
         "kind": raw["kind"],
         "department": department,

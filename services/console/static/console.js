@@ -29,6 +29,11 @@
     var li = el("li", "item " + it.direction);
     li.setAttribute("data-event-id", it.event_id);
     var meta = el("div", "meta");
+    if (it.channel_icon) {
+      var icon = el("span", "channel-icon", it.channel_icon);
+      icon.setAttribute("aria-hidden", "true");
+      meta.appendChild(icon);
+    }
     meta.appendChild(el("span", "channel", it.channel_label));
     meta.appendChild(el("span", "direction", it.direction));
     meta.appendChild(el("span", "kind", it.kind));
