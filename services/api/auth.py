@@ -14,6 +14,8 @@ from typing import Any
 import asyncpg
 from fastapi import HTTPException, Request, status
 
+from services.db.outage import connection_lost
+
 TOKEN_PREFIX = "omh_"  # noqa: S105 - a prefix, not a secret
 CACHE_SECONDS = 30.0
 
@@ -67,15 +69,23 @@ class TokenVerifier:
         now = time.monotonic()
         if cached and cached[0] > now:
             return cached[1]
-        row = await self.pool.fetchrow(
-            "SELECT id, role, name FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
-            digest,
-        )
+        try:
+            row = await self._lookup(digest)
+        except Exception as exc:
+            if not connection_lost(exc):
+                raise
+            row = await self._lookup(digest)  # a read: once more, on a fresh connection
         found = Principal(row["id"], Role(row["role"]), row["name"]) if row else None
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[digest] = (now + CACHE_SECONDS, found)
         return found
+
+    async def _lookup(self, digest: str) -> asyncpg.Record | None:
+        return await self.pool.fetchrow(
+            "SELECT id, role, name FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+            digest,
+        )
 
 
 async def authorize(verifier: TokenVerifier, header: str, allowed: set[Role]) -> Principal:

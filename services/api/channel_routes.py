@@ -31,7 +31,9 @@ from channels.base import (
     receive,
 )
 from channels.base.webhook import error_reply
+from services.api import outage
 from services.api.auth import Role, authorize
+from services.api.errors import database_unavailable
 from services.api.limits import BodyLimit, Scope
 
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -117,14 +119,24 @@ class ChannelRoutes:
                 header = Headers(scope=scope).get("authorization", "")
                 await authorize(scope["app"].state.tokens, header, {Role(r) for r in route.roles})
             except HTTPException as exc:
-                reply = error_reply(route, exc.status_code, exc.detail)
-                extra = tuple((exc.headers or {}).items())
-                await respond(
-                    send, WebhookReply(reply.status, reply.body, reply.content_type, extra)
-                )
+                await respond(send, _error_reply(route, exc))
+                return
+            except Exception as exc:
+                if not outage.refused(scope["app"], exc):
+                    raise
+                await respond(send, _error_reply(route, database_unavailable()))
                 return
         request = request_of(scope, await read_body(receive_))
         await respond(send, await receive(served.adapter, self.publisher, request, route))
+
+
+def _error_reply(route: Route, exc: HTTPException) -> WebhookReply:
+    """The route's error reply for ``exc``, with its headers (WWW-Authenticate, Retry-After)."""
+    reply = error_reply(route, exc.status_code, exc.detail)
+    own = {name.lower() for name, _ in reply.headers}
+    extra = tuple((exc.headers or {}).items())
+    extra = tuple(reply.headers) + tuple(h for h in extra if h[0].lower() not in own)
+    return WebhookReply(reply.status, reply.body, reply.content_type, extra)
 
 
 async def read_body(receive_: Receive) -> bytes:

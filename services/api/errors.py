@@ -14,3 +14,13 @@ def bus_unavailable(
     return HTTPException(
         status.HTTP_503_SERVICE_UNAVAILABLE, detail, headers={"Retry-After": RETRY_AFTER}
     )
+
+
+DATABASE_DETAIL = "the database is unavailable; retry later"
+
+
+def database_unavailable(detail: str = DATABASE_DETAIL) -> HTTPException:
+    """503 with Retry-After: PostgreSQL cannot be reached, so the client should retry."""
+    return HTTPException(
+        status.HTTP_503_SERVICE_UNAVAILABLE, detail, headers={"Retry-After": RETRY_AFTER}
+    )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,6 +24,10 @@ log = logging.getLogger(__name__)
 CHANNEL = "omnihub_timeline"
 QUEUE_SIZE = 100
 RESYNC = "resync"
+
+
+#: Seconds between reminders while the feed cannot listen.
+REMIND = 60.0
 
 
 class TimelineFeed:
@@ -48,21 +53,39 @@ class TimelineFeed:
             self._task = None
 
     async def _run(self) -> None:
+        failing_since: float | None = None  # an outage is logged once, then every REMIND s
+        reminded = 0.0
         while True:
             conn: asyncpg.Connection | None = None
             try:
-                conn = await asyncpg.connect(self.database_url)
+                conn = await asyncpg.connect(self.database_url, timeout=5)
                 lost = asyncio.Event()
                 conn.add_termination_listener(_setter(lost))
                 await conn.add_listener(CHANNEL, self._notified)
                 self.listening.set()
+                if failing_since is not None:
+                    log.warning(
+                        "timeline feed: listening again after %.0f s",
+                        time.monotonic() - failing_since,
+                    )
+                    failing_since = None
                 self._broadcast(RESYNC)  # whatever happened while not listening
                 await lost.wait()
                 log.warning("timeline feed: listening connection lost; reconnecting")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("timeline feed: cannot listen (%r); retrying", exc)
+                now = time.monotonic()
+                if failing_since is None:
+                    failing_since = reminded = now
+                    log.warning("timeline feed: cannot listen (%r); retrying", exc)
+                elif now - reminded >= REMIND:
+                    reminded = now
+                    log.warning(
+                        "timeline feed: still cannot listen after %.0f s (%r)",
+                        now - failing_since,
+                        exc,
+                    )
             finally:
                 self.listening.clear()
                 if conn is not None and not conn.is_closed():

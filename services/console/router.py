@@ -53,6 +53,18 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Forbidden, forbidden)
 
 
+def unavailable(request: Request, detail: str) -> Response:
+    """The console's answer while its database is unavailable (503; Retry-After is added):
+    a page for a browser, JSON for a script."""
+    if request.url.path.endswith(_FEEDS):
+        return JSONResponse({"detail": detail}, status_code=503)
+    message = (
+        "The console is unavailable for a moment: its database cannot be reached."
+        " Please try again in a minute."
+    )
+    return page(request, "error.html", status_code=503, message=message)
+
+
 def state(public_url: str | None, database_url: str) -> ConsoleState:
     """The console's state for an app whose database is ``database_url``."""
     secure = bool(public_url and public_url.lower().startswith("https://"))

@@ -41,7 +41,14 @@ class Resources:
         """Return the pool and producer, opening them the first time."""
         async with self._lock:
             if self._pool is None:
-                self._pool = await migrated_pool(self.database_url, min_size=1, max_size=8)
+                self._pool = await migrated_pool(
+                    # a worker's steps wait their turn for a connection however long a batch
+                    # takes; a request in the web process must not
+                    self.database_url,
+                    min_size=1,
+                    max_size=8,
+                    acquire_timeout=None,
+                )
             if not self._started:
                 await self.producer.start()
                 self._started = True
