@@ -24,15 +24,75 @@ log = logging.getLogger(__name__)
 COMPONENTS = ("processors", "dispatcher", "api")
 #: The faust app id of each stream component, to find its ready file.
 WORKER_APPS = {"processors": "omnihub-processors", "dispatcher": "omnihub-dispatcher"}
+#: A component that exits is restarted after min(MAX_BACKOFF, 2**n) seconds, n being its
+#: restarts in a row; one that had run HEALTHY_AFTER seconds before it exited starts again
+#: at n = 1 (2 s).
+MAX_BACKOFF = 30.0
+HEALTHY_AFTER = 60.0
+#: How often the supervisor looks at its children.
+TICK = 0.5
 
 
 @dataclass
 class Component:
-    """One `omnihub run <name>` child and how often it was restarted."""
+    """One `omnihub run <name>` child, its restarts in a row and its pending restart."""
 
     name: str
     proc: subprocess.Popen[bytes] | None = None
+    #: Restarts in a row (back to 0 once the component has run HEALTHY_AFTER seconds).
     restarts: int = 0
+    #: Restarts since `omnihub up` started.
+    total_restarts: int = 0
+    #: When (time.monotonic()) the current process was started.
+    started_at: float = 0.0
+    #: When an exited component is due to be started again (None: it is not waiting).
+    restart_at: float | None = None
+
+
+def watch_once(
+    components: list[Component],
+    start: Callable[[str], subprocess.Popen[bytes]],
+    now: float,
+) -> None:
+    """One look at every component: note exits, schedule restarts, start those that are due.
+
+    Never sleeps: a component waiting out its back-off does not delay noticing the others.
+    """
+    for component in components:
+        if component.restart_at is not None:
+            if now >= component.restart_at:
+                component.restart_at = None
+                component.proc = start(component.name)
+                component.started_at = now
+            continue
+        if component.proc is None or component.proc.poll() is None:
+            continue
+        if now - component.started_at >= HEALTHY_AFTER:
+            component.restarts = 0  # it ran healthily: a new failure starts the back-off anew
+        component.restarts += 1
+        component.total_restarts += 1
+        delay = min(MAX_BACKOFF, 2.0**component.restarts)
+        component.restart_at = now + delay
+        log.error(
+            "%s exited with %s; restarting in %gs (%d in a row, %d in all)",
+            component.name,
+            component.proc.returncode,
+            delay,
+            component.restarts,
+            component.total_restarts,
+        )
+
+
+def watch(
+    components: list[Component],
+    start: Callable[[str], subprocess.Popen[bytes]],
+    stopping: threading.Event,
+    clock: Callable[[], float] = time.monotonic,
+    tick: float = TICK,
+) -> None:
+    """Restart components that exit, with per-component back-off, until ``stopping`` is set."""
+    while not stopping.wait(tick):
+        watch_once(components, start, clock())
 
 
 def spawn(name: str, env: dict[str, str], log: Path | None = None) -> subprocess.Popen[bytes]:
@@ -119,23 +179,13 @@ def up(settings: Settings, out: Callable[[str], object] | None = None) -> int:
         write_runtime(settings, stack, http_url)
         for component in components:
             component.proc = spawn(component.name, env)
+            component.started_at = time.monotonic()
         _wait_until_ready(settings, components, stopping)
         print_(
             f"omnihub is up: {http_url}  (Kafka {stack.bootstrap}; PostgreSQL {stack.database_url})"
         )
         print_("create a token: omnihub token create --role integration   |   Ctrl-C stops")
-        while not stopping.wait(0.5):
-            for component in components:
-                if component.proc is not None and component.proc.poll() is not None:
-                    component.restarts += 1
-                    log.error(
-                        "%s exited with %s; restarting (%d)",
-                        component.name,
-                        component.proc.returncode,
-                        component.restarts,
-                    )
-                    time.sleep(min(30, 2**component.restarts))
-                    component.proc = spawn(component.name, env)
+        watch(components, lambda name: spawn(name, env), stopping)
     finally:
         print_("stopping omnihub ...")
         for component in reversed(components):

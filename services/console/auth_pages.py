@@ -58,22 +58,45 @@ async def sign_in_page(request: Request) -> Response:
     return _form(request)
 
 
+def client_address(request: Request) -> str:
+    """The sign-in's source address: the connection's peer as uvicorn reports it (uvicorn
+    takes it from X-Forwarded-For only when the peer is in FORWARDED_ALLOW_IPS, by default
+    loopback; omnihub has no trusted-proxy setting of its own)."""
+    return request.client.host if request.client else "unknown"
+
+
 @router.post("/console/sign-in")
 async def sign_in(request: Request) -> Response:
-    """Check the password (throttled per username), open a session, set its cookie."""
+    """Check the password (throttled per username and address), open a session, set its
+    cookie. Every outcome is recorded in console_signin_events."""
     form = await read_form(request)
     expected = request.cookies.get(PRE_COOKIE, "")
     if not expected or not hmac.compare_digest(expected, form.get("pre_token", "")):
         return _form(request, "Your sign-in form expired; please try again.", 403)
+    unstorable = form.unstorable()
+    if unstorable:
+        return _form(request, unstorable, 422)
     username = form.text("username")[:100]
+    source = client_address(request)
     async with request.app.state.pool.acquire() as conn:
-        if await throttle.blocked(conn, username):
-            return _form(request, "Too many failed attempts; try again in a few minutes.", 429)
+        verdict = await throttle.attempt(conn, username, source)
+        if not verdict.allowed:
+            await throttle.record(conn, username, source, "throttled")
+            wait = verdict.wait_seconds
+            response = _form(
+                request,
+                f"Too many failed sign-ins from your address; wait {wait} second"
+                f"{'' if wait == 1 else 's'} and try again.",
+                429,
+            )
+            response.headers["Retry-After"] = str(wait)
+            return response
         user = await users.check_password(conn, username, form.get("password", ""))
         if user is None:
-            await throttle.failed(conn, username)
+            await throttle.record(conn, username, source, "failure")
             return _form(request, "Wrong username or password.", 401)
-        await throttle.succeeded(conn, username)
+        await throttle.succeeded(conn, username, source)
+        await throttle.record(conn, username, source, "success")
         session_id = await sessions.open_session(conn, user.id)
     response = redirect(safe_next(form.get("next")))
     set_cookie(response, request, sessions.COOKIE, session_id, sessions.LIFETIME_HOURS * 3600)

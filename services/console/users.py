@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +27,14 @@ def _dummy_hash() -> str:
 
 
 MIN_PASSWORD = 12
+
+
+@cache
+def _common_passwords() -> frozenset[str]:
+    """zxcvbn's list of the 30,000 most common passwords (lower case), loaded on first use."""
+    from zxcvbn.frequency_lists import FREQUENCY_LISTS
+
+    return frozenset(p.lower() for p in FREQUENCY_LISTS["passwords"])
 
 
 class ConsoleRole(StrEnum):
@@ -65,6 +74,18 @@ class UserError(ValueError):
     """The user cannot be created as asked."""
 
 
+def check_new_password(password: str) -> None:
+    """Refuse (UserError) a password that is too short or in a list of common passwords;
+    used wherever a password is set."""
+    if len(password) < MIN_PASSWORD:
+        raise UserError(f"the password must have at least {MIN_PASSWORD} characters")
+    if password.lower() in _common_passwords():
+        raise UserError(
+            "that password is in a list of common passwords (which attackers try first);"
+            " choose another"
+        )
+
+
 def hash_password(password: str) -> str:
     """The argon2id PHC string of ``password``."""
     return _HASHER.hash(password)
@@ -87,9 +108,8 @@ async def create_user(
     role: ConsoleRole,
     departments: Sequence[Department],
 ) -> User:
-    """Create a user; UserError when the name is taken or the password too short."""
-    if len(password) < MIN_PASSWORD:
-        raise UserError(f"the password must have at least {MIN_PASSWORD} characters")
+    """Create a user; UserError when the name is taken or the password too short or common."""
+    check_new_password(password)
     if role is ConsoleRole.AGENT and not departments:
         raise UserError("an agent belongs to at least one department")
     try:
@@ -119,7 +139,8 @@ async def check_password(conn: asyncpg.Connection, username: str, password: str)
     )
     stored = row["password_hash"] if row else _dummy_hash()
     try:
-        _HASHER.verify(stored, password)
+        # In a thread: argon2 takes tens of ms and would stall every other request meanwhile.
+        await asyncio.to_thread(_HASHER.verify, stored, password)
     except (VerificationError, InvalidHashError):
         return None
     if row is None:
