@@ -10,7 +10,7 @@ from typing import Any, Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from schemas.identities import Identity
+from schemas.identities import Identity, StorableStr
 from schemas.ids import event_id_for
 
 SCHEMA_VERSION: Literal[1] = 1
@@ -21,7 +21,10 @@ MAX_SUBJECT = 998  # RFC 5322 line limit
 
 #: Timestamps must carry a time zone (validated in pydantic's core, not in Python).
 AwareDatetime = pydantic.AwareDatetime
-Scalar = str | int | float | bool | None
+#: Every string an event carries is a ``StorableStr`` (attribute keys and values included):
+#: PostgreSQL cannot store NUL, so such an event is refused where it is built, naming the
+#: field, instead of being accepted and then dead-lettered by the processors.
+Scalar = StorableStr | int | float | bool | None
 
 
 def utcnow() -> datetime:
@@ -112,11 +115,11 @@ class _Model(BaseModel):
 class Attachment(_Model):
     """Metadata of a file sent with an interaction; the bytes stay with the provider."""
 
-    name: str | None = Field(default=None, max_length=255)
-    content_type: str | None = Field(default=None, max_length=255)
+    name: StorableStr | None = Field(default=None, max_length=255)
+    content_type: StorableStr | None = Field(default=None, max_length=255)
     size: int | None = Field(default=None, ge=0)
-    url: str | None = Field(default=None, max_length=2048)
-    provider_id: str | None = Field(default=None, max_length=255)
+    url: StorableStr | None = Field(default=None, max_length=2048)
+    provider_id: StorableStr | None = Field(default=None, max_length=255)
 
 
 class Purpose(StrEnum):
@@ -132,14 +135,14 @@ class ConsentChange(_Model):
     channel: Channel | Literal["*"] = Field(description="the channel, or * for every channel")
     purpose: Purpose
     granted: bool
-    reason: str = Field(default="", max_length=500)
+    reason: StorableStr = Field(default="", max_length=500)
 
 
 class ThreadRef(_Model):
     """The conversation an interaction belongs to, as the channel names it."""
 
-    id: str = Field(min_length=1, max_length=512)
-    reply_to: str | None = Field(default=None, max_length=512)
+    id: StorableStr = Field(min_length=1, max_length=512)
+    reply_to: StorableStr | None = Field(default=None, max_length=512)
 
 
 class Interaction(_Model):
@@ -154,20 +157,22 @@ class Interaction(_Model):
     received_at: AwareDatetime
     identities: list[Identity] = Field(min_length=1, max_length=20)
     thread: ThreadRef | None = None
-    subject: str | None = Field(default=None, max_length=MAX_SUBJECT)
-    text: str | None = Field(default=None, max_length=MAX_TEXT)
-    language: str | None = Field(default=None, max_length=35)
+    subject: StorableStr | None = Field(default=None, max_length=MAX_SUBJECT)
+    text: StorableStr | None = Field(default=None, max_length=MAX_TEXT)
+    language: StorableStr | None = Field(default=None, max_length=35)
     attachments: list[Attachment] = Field(default_factory=list, max_length=100)
-    provider_message_id: str = Field(min_length=1, max_length=512)
-    provider_ids: dict[str, str] = Field(default_factory=dict)
-    source: str = Field(default="", max_length=255, description="the adapter that received it")
+    provider_message_id: StorableStr = Field(min_length=1, max_length=512)
+    provider_ids: dict[StorableStr, StorableStr] = Field(default_factory=dict)
+    source: StorableStr = Field(
+        default="", max_length=255, description="the adapter that received it"
+    )
     customer_id: uuid.UUID | None = Field(
         default=None,
         description="set by the hub on what it sends: the customer the message was sent to",
     )
     delivery: DeliveryStatus | None = None
     consent: list[ConsentChange] = Field(default_factory=list, max_length=10)
-    attributes: dict[str, Scalar] = Field(default_factory=dict)
+    attributes: dict[StorableStr, Scalar] = Field(default_factory=dict)
 
     @property
     def partition_key(self) -> bytes:
@@ -198,9 +203,9 @@ class DeliveryStatus(_Model):
     channel: Channel
     state: DeliveryState
     occurred_at: AwareDatetime
-    provider_message_id: str | None = Field(default=None, max_length=512)
-    error_code: str | None = Field(default=None, max_length=64)
-    error_message: str | None = Field(default=None, max_length=2000)
+    provider_message_id: StorableStr | None = Field(default=None, max_length=512)
+    error_code: StorableStr | None = Field(default=None, max_length=64)
+    error_message: StorableStr | None = Field(default=None, max_length=2000)
 
     @property
     def partition_key(self) -> bytes:
@@ -231,15 +236,15 @@ class Routing(_Model):
 
     department: Department
     priority: Literal["low", "normal", "high", "urgent"] = "normal"
-    tags: list[str] = Field(default_factory=list)
-    rule_id: str
-    ruleset_version: str
-    reason: str
+    tags: list[StorableStr] = Field(default_factory=list)
+    rule_id: StorableStr
+    ruleset_version: StorableStr
+    reason: StorableStr
     confidence: float | None = Field(default=None, ge=0, le=1)
     copy_of: Department | None = Field(
         default=None, description="set on a copy: the primary department of the event"
     )
-    language: str | None = Field(
+    language: StorableStr | None = Field(
         default=None,
         max_length=35,
         description="the language rules matched in: the interaction's own, else detected "
@@ -271,13 +276,13 @@ class OutboundCommand(_Model):
     customer_id: uuid.UUID
     channel: Channel
     to: Identity
-    text: str = Field(min_length=1, max_length=MAX_TEXT)
-    subject: str | None = Field(default=None, max_length=MAX_SUBJECT)
+    text: StorableStr = Field(min_length=1, max_length=MAX_TEXT)
+    subject: StorableStr | None = Field(default=None, max_length=MAX_SUBJECT)
     in_reply_to: uuid.UUID | None = None
     thread: ThreadRef | None = None
-    requested_by: str = Field(default="", max_length=255)
+    requested_by: StorableStr = Field(default="", max_length=255)
     created_at: AwareDatetime = Field(default_factory=utcnow)
-    attributes: dict[str, Scalar] = Field(default_factory=dict)
+    attributes: dict[StorableStr, Scalar] = Field(default_factory=dict)
 
     @property
     def partition_key(self) -> bytes:
@@ -300,7 +305,7 @@ class CustomerEvent(_Model):
     merged_ids: list[uuid.UUID] = Field(default_factory=list)
     new_ids: list[uuid.UUID] = Field(default_factory=list)
     identities: list[Identity] = Field(default_factory=list)
-    reason: str = Field(default="", max_length=2000)
+    reason: StorableStr = Field(default="", max_length=2000)
     caused_by: uuid.UUID | None = Field(default=None, description="the event that caused it")
     occurred_at: AwareDatetime = Field(default_factory=utcnow)
 

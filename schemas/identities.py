@@ -5,11 +5,25 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 from functools import lru_cache
-from typing import Any
+from typing import Annotated, Any
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
-from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+#: What PostgreSQL's text and jsonb can hold: anything but NUL (U+0000). A pattern keeps the
+#: check inside pydantic's core (no Python call per string), and a constrained string is
+#: converted to UTF-8 there, which also refuses lone surrogates ("\ud800").
+STORABLE = "^[^\\x00]*$"
+#: A string every event may carry: refused with the field's location when it holds NUL.
+StorableStr = Annotated[str, StringConstraints(pattern=STORABLE)]
 
 
 class IdentityType(StrEnum):
@@ -73,8 +87,8 @@ class Identity(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     type: IdentityType
-    value: str
-    scope: str = ""
+    value: StorableStr
+    scope: StorableStr = ""
 
     @field_validator("value")
     @classmethod

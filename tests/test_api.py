@@ -158,6 +158,40 @@ async def test_missing_fields_and_unknown_fields_are_named(client: httpx.AsyncCl
     assert fields == {"identities", "favourite_colour"}
 
 
+WITHDRAWN = {"channel": "email", "purpose": "marketing", "granted": False}
+NUL_FIELDS = {
+    "text": ({"text": "Hello\u0000"}, "text"),
+    "subject": ({"subject": "Quo\u0000te"}, "subject"),
+    "attribute": ({"attributes": {"erp_order": "99\u00001"}}, "attributes.erp_order"),
+    "attribute-key": ({"attributes": {"erp\u0000order": 991}}, "attributes.erp\u0000order.[key]"),
+    "attachment": ({"attachments": [{"name": "plan\u0000.pdf"}]}, "attachments.0.name"),
+    "identity": (
+        {"identities": [{"type": "phone", "value": "+33612345678\u0000"}]},
+        "identities.0.value",
+    ),
+    "scope": (
+        {"identities": [{"type": "external", "scope": "c\u0000rm", "value": "42"}]},
+        "identities.0.scope",
+    ),
+    "provider-id": ({"provider_message_id": "crm-\u0000"}, "provider_message_id"),
+    "thread": ({"thread": {"id": "case\u00007"}}, "thread.id"),
+    "provider-ids": ({"provider_ids": {"ticket": "T\u00001"}}, "provider_ids.ticket"),
+    "consent": ({"consent": [{**WITHDRAWN, "reason": "asked\u0000"}]}, "consent.0.reason"),
+}
+
+
+@pytest.mark.parametrize(("overrides", "field"), NUL_FIELDS.values(), ids=NUL_FIELDS.keys())
+async def test_nul_characters_are_refused_naming_the_field(
+    client: httpx.AsyncClient, overrides: dict[str, Any], field: str
+) -> None:
+    """PostgreSQL's text and jsonb cannot hold U+0000: a 202 would be a silently lost event."""
+    response = await client.post("/v1/interactions", json=body(**overrides))
+    assert response.status_code == 422, response.text
+    details = response.json()["detail"]
+    assert [d["field"] for d in details] == [field]
+    assert "NUL" in details[0]["message"]
+
+
 async def test_body_over_one_mebibyte_is_refused(
     client: httpx.AsyncClient, pool: asyncpg.Pool
 ) -> None:

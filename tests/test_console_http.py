@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -275,6 +276,38 @@ async def test_search_by_name_email_phone_and_any_identity(
     assert name in page.text and "rule new_identity" in page.text  # why each identity is linked
     none = await console.get("/console/search", params={"q": "nobody-" + unique()})
     assert none.status_code == 200 and "No customer matches" in none.text
+
+
+async def test_nul_characters_get_a_readable_4xx_never_a_500(
+    console: ConsoleHttp, pool: asyncpg.Pool, client: httpx.AsyncClient
+) -> None:
+    """PostgreSQL cannot hold U+0000: the console says so instead of failing on the database."""
+    tel = phone()
+    customer_id = await new_customer(client, {"type": "phone", "value": tel}, channel="sms")
+    await console.sign_in((await make_user(pool, "admin")).username)
+    found = await console.get("/console/search", params={"q": "Grace\x00 Hopper"})
+    assert found.status_code == 400 and "NUL" in found.text
+    actions = {
+        "reply": {"channel": "sms", "text": "Hello\x00"},
+        "log": {
+            "kind": "visit",
+            "direction": "inbound",
+            "department": "finance",
+            "occurred_at": "2026-11-20T10:30",
+            "summary": "Came\x00 by",
+        },
+        "merge": {"other": str(uuid.uuid4()), "reason": "same\x00 person"},
+        "split": {"identity": f"phone:{tel}\x00", "reason": "not the same person"},
+        "delete": {"reason": "asked\x00 to"},
+    }
+    for action, form in actions.items():
+        answer = await console.post(
+            f"/console/customers/{customer_id}/{action}", {"csrf": await console.csrf(), **form}
+        )
+        assert answer.status_code == 422 and "NUL" in answer.text, action
+    assert (await client.get(f"/v1/customers/{customer_id}")).status_code == 200
+    refused = await console.sign_in("grace\x00")
+    assert refused.status_code == 422 and "NUL" in refused.text
 
 
 async def test_an_interaction_logged_by_hand_lands_on_the_timeline_already_done(

@@ -165,6 +165,16 @@ async def test_channel_without_an_adapter_is_refused_not_lost(
     assert item["delivery"]["error_code"] == "no_adapter"
 
 
+async def test_a_reply_holding_nul_is_refused_naming_the_field(client: httpx.AsyncClient) -> None:
+    """It could not be stored: 422 before anything is queued, never a 500."""
+    response = await client.post(
+        "/v1/customers/00000000-0000-0000-0000-000000000001/messages",
+        json={"channel": "api", "text": "refund\u0000 issued", "subject": "ok"},
+    )
+    assert response.status_code == 422, response.text
+    assert [e["loc"][-1] for e in response.json()["detail"]] == ["text"]
+
+
 async def test_reply_to_unknown_customer_is_404(client: httpx.AsyncClient) -> None:
     response = await client.post(
         "/v1/customers/00000000-0000-0000-0000-000000000001/messages",

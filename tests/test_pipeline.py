@@ -360,12 +360,14 @@ async def test_migrations_apply_concurrently_exactly_once(stack: Any) -> None:
 
 
 @pytest.mark.usefixtures("processors")
-async def test_an_event_the_database_refuses_is_dead_lettered_alone(
+async def test_an_event_that_cannot_be_stored_is_dead_lettered_alone(
     stack: Any, producer: Producer, pool: asyncpg.Pool
 ) -> None:
-    """PostgreSQL cannot store NUL characters: that event is isolated, the batch goes on."""
+    """PostgreSQL cannot store NUL characters, so the contract refuses them; a record holding
+    one that reached the topic anyway (an older or foreign producer) is isolated, the batch
+    goes on."""
     good = [interaction() for _ in range(5)]
-    poison = interaction(text="before\x00after")
+    poison = interaction().model_copy(update={"text": "before\x00after"})  # not validated
     await KafkaPublisher(producer).publish([*good[:2], poison, *good[2:]])
     assert await eventually(lambda: _equals(rows(pool, good), 5))
 
@@ -380,7 +382,7 @@ async def test_an_event_the_database_refuses_is_dead_lettered_alone(
     [record] = [r for r in dead if header_map(r.headers).get("ce_id") == str(poison.event_id)]
     headers = header_map(record.headers)
     assert headers[ORIGIN_TOPIC_HEADER] == INTERACTIONS.name
-    assert "0x00" in headers[ERROR_HEADER] or "\\u0000" in headers[ERROR_HEADER]
+    assert "text" in headers[ERROR_HEADER] and "pattern" in headers[ERROR_HEADER]
     assert await rows(pool, [poison]) == 0
 
 

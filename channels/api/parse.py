@@ -6,14 +6,46 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from channels.api.models import InteractionRequest
 from channels.base import ParseError
 from schemas import Interaction
+from schemas.identities import STORABLE
+
+#: What a field holding NUL is told (the schemas refuse it with a pattern, whose own message
+#: would only quote the regular expression).
+NUL_MESSAGE = "must not contain NUL (\\u0000): it cannot be stored"
+#: How pydantic names the string member of a union (an attribute value) in an error's location.
+UNION_STR = "constrained-str"
 
 
-def _locate(error: Any) -> str:
-    return ".".join(str(part) for part in error["loc"]) or "body"
+def _locate(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "body"
+
+
+def _nul(err: ErrorDetails) -> bool:
+    """Whether the error is the schemas' refusal of NUL."""
+    pattern = err.get("ctx", {}).get("pattern")
+    return err["type"] == "string_pattern_mismatch" and pattern == STORABLE
+
+
+def _details(exc: ValidationError) -> list[dict[str, object]]:
+    """One detail per bad field; a NUL in an attribute value is named once, not once per
+    member of the attribute's union (str, int, float, bool)."""
+    errors = exc.errors(include_url=False, include_input=False)
+    nul = {tuple(e["loc"][:-1]) for e in errors if _nul(e) and e["loc"][-1] == UNION_STR}
+    details: list[dict[str, object]] = []
+    for err in errors:
+        loc, message = err["loc"], err["msg"]
+        if _nul(err):
+            loc, message = tuple(loc[:-1]) if loc[-1] == UNION_STR else loc, NUL_MESSAGE
+        elif tuple(loc[:-1]) in nul:
+            continue
+        elif loc[-1:] == (UNION_STR,):  # named "str" before it was constrained
+            loc = (*loc[:-1], "str")
+        details.append({"field": _locate(loc), "message": message, "type": err["type"]})
+    return details
 
 
 def parse_body(
@@ -30,9 +62,6 @@ def parse_body(
         fields["source"] = source
         return Interaction.create(**fields)
     except ValidationError as exc:
-        details: list[dict[str, object]] = [
-            {"field": _locate(err), "message": err["msg"], "type": err["type"]}
-            for err in exc.errors(include_url=False, include_input=False)
-        ]
+        details = _details(exc)
         summary = "; ".join(f"{d['field']}: {d['message']}" for d in details)
         raise ParseError(f"invalid interaction: {summary}", details=details) from None

@@ -15,6 +15,7 @@ yields the same event id and the timeline keeps one row:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -53,6 +54,14 @@ OPT_OUT_TYPES: dict[str, Keyword] = {"STOP": "stop", "START": "start", "HELP": "
 #: attributes["auto_reply"] of the outbound interaction recording the HELP answer.
 HELP_REPLY = "help"
 MAX_MEDIA = 10
+#: What PostgreSQL cannot store (NUL) and what cannot be encoded as UTF-8 (lone surrogates).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(form: Form) -> dict[str, str]:
+    """The form without the characters the hub cannot store (NUL, lone surrogates), which the
+    schemas refuse: Twilio retries what it is refused and cannot change what it sends."""
+    return {_UNSTORABLE.sub("", key): _UNSTORABLE.sub("", value) for key, value in form.items()}
 
 
 def _missing(form: Form, *names: str) -> None:
@@ -379,7 +388,7 @@ def parse_request(
     if content_type == "application/json":
         raise ParseError("JSON-bodied Twilio webhooks (Event Streams) are not handled")
     try:
-        form = request.form()
+        form = storable(request.form())
     except UnicodeDecodeError:
         raise ParseError("the form body is not UTF-8") from None
     if webhook is Webhook.SMS:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from channels.base import PublishError
 from schemas import Channel, Identity
 from schemas.events import MAX_SUBJECT, MAX_TEXT
+from schemas.identities import StorableStr
 from services.api.auth import Principal, Role, require
 from services.api.errors import bus_unavailable
 from services.customers import outbound, store
@@ -79,8 +80,8 @@ class ReplyRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     channel: Channel
-    text: str = Field(min_length=1, max_length=MAX_TEXT)
-    subject: str | None = Field(default=None, max_length=MAX_SUBJECT)
+    text: StorableStr = Field(min_length=1, max_length=MAX_TEXT)
+    subject: StorableStr | None = Field(default=None, max_length=MAX_SUBJECT)
     to: Identity | None = None
     in_reply_to: uuid.UUID | None = None
 

@@ -33,6 +33,8 @@ BUS_DOWN = "The event bus did not acknowledge; nothing was sent. Try again."
 async def send_reply(request: Request, session: Actor, customer_id: uuid.UUID) -> Response:
     """Queue a reply on an allowed channel, through the same path as the API's replies."""
     form = await read_form(request)
+    if refused := form.unstorable():
+        return await customer_page(request, session, customer_id, refused, 422)
     text, subject = form.text("text"), form.text("subject") or None
     if not text or len(text) > MAX_TEXT or (subject and len(subject) > MAX_SUBJECT):
         return await customer_page(request, session, customer_id, "Write a reply first.", 422)
@@ -81,6 +83,8 @@ async def send_reply(request: Request, session: Actor, customer_id: uuid.UUID) -
 async def log_interaction(request: Request, session: Actor, customer_id: uuid.UUID) -> Response:
     """Publish a hand-logged visit, letter or call through the API channel's publisher."""
     form = await read_form(request)
+    if refused := form.unstorable():
+        return await customer_page(request, session, customer_id, refused, 422)
     try:
         kind, department = form.text("kind"), Department(form.text("department"))
         if kind not in handlog.KINDS or form.text("direction") not in ("inbound", "outbound"):
@@ -125,6 +129,8 @@ async def _publish(request: Request, event: CustomerEvent) -> None:
 async def merge(request: Request, session: Actor, customer_id: uuid.UUID) -> Response:
     """Merge another customer into this one, with a reason (identity API semantics)."""
     form = await read_form(request)
+    if refused := form.unstorable():
+        return await customer_page(request, session, customer_id, refused, 422)
     reason = form.text("reason")
     try:
         other = uuid.UUID(form.text("other"))
@@ -151,6 +157,8 @@ async def merge(request: Request, session: Actor, customer_id: uuid.UUID) -> Res
 async def split(request: Request, session: Actor, customer_id: uuid.UUID) -> Response:
     """Cut the checked identities out of this customer, with a reason."""
     form = await read_form(request)
+    if refused := form.unstorable():
+        return await customer_page(request, session, customer_id, refused, 422)
     reason = form.text("reason")
     try:
         identities = [Identity.parse(value) for value in form.many("identity")]
@@ -189,7 +197,10 @@ async def export(request: Request, session: Viewer, customer_id: uuid.UUID) -> R
 async def delete(request: Request, session: Actor, customer_id: uuid.UUID) -> Response:
     """Delete the customer (admins only), with a reason; publishes the tombstone."""
     at_least(session, ConsoleRole.ADMIN)
-    reason = (await read_form(request)).text("reason")
+    form = await read_form(request)
+    if refused := form.unstorable():
+        return await customer_page(request, session, customer_id, refused, 422)
+    reason = form.text("reason")
     if len(reason) < 3:
         return await customer_page(request, session, customer_id, "Give a reason.", 422)
     try:

@@ -23,8 +23,11 @@ router = APIRouter(prefix="/console")
 @router.get("/search")
 async def search_page(request: Request, session: Viewer, q: str = "") -> Response:
     """Find customers by name, email, phone or any identity."""
-    async with request.app.state.pool.acquire() as conn:
-        found = await search.search(conn, q)
+    try:
+        async with request.app.state.pool.acquire() as conn:
+            found = await search.search(conn, q)
+    except search.Unsearchable as exc:
+        return page(request, "error.html", status_code=400, message=str(exc))
     if len(found) == 1 and q:
         return redirect(f"/console/customers/{found[0]['id']}")
     results = [{"id": c["id"], "name": search.display_name(c), **c} for c in found]

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qsl
 
 from fastapi import Request
 
 MAX_FORM_BYTES = 256 * 1024
+#: What PostgreSQL cannot store (NUL) and what cannot be encoded as UTF-8 (lone surrogates).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(text: str) -> bool:
+    """Whether PostgreSQL can store ``text`` (no NUL, no lone surrogate)."""
+    return _UNSTORABLE.search(text) is None
 
 
 class Form(dict[str, str]):
@@ -23,6 +31,17 @@ class Form(dict[str, str]):
     def text(self, name: str, default: str = "") -> str:
         """A field's value, trimmed."""
         return self.get(name, default).strip()
+
+    def unstorable(self) -> str | None:
+        """Why the form cannot be stored (a field holding NUL), or None: PostgreSQL would
+        refuse it, so an action must answer with this instead of failing on the database."""
+        for key, value in self._pairs:
+            if not (storable(key) and storable(value)):
+                name = _UNSTORABLE.sub("?", key)
+                return (
+                    f"The {name} field contains a NUL character (U+0000), which cannot be stored."
+                )
+        return None
 
 
 async def read_form(request: Request) -> Form:

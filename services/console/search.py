@@ -10,6 +10,7 @@ import asyncpg
 from pydantic import ValidationError
 
 from schemas import Identity, IdentityType
+from services.console.forms import storable
 from services.customers import store
 
 LIMIT = 50
@@ -24,6 +25,10 @@ WHERE c.status = 'active'
 ORDER BY c.created_at DESC
 LIMIT $3
 """
+
+
+class Unsearchable(ValueError):
+    """A query the database cannot compare with anything (it holds NUL)."""
 
 
 def identity_in(text: str) -> Identity | None:
@@ -53,10 +58,12 @@ def _like(text: str) -> str:
 
 async def search(conn: asyncpg.Connection, text: str) -> list[dict[str, Any]]:
     """Customers matching ``text``: an identity exactly, else a name (substring) or any
-    identity value exactly."""
+    identity value exactly; Unsearchable when it holds NUL."""
     text = text.strip()[:320]
     if not text:
         return []
+    if not storable(text):
+        raise Unsearchable("A search cannot contain a NUL character (U+0000).")
     identity = identity_in(text)
     ids: list[uuid.UUID] = []
     if identity is not None:

@@ -149,6 +149,16 @@ async def test_mms_media_are_kept_as_attachments(
     ]
 
 
+async def test_an_sms_with_a_nul_reaches_the_timeline_without_it(
+    twilio: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    phone = tw.new_phone()
+    form = sms(phone, body="Call me\x00 back")
+    assert (await tw.post_webhook(twilio, "sms", form)).status_code == 200
+    entry = await item(client, phone, form["MessageSid"])
+    assert entry["text"] == "Call me back"
+
+
 async def test_a_retried_message_gives_one_timeline_row(
     twilio: httpx.AsyncClient, client: httpx.AsyncClient, pool: asyncpg.Pool
 ) -> None:

@@ -257,6 +257,17 @@ def test_stop_and_start_change_sms_consent() -> None:
     assert [c.granted for c in start.consent] == [True]
 
 
+def test_nul_characters_are_stripped_from_what_twilio_sends() -> None:
+    """PostgreSQL cannot store U+0000 and Twilio cannot fix its payload: the hub drops it."""
+    sample = tw.sample_form("inbound_sms.form.txt")
+    params = dict(sample, Body="Hi my\x00 router\x00", To=sample["To"] + "\x00")
+    [sms] = parse("sms", params)
+    assert sms.text == "Hi my router"
+    assert sms.attributes["to"] == sample["To"]
+    [stop] = parse("sms", dict(sample, Body="STOP\x00"))
+    assert stop.text == "STOP" and [c.granted for c in stop.consent] == [False]
+
+
 def test_help_is_answered_with_the_help_text_and_recorded() -> None:
     hub = adapter()
     inbound = request("sms", dict(tw.sample_form("inbound_sms.form.txt"), Body="HELP"))
