@@ -65,6 +65,14 @@ class Settings(BaseSettings):
         alias="OMNIHUB_HTTP_PORT",
         description="Port the HTTP server (api, channel processes) listens on",
     )
+    api_docs: bool = Field(
+        default=False,
+        alias="OMNIHUB_API_DOCS",
+        description=(
+            "Serve the OpenAPI document and its pages (`/openapi.json`, `/docs`, `/redoc`); "
+            "`omnihub up` turns it on, production leaves it off"
+        ),
+    )
     metrics_port: int | None = Field(
         default=None, alias="OMNIHUB_METRICS_PORT", description="workers: Prometheus port"
     )

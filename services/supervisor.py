@@ -157,6 +157,18 @@ def _http_ok(url: str) -> bool:
         return False
 
 
+def component_env(settings: Settings, bootstrap: str, database_url: str) -> dict[str, str]:
+    """The environment `omnihub up` starts its components with: its own, pointed at the
+    embedded servers, with the API's /docs and /openapi.json on (development) unless the
+    environment sets OMNIHUB_API_DOCS."""
+    return dict(
+        {"OMNIHUB_API_DOCS": "true", **os.environ},
+        KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+        DATABASE_URL=database_url,
+        OMNIHUB_DATA_DIR=str(settings.data_dir.resolve()),
+    )
+
+
 def up(settings: Settings, out: Callable[[str], object] | None = None) -> int:
     """Run everything until SIGINT/SIGTERM; then stop components, then servers. Returns 0."""
     print_: Callable[[str], object] = print if out is None else out
@@ -170,12 +182,7 @@ def up(settings: Settings, out: Callable[[str], object] | None = None) -> int:
     components = [Component(name) for name in COMPONENTS]
     http_url = f"http://{settings.http_host}:{settings.http_port}"
     try:
-        env = dict(
-            os.environ,
-            KAFKA_BOOTSTRAP_SERVERS=stack.bootstrap,
-            DATABASE_URL=stack.database_url,
-            OMNIHUB_DATA_DIR=str(settings.data_dir.resolve()),
-        )
+        env = component_env(settings, stack.bootstrap, stack.database_url)
         write_runtime(settings, stack, http_url)
         for component in components:
             component.proc = spawn(component.name, env)

@@ -96,7 +96,16 @@ def create_app(
             if pool is not None:
                 await pool.close()
 
-    app = FastAPI(title="omnihub", version="0.1.0", lifespan=lifespan)
+    # the OpenAPI document and its pages only when OMNIHUB_API_DOCS says (off in production)
+    docs = settings.api_docs
+    app = FastAPI(
+        title="omnihub",
+        version="0.1.0",
+        lifespan=lifespan,
+        openapi_url="/openapi.json" if docs else None,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+    )
     app.include_router(health.router)
     if core:
         app.include_router(customers.router)

@@ -73,6 +73,21 @@ PRODUCTION: dict[str, Production] = {
         compose="1",
         configmap="1",
     ),
+    "OMNIHUB_API_DOCS": Production(
+        "the OpenAPI document and its pages (`/openapi.json`, `/docs`, `/redoc`) map every "
+        "route and model of the hub, unauthenticated, to anyone reaching the port: "
+        "off, as by default (`omnihub up` turns it on for development); turn it on only where "
+        "the API is not public",
+        compose="false",
+        configmap="false",
+    ),
+    "OMNIHUB_METRICS_PORT": Production(
+        "the workers (processors, dispatcher) serve their Prometheus metrics there for "
+        "deploy/grafana/omnihub.json and deploy/prometheus/omnihub-alerts.yaml (the HTTP "
+        "processes serve theirs on /metrics and ignore it)",
+        compose="9100",
+        configmap="9100",
+    ),
     "OMNIHUB_DATA_DIR": Production(
         "the image's writable data directory (the ready-marker probes look there)",
         image="/var/lib/omnihub",

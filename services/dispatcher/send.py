@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from schemas import (
 )
 from schemas.events import utcnow
 from services.customers import consent
+from services.dispatcher import metrics
 
 log = logging.getLogger(__name__)
 
@@ -127,12 +129,19 @@ async def dispatch(
             not_served(command.channel.value, adapters),
         )
     else:
+        started = time.perf_counter()
         try:
             result = await adapter.send(command)
             outcome = _outcome(command, result.state, result.provider_message_id)
         except SendError as exc:
             outcome = _outcome(command, DeliveryState.FAILED, None, exc.code, str(exc))
+            metrics.SEND_FAILURES.labels(command.channel.value, exc.code or "unknown").inc()
+        finally:
+            metrics.SEND_SECONDS.labels(command.channel.value).observe(
+                time.perf_counter() - started
+            )
     status = outcome.status
+    metrics.SENDS.labels(command.channel.value, status.state.value).inc()
     async with pool.acquire() as conn:
         await conn.execute(
             _RECORD,
