@@ -21,3 +21,14 @@ def customer_id_for(identity_key: str) -> uuid.UUID:
 def receipt_id_for(channel: str, provider_message_id: str, state: str) -> uuid.UUID:
     """Return the record id of a provider's delivery receipt (a retried callback: the same)."""
     return uuid.uuid5(OMNIHUB_NAMESPACE, f"receipt:{channel}:{provider_message_id}:{state}")
+
+
+def client_event_id_for(caller: str, channel: str, provider_message_id: str) -> uuid.UUID:
+    """Return the event id of an interaction an authenticated client posted (the API channel):
+    uuid5 of the caller (its token id), the channel it posted as and its own message id.
+
+    The caller's ids are its own: two integrations using the same id never share an event id,
+    nor does a client with a provider's (``event_id_for``), while a retry by the same caller
+    still gets the same one.
+    """
+    return uuid.uuid5(OMNIHUB_NAMESPACE, f"event:client:{caller}:{channel}:{provider_message_id}")

@@ -126,26 +126,93 @@ class RoleName(StrEnum):
     INTEGRATION = "integration"
 
 
+class ScopeName(StrEnum):
+    """Token scopes (services.api.auth.Scope)."""
+
+    INTERACTIONS_WRITE = "interactions:write"
+    CUSTOMERS_READ = "customers:read"
+    MESSAGES_SEND = "messages:send"
+    IDENTITY_WRITE = "identity:write"
+    PRIVACY_EXPORT = "privacy:export"
+    PRIVACY_DELETE = "privacy:delete"
+
+
 @token_app.command("create")
 def token_create(
     role: Annotated[RoleName, typer.Option(help="admin, agent or integration")],
     name: Annotated[str, typer.Option(help="who or what holds it")] = "",
+    scope: Annotated[
+        list[ScopeName] | None,
+        typer.Option(help="a scope beyond the role's defaults (repeatable)"),
+    ] = None,
+    channel: Annotated[
+        list[str] | None,
+        typer.Option(help="a channel beyond api it may post interactions as (repeatable)"),
+    ] = None,
 ) -> None:
-    """Create a token and print it once; only its hash is stored."""
-    from services.api.auth import Role, create_token
+    """Create a token and print it once; only its hash is stored.
+
+    Least privilege: an integration token may only post interactions (interactions:write), an
+    agent token read customers, send messages and fix identities, unless --scope adds more;
+    both post only as the api channel unless --channel adds more. Admin tokens hold everything.
+    """
+    from schemas import Channel
+    from services.api.auth import DEFAULT_CHANNELS, DEFAULT_SCOPES, Role, Scope, create_token
     from services.db.pool import migrated_pool
 
+    known = {c.value for c in Channel}
+    unknown = sorted(set(channel or ()) - known)
+    if unknown:
+        typer.echo(
+            f"error: unknown channel {', '.join(unknown)} (one of {', '.join(sorted(known))})",
+            err=True,
+        )
+        raise typer.Exit(2)
+    role_ = Role(role.value)
+    scopes = DEFAULT_SCOPES[role_] | {Scope(s.value) for s in scope or ()}
+    channels = DEFAULT_CHANNELS | set(channel or ())
     _, database_url = _settings().require_servers()
 
     async def create() -> str:
         pool = await migrated_pool(database_url)
         try:
             async with pool.acquire() as conn:
-                return await create_token(conn, Role(role.value), name)
+                return await create_token(conn, role_, name, scopes, channels)
         finally:
             await pool.close()
 
     typer.echo(asyncio.run(create()))
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """List tokens, one a line, tab-separated: name, role, scopes, channels, created, revoked
+    (never a token or its hash)."""
+    from services.api.auth import list_tokens
+    from services.db.pool import migrated_pool
+
+    _, database_url = _settings().require_servers()
+
+    async def rows() -> list[Any]:
+        pool = await migrated_pool(database_url)
+        try:
+            async with pool.acquire() as conn:
+                return await list_tokens(conn)
+        finally:
+            await pool.close()
+
+    typer.echo("name\trole\tscopes\tchannels\tcreated\trevoked")
+    for row in asyncio.run(rows()):
+        revoked = row["revoked_at"]
+        fields = (
+            row["name"] or "-",
+            row["role"],
+            ",".join(row["scopes"]) or "-",
+            ",".join(row["channels"]) or "-",
+            row["created_at"].isoformat(timespec="seconds"),
+            revoked.isoformat(timespec="seconds") if revoked else "-",
+        )
+        typer.echo("\t".join(fields))
 
 
 @token_app.command("revoke")

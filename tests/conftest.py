@@ -44,6 +44,7 @@ def component_env(stack: Stack, data_dir: Path, twilio_env: dict[str, str]) -> d
         DATABASE_URL=stack.database_url,
         OMNIHUB_DATA_DIR=str(data_dir),
         OMNIHUB_LOG_LEVEL="WARNING",
+        OMNIHUB_API_DOCS="true",  # tests/test_api.py reads /openapi.json
         **twilio_env,
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 import asyncpg
@@ -10,7 +11,7 @@ import httpx
 import pytest
 
 from schemas.cloudevents import header_map
-from schemas.ids import event_id_for
+from schemas.ids import client_event_id_for
 from schemas.topics import INTERACTIONS
 from services.api.auth import Role, hash_token
 from tests.support import consume, eventually, unique
@@ -32,6 +33,14 @@ def body(**overrides: Any) -> dict[str, Any]:
     return payload
 
 
+async def event_id_of(pool: asyncpg.Pool, token: str, provider_message_id: str) -> uuid.UUID:
+    """The event id an interaction posted with ``token`` gets: scoped to that token."""
+    token_id = await pool.fetchval(
+        "SELECT id FROM api_tokens WHERE token_hash = $1", hash_token(token)
+    )
+    return client_event_id_for(str(token_id), "api", provider_message_id)
+
+
 async def customer_of(client: httpx.AsyncClient, identity: str) -> dict[str, Any] | None:
     """The customer found by ``identity``, or None yet."""
     response = await client.get("/v1/customers", params={"identity": identity})
@@ -47,7 +56,9 @@ async def timeline(client: httpx.AsyncClient, customer_id: str, **params: Any) -
     return response.json()
 
 
-async def test_posted_interaction_reaches_the_timeline(client: httpx.AsyncClient) -> None:
+async def test_posted_interaction_reaches_the_timeline(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, tokens: dict[Role, str]
+) -> None:
     payload = body(
         subject="Quote",
         occurred_at="2026-11-20T09:30:00+01:00",
@@ -59,7 +70,8 @@ async def test_posted_interaction_reaches_the_timeline(client: httpx.AsyncClient
     response = await client.post("/v1/interactions", json=payload)
     assert response.status_code == 202, response.text
     event_id = response.json()["event_id"]
-    assert event_id == str(event_id_for("api", payload["provider_message_id"]))
+    expected = await event_id_of(pool, tokens[Role.INTEGRATION], payload["provider_message_id"])
+    assert event_id == str(expected)
 
     email = payload["identities"][0]["value"].lower()
     found = await eventually(lambda: customer_of(client, f"email:{email}"))
@@ -82,7 +94,7 @@ async def _nonempty(page: Any) -> dict[str, Any] | None:
 
 
 async def test_same_interaction_twice_gives_one_row(
-    client: httpx.AsyncClient, pool: asyncpg.Pool
+    client: httpx.AsyncClient, pool: asyncpg.Pool, tokens: dict[Role, str]
 ) -> None:
     payload = body()
     first = await client.post("/v1/interactions", json=payload)
@@ -96,12 +108,8 @@ async def test_same_interaction_twice_gives_one_row(
     # Give the second copy every chance to be projected too, then count.
     later = body()
     await client.post("/v1/interactions", json=later)
-    await eventually(
-        lambda: pool.fetchval(
-            "SELECT 1 FROM timeline WHERE event_id = $1",
-            _uuid(str(event_id_for("api", later["provider_message_id"]))),
-        )
-    )
+    later_id = await event_id_of(pool, tokens[Role.INTEGRATION], later["provider_message_id"])
+    await eventually(lambda: pool.fetchval("SELECT 1 FROM timeline WHERE event_id = $1", later_id))
     count = await pool.fetchval(
         "SELECT count(*) FROM timeline WHERE event_id = $1", _uuid(event_id)
     )
@@ -193,7 +201,7 @@ async def test_nul_characters_are_refused_naming_the_field(
 
 
 async def test_body_over_one_mebibyte_is_refused(
-    client: httpx.AsyncClient, pool: asyncpg.Pool
+    client: httpx.AsyncClient, pool: asyncpg.Pool, tokens: dict[Role, str]
 ) -> None:
     payload = body(text="x" * (1024 * 1024))
     response = await client.post("/v1/interactions", json=payload)
@@ -205,7 +213,7 @@ async def test_body_over_one_mebibyte_is_refused(
         content=_chunks(b"{" + b" " * (1024 * 1024 + 10) + b"}"),
     )
     assert streamed.status_code == 413
-    event_id = event_id_for("api", payload["provider_message_id"])
+    event_id = await event_id_of(pool, tokens[Role.INTEGRATION], payload["provider_message_id"])
     assert await pool.fetchval("SELECT count(*) FROM timeline WHERE event_id = $1", event_id) == 0
 
 

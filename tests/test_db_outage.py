@@ -181,7 +181,13 @@ async def test_a_token_lookup_is_retried_once_on_a_lost_connection() -> None:
             self.calls += 1
             if self.calls == 1:
                 raise pg.ConnectionDoesNotExistError("connection was closed in the middle")
-            return {"id": uuid.uuid4(), "role": "integration", "name": "flaky"}
+            return {
+                "id": uuid.uuid4(),
+                "role": "integration",
+                "name": "flaky",
+                "scopes": ["interactions:write"],
+                "channels": ["api"],
+            }
 
     pool = Flaky()
     verifier = auth.TokenVerifier(pool)  # type: ignore[arg-type]

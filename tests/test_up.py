@@ -56,7 +56,10 @@ def test_up_runs_everything_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
         assert (tmp_path / "data" / "runtime.json").exists()
         token = (
             subprocess.run(
-                [sys.executable, "-m", "services.cli", "token", "create", "--role", "integration"],
+                [
+                    *(sys.executable, "-m", "services.cli", "token", "create"),
+                    *("--role", "integration", "--scope", "customers:read"),
+                ],
                 env=env,
                 cwd=ROOT,
                 capture_output=True,

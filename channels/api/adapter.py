@@ -21,6 +21,7 @@ from channels.base import (
     WebhookAdapter,
     WebhookReply,
 )
+from channels.base.webhook import NotAllowed
 from schemas import Channel, Interaction, OutboundCommand
 from schemas.events import utcnow
 
@@ -30,6 +31,7 @@ INTERACTIONS = Route(
     summary="Validate and publish one interaction; 202 only after the broker's acknowledgement",
     audience=Audience.CLIENT,
     roles=("integration", "agent"),
+    scopes=("interactions:write",),
     status=202,
     request_model=InteractionRequest,
     response_model=Accepted,
@@ -53,13 +55,17 @@ class ApiAdapter(WebhookAdapter):
         check_request(request, self.settings.max_body_bytes)
 
     def parse(self, request: InboundRequest, route: Route) -> list[ChannelEvent]:
-        """Parse the JSON body into one interaction."""
+        """Parse the JSON body into one interaction, its event id scoped to the caller;
+        NotAllowed when there is no authenticated caller or it was not granted the channel."""
+        if request.caller is None:
+            raise NotAllowed("no authenticated caller")
         return [
             parse_body(
                 request.body,
                 utcnow(),
                 source=f"channels/{self.name}",
                 default_region=self.settings.default_phone_region,
+                caller=request.caller,
             )
         ]
 

@@ -10,8 +10,11 @@ from pydantic_core import ErrorDetails
 
 from channels.api.models import InteractionRequest
 from channels.base import ParseError
+from channels.base.adapter import Caller
+from channels.base.webhook import NotAllowed
 from schemas import Interaction
 from schemas.identities import STORABLE
+from schemas.ids import client_event_id_for
 
 #: What a field holding NUL is told (the schemas refuse it with a pattern, whose own message
 #: would only quote the regular expression).
@@ -49,9 +52,18 @@ def _details(exc: ValidationError) -> list[dict[str, object]]:
 
 
 def parse_body(
-    body: bytes, received_at: datetime, source: str = "api", default_region: str | None = None
+    body: bytes,
+    received_at: datetime,
+    source: str = "api",
+    default_region: str | None = None,
+    caller: Caller | None = None,
 ) -> Interaction:
-    """Validate the JSON body and build the interaction; ParseError names each bad field."""
+    """Validate the JSON body and build the interaction; ParseError names each bad field.
+
+    With a ``caller`` the event id is the caller's own (``client_event_id_for``: its token id,
+    the channel and ``provider_message_id``), so only the same caller's retry is deduplicated,
+    and a ``channel`` the caller was not granted is refused (NotAllowed, naming it). Without
+    one the id is ``Interaction.create``'s (channel and provider id)."""
     try:
         request = InteractionRequest.model_validate_json(
             body, context={"default_region": default_region}
@@ -60,8 +72,19 @@ def parse_body(
         fields["identities"] = request.identities
         fields["received_at"] = received_at
         fields["source"] = source
-        return Interaction.create(**fields)
+        if caller is not None and not caller.may_post_as(request.channel.value):
+            granted = ", ".join(sorted(caller.channels)) or "none"
+            raise NotAllowed(
+                f"this token may not post as channel {request.channel.value!r} (granted: {granted})"
+            )
+        interaction = Interaction.create(**fields)
     except ValidationError as exc:
         details = _details(exc)
         summary = "; ".join(f"{d['field']}: {d['message']}" for d in details)
         raise ParseError(f"invalid interaction: {summary}", details=details) from None
+    if caller is None:
+        return interaction
+    event_id = client_event_id_for(
+        caller.id, interaction.channel.value, interaction.provider_message_id
+    )
+    return interaction.model_copy(update={"event_id": event_id})

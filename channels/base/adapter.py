@@ -20,14 +20,38 @@ ChannelEvent: TypeAlias = Interaction | DeliveryStatus
 
 
 @dataclass(frozen=True)
+class Caller:
+    """Who the framework authenticated for a CLIENT route (the holder of a bearer token).
+
+    ``id`` is stable for the credential (the token id): a client's own message ids are unique
+    only within it, so an adapter derives event ids from ``id`` and the client's id.
+    ``channels`` are the channels the caller may post interactions as.
+    """
+
+    id: str
+    name: str = ""
+    channels: frozenset[str] = frozenset()
+
+    def may_post_as(self, channel: str) -> bool:
+        """Whether the caller was granted ``channel``."""
+        return channel in self.channels
+
+
+@dataclass(frozen=True)
 class InboundRequest:
-    """A provider's HTTP request as received, independent of the web framework."""
+    """A provider's HTTP request as received, independent of the web framework.
+
+    ``caller`` is who the framework authenticated, for CLIENT routes (a route with ``scopes``
+    or ``roles``); None for a provider's request, which proves itself by signature in
+    ``verify``.
+    """
 
     method: str
     url: str
     headers: Mapping[str, str]
     body: bytes = b""
     query: Mapping[str, str] = field(default_factory=dict)
+    caller: Caller | None = None
 
     def header(self, name: str) -> str | None:
         """Return a header's value, matching its name case-insensitively."""

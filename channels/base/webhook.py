@@ -42,8 +42,20 @@ from typing import ClassVar
 from pydantic import BaseModel
 
 from channels.base.adapter import ChannelAdapter, ChannelEvent, InboundRequest
-from channels.base.errors import ParseError, PayloadTooLarge, SignatureError, UnsupportedMediaType
+from channels.base.errors import (
+    ChannelError,
+    ParseError,
+    PayloadTooLarge,
+    SignatureError,
+    UnsupportedMediaType,
+)
 from channels.base.publisher import Publisher, PublishError
+
+
+class NotAllowed(ChannelError):
+    """The authenticated caller may not do what its request asks, e.g. post as a channel it
+    was not granted (HTTP 403 with the message, on a CLIENT route)."""
+
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +89,13 @@ class Route:
     #: False for a route answered by ``respond`` alone (a subscription handshake, a challenge).
     publishes: bool = True
     audience: Audience = Audience.PROVIDER
-    #: Token roles allowed to call a CLIENT route (the framework checks the bearer token).
+    #: Token roles a CLIENT route is meant for (the OpenAPI document; a route naming roles
+    #: needs a bearer token). Without ``scopes`` the framework admits these roles (and admin).
     roles: tuple[str, ...] = ()
+    #: Token scopes a CLIENT route needs, every one of them: the framework checks the bearer
+    #: token (401, 403 naming the missing scope) before the body is read, then passes who
+    #: called as ``InboundRequest.caller``.
+    scopes: tuple[str, ...] = ()
     #: The success status, and request/response models, for the OpenAPI document.
     status: int = 200
     request_model: type[BaseModel] | None = None
@@ -145,7 +162,8 @@ async def receive(
 ) -> WebhookReply:
     """Handle one call; the caller sees a 2xx only after the broker acknowledged.
 
-    - a bad or missing signature: 403, nothing published;
+    - a bad or missing signature: 403, nothing published; so is a caller's request it may not
+      make (``NotAllowed`` from verify or parse: 403 with the reason);
     - a body the adapter will not read (too large, wrong media type): 413 or 415;
     - authentic but unparseable: a provider's request goes to the dead-letter topic with the
       reason and gets a 2xx (it could never succeed); a client's gets 422 with the reasons;
@@ -156,6 +174,8 @@ async def receive(
     except SignatureError as exc:
         log.warning("%s: refused webhook: %s", adapter.name, exc)
         return error_reply(route, 403, "invalid signature")
+    except NotAllowed as exc:
+        return error_reply(route, 403, str(exc))
     except PayloadTooLarge as exc:
         return error_reply(route, 413, str(exc))
     except UnsupportedMediaType as exc:
@@ -165,6 +185,8 @@ async def receive(
     try:
         try:
             events = adapter.parse(request, route)
+        except NotAllowed as exc:
+            return error_reply(route, 403, str(exc))
         except ParseError as exc:
             if route.audience is Audience.CLIENT:
                 return error_reply(route, 422, exc.details or str(exc))

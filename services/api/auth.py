@@ -1,4 +1,9 @@
-"""Bearer tokens: created once, stored only as a hash, checked on every /v1 request."""
+"""Bearer tokens: created once, stored only as a hash, checked on every /v1 request.
+
+A token has a role (who holds it) and scopes (what it may do: each /v1 route and each
+channel's CLIENT route needs one, ``Scope``), plus the channels it may post interactions as.
+Admin tokens hold every scope and every channel, whatever is stored.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import hashlib
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Collection, Coroutine, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -14,6 +19,7 @@ from typing import Any
 import asyncpg
 from fastapi import HTTPException, Request, status
 
+from schemas import Channel
 from services.db.outage import connection_lost
 
 TOKEN_PREFIX = "omh_"  # noqa: S105 - a prefix, not a secret
@@ -28,13 +34,77 @@ class Role(StrEnum):
     INTEGRATION = "integration"
 
 
+class Scope(StrEnum):
+    """What a token may do; every /v1 route and every channel CLIENT route needs one."""
+
+    #: POST /v1/interactions (as the token's ``channels``)
+    INTERACTIONS_WRITE = "interactions:write"
+    #: GET /v1/customers, /v1/customers/{id}, .../identities, .../timeline
+    CUSTOMERS_READ = "customers:read"
+    #: POST /v1/customers/{id}/messages
+    MESSAGES_SEND = "messages:send"
+    #: POST .../split, .../links, .../merge, PATCH .../profile
+    IDENTITY_WRITE = "identity:write"
+    #: GET /v1/customers/{id}/export (everything held about a customer)
+    PRIVACY_EXPORT = "privacy:export"
+    #: DELETE /v1/customers/{id}
+    PRIVACY_DELETE = "privacy:delete"
+
+
+ALL_SCOPES: frozenset[Scope] = frozenset(Scope)
+ALL_CHANNELS: frozenset[str] = frozenset(c.value for c in Channel)
+#: The channels a token may post as unless more are granted.
+DEFAULT_CHANNELS: frozenset[str] = frozenset({Channel.API.value})
+
+#: What `omnihub token create` gives a role without ``--scope``: least privilege (an agent
+#: token: what the console's agents do; exporting and posting interactions are granted apart).
+DEFAULT_SCOPES: dict[Role, frozenset[Scope]] = {
+    Role.ADMIN: ALL_SCOPES,
+    Role.AGENT: frozenset({Scope.CUSTOMERS_READ, Scope.MESSAGES_SEND, Scope.IDENTITY_WRITE}),
+    Role.INTEGRATION: frozenset({Scope.INTERACTIONS_WRITE}),
+}
+#: What a role could do before scopes existed: what migration 0012 gave existing tokens (with
+#: every channel), and what ``create_token`` gives when called without scopes.
+ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
+    Role.ADMIN: ALL_SCOPES,
+    Role.AGENT: frozenset(
+        {
+            Scope.INTERACTIONS_WRITE,
+            Scope.CUSTOMERS_READ,
+            Scope.MESSAGES_SEND,
+            Scope.IDENTITY_WRITE,
+            Scope.PRIVACY_EXPORT,
+        }
+    ),
+    Role.INTEGRATION: frozenset(
+        {Scope.INTERACTIONS_WRITE, Scope.CUSTOMERS_READ, Scope.MESSAGES_SEND}
+    ),
+}
+
+
 @dataclass(frozen=True)
 class Principal:
-    """The authenticated caller."""
+    """The authenticated caller: its token's role, scopes and the channels it may post as."""
 
     token_id: uuid.UUID
     role: Role
     name: str
+    scopes: frozenset[str] = frozenset()
+    channels: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(
+        cls,
+        token_id: uuid.UUID,
+        role: Role,
+        name: str,
+        scopes: Iterable[str],
+        channels: Iterable[str],
+    ) -> Principal:
+        """The principal of a stored token (an admin holds every scope and channel)."""
+        if role is Role.ADMIN:
+            return cls(token_id, role, name, frozenset(ALL_SCOPES), ALL_CHANNELS)
+        return cls(token_id, role, name, frozenset(scopes), frozenset(channels))
 
 
 def hash_token(token: str) -> str:
@@ -42,17 +112,46 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-async def create_token(conn: asyncpg.Connection, role: Role, name: str = "") -> str:
-    """Create a token with ``role``, store its hash and return the token (shown once)."""
+async def create_token(
+    conn: asyncpg.Connection,
+    role: Role,
+    name: str = "",
+    scopes: Iterable[Scope] | None = None,
+    channels: Iterable[str] | None = None,
+) -> str:
+    """Create a token with ``role``, store its hash and return the token (shown once).
+
+    ``scopes`` and ``channels`` default to the role's rights from before scopes
+    (``ROLE_SCOPES``, every channel); `omnihub token create` passes least privilege
+    (``DEFAULT_SCOPES``, ``DEFAULT_CHANNELS``) instead. An admin token holds everything.
+    """
+    granted = ALL_SCOPES if role is Role.ADMIN else ROLE_SCOPES[role] if scopes is None else scopes
+    allowed = ALL_CHANNELS if role is Role.ADMIN or channels is None else channels
+    unknown = set(allowed) - ALL_CHANNELS
+    if unknown:
+        raise ValueError(f"unknown channels: {', '.join(sorted(unknown))}")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     await conn.execute(
-        "INSERT INTO api_tokens (id, token_hash, role, name) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO api_tokens (id, token_hash, role, name, scopes, channels)"
+        " VALUES ($1, $2, $3, $4, $5, $6)",
         uuid.uuid4(),
         hash_token(token),
         role.value,
         name,
+        sorted(Scope(s).value for s in set(granted)),
+        sorted(set(allowed)),
     )
     return token
+
+
+async def list_tokens(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    """Every token's name, role, scopes, channels, created_at and revoked_at (never a hash),
+    oldest first."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT name, role, scopes, channels, created_at, revoked_at FROM api_tokens"
+        " ORDER BY created_at, name"
+    )
+    return rows
 
 
 class TokenVerifier:
@@ -75,7 +174,11 @@ class TokenVerifier:
             if not connection_lost(exc):
                 raise
             row = await self._lookup(digest)  # a read: once more, on a fresh connection
-        found = Principal(row["id"], Role(row["role"]), row["name"]) if row else None
+        found = (
+            Principal.of(row["id"], Role(row["role"]), row["name"], row["scopes"], row["channels"])
+            if row
+            else None
+        )
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[digest] = (now + CACHE_SECONDS, found)
@@ -83,14 +186,21 @@ class TokenVerifier:
 
     async def _lookup(self, digest: str) -> asyncpg.Record | None:
         return await self.pool.fetchrow(
-            "SELECT id, role, name FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+            "SELECT id, role, name, scopes, channels FROM api_tokens"
+            " WHERE token_hash = $1 AND revoked_at IS NULL",
             digest,
         )
 
 
-async def authorize(verifier: TokenVerifier, header: str, allowed: set[Role]) -> Principal:
-    """The holder of the ``Authorization`` header's bearer token if its role is ``allowed``
-    (admin always is); HTTPException 401 (no or unknown token) or 403 (another role)."""
+async def authorize(
+    verifier: TokenVerifier,
+    header: str,
+    scopes: Collection[str] = (),
+    roles: Collection[Role] | None = None,
+) -> Principal:
+    """The holder of the ``Authorization`` header's bearer token if it holds every one of
+    ``scopes`` (and, when ``roles`` is given, has one of them; admin always has);
+    HTTPException 401 (no or unknown token) or 403 (naming the missing scope or the role)."""
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise HTTPException(
@@ -105,18 +215,23 @@ async def authorize(verifier: TokenVerifier, header: str, allowed: set[Role]) ->
             "invalid or revoked token",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    if principal.role not in allowed and principal.role is not Role.ADMIN:
+    if roles is not None and principal.role not in roles and principal.role is not Role.ADMIN:
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"role {principal.role} may not do this")
+    missing = sorted(set(scopes) - principal.scopes)
+    if missing:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, f"this token lacks the scope {', '.join(missing)}"
+        )
     return principal
 
 
-def require(*roles: Role) -> Callable[[Request], Coroutine[Any, Any, Principal]]:
-    """FastAPI dependency: a valid bearer token with one of ``roles`` (admin always passes)."""
-    allowed = set(roles)
+def require(scope: Scope) -> Callable[[Request], Coroutine[Any, Any, Principal]]:
+    """FastAPI dependency: a valid bearer token holding ``scope`` (admin tokens hold all)."""
+    needed = (scope.value,)
 
     async def dependency(request: Request) -> Principal:
         return await authorize(
-            request.app.state.tokens, request.headers.get("authorization", ""), allowed
+            request.app.state.tokens, request.headers.get("authorization", ""), needed
         )
 
     return dependency

@@ -30,9 +30,10 @@ from channels.base import (
     WebhookReply,
     receive,
 )
+from channels.base.adapter import Caller
 from channels.base.webhook import error_reply
 from services.api import outage
-from services.api.auth import Role, authorize
+from services.api.auth import Principal, Role, authorize
 from services.api.errors import database_unavailable
 from services.api.limits import BodyLimit, Scope
 
@@ -51,10 +52,12 @@ class Served:
     limited: dict[str, BodyLimit] = field(default_factory=dict)
 
 
-def request_of(scope: MutableMapping[str, Any], body: bytes) -> InboundRequest:
+def request_of(
+    scope: MutableMapping[str, Any], body: bytes, principal: Principal | None = None
+) -> InboundRequest:
     """Snapshot an ASGI HTTP request (its scope and whole body) for an adapter: the URL as the
     client asked for it, headers by lower-case name (the last of a repeated one), query
-    parameters (the last of a repeated one)."""
+    parameters (the last of a repeated one), and who the bearer token authenticated."""
     query = scope.get("query_string", b"").decode("latin-1")
     return InboundRequest(
         method=scope["method"],
@@ -62,7 +65,13 @@ def request_of(scope: MutableMapping[str, Any], body: bytes) -> InboundRequest:
         headers={k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]},
         body=body,
         query=dict(parse_qsl(query, keep_blank_values=True)),
+        caller=caller_of(principal) if principal else None,
     )
+
+
+def caller_of(principal: Principal) -> Caller:
+    """The adapter's view of an authenticated caller: its token id, name and channels."""
+    return Caller(str(principal.token_id), principal.name, principal.channels)
 
 
 class ChannelRoutes:
@@ -114,10 +123,13 @@ class ChannelRoutes:
     async def _serve(self, scope: Scope, receive_: Receive, send: Send) -> None:
         served: Served = scope["route"]
         route = served.routes[scope["method"]]
-        if route.roles:  # who is calling first, then the body
+        principal: Principal | None = None
+        if route.scopes or route.roles:  # who is calling first, then the body
+            # the scopes when the route names them, else (an older adapter) its roles
+            roles = None if route.scopes else {Role(r) for r in route.roles}
             try:
                 header = Headers(scope=scope).get("authorization", "")
-                await authorize(scope["app"].state.tokens, header, {Role(r) for r in route.roles})
+                principal = await authorize(scope["app"].state.tokens, header, route.scopes, roles)
             except HTTPException as exc:
                 await respond(send, _error_reply(route, exc))
                 return
@@ -126,7 +138,7 @@ class ChannelRoutes:
                     raise
                 await respond(send, _error_reply(route, database_unavailable()))
                 return
-        request = request_of(scope, await read_body(receive_))
+        request = request_of(scope, await read_body(receive_), principal)
         await respond(send, await receive(served.adapter, self.publisher, request, route))
 
 

@@ -12,13 +12,13 @@ from channels.base import PublishError
 from schemas import Channel, Identity
 from schemas.events import MAX_SUBJECT, MAX_TEXT
 from schemas.identities import StorableStr
-from services.api.auth import Principal, Role, require
+from services.api.auth import Principal, Scope, require
 from services.api.errors import bus_unavailable
 from services.customers import outbound, store
 from services.identity import manual
 
 router = APIRouter(prefix="/v1/customers")
-Reader = Annotated[Principal, Depends(require(Role.AGENT, Role.INTEGRATION))]
+Reader = Annotated[Principal, Depends(require(Scope.CUSTOMERS_READ))]
 
 
 def _identity(text: str) -> Identity:
@@ -89,7 +89,7 @@ class ReplyRequest(BaseModel):
 @router.post("/{customer_id}/messages", status_code=status.HTTP_202_ACCEPTED)
 async def send_message(
     request: Request,
-    principal: Annotated[Principal, Depends(require(Role.AGENT, Role.INTEGRATION))],
+    principal: Annotated[Principal, Depends(require(Scope.MESSAGES_SEND))],
     customer_id: uuid.UUID,
     reply: ReplyRequest,
 ) -> dict[str, str]:

@@ -12,14 +12,14 @@ from channels.base import PublishError
 from schemas import CustomerEvent, Identity
 from schemas.events import utcnow
 from schemas.topics import CUSTOMERS
-from services.api.auth import Principal, Role, require
+from services.api.auth import Principal, Scope, require
 from services.api.errors import bus_unavailable
 from services.bus.records import to_record
 from services.identity import manual, profile, views
 
 router = APIRouter(prefix="/v1/customers")
-Reader = Annotated[Principal, Depends(require(Role.AGENT, Role.INTEGRATION))]
-Agent = Annotated[Principal, Depends(require(Role.AGENT))]
+Reader = Annotated[Principal, Depends(require(Scope.CUSTOMERS_READ))]
+Agent = Annotated[Principal, Depends(require(Scope.IDENTITY_WRITE))]
 
 Reason = Annotated[str, Field(min_length=3, max_length=2000)]
 

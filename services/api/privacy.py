@@ -1,4 +1,5 @@
-"""Privacy endpoints: export everything held about a customer; delete it (admins only)."""
+"""Privacy endpoints: export everything held about a customer (privacy:export); delete it
+(privacy:delete, admin tokens by default)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, HTTPException, Request, status
 
 from channels.base import PublishError
-from services.api.auth import Principal, Role, require
+from services.api.auth import Principal, Scope, require
 from services.api.identity import actor
 from services.identity.manual import ManualError
 from services.privacy import service
@@ -20,7 +21,7 @@ router = APIRouter(prefix="/v1/customers")
 @router.get("/{customer_id}/export")
 async def export_customer(
     request: Request,
-    principal: Annotated[Principal, Depends(require(Role.AGENT))],
+    principal: Annotated[Principal, Depends(require(Scope.PRIVACY_EXPORT))],
     customer_id: uuid.UUID,
 ) -> dict[str, Any]:
     """Everything the hub holds about the customer, as JSON (the export is logged)."""
@@ -33,7 +34,7 @@ async def export_customer(
 @router.delete("/{customer_id}")
 async def delete_customer(
     request: Request,
-    principal: Annotated[Principal, Depends(require(Role.ADMIN))],
+    principal: Annotated[Principal, Depends(require(Scope.PRIVACY_DELETE))],
     customer_id: uuid.UUID,
     reason: Annotated[str, Body(embed=True, min_length=3, max_length=2000)],
 ) -> dict[str, Any]:

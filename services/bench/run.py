@@ -29,9 +29,9 @@ import psutil
 from twilio.request_validator import RequestValidator
 
 from schemas import Interaction
-from schemas.ids import event_id_for
+from schemas.ids import client_event_id_for, event_id_for
 from schemas.topics import INTERACTIONS
-from services.api.auth import Role, create_token
+from services.api.auth import Role, create_token, hash_token
 from services.bench import data, measure, yardstick
 from services.bench.load import Request, at_rate, saturate
 from services.bus.producer import Producer
@@ -254,6 +254,11 @@ def twilio_requests(url: str, public: str, events: Sequence[Interaction]) -> lis
     return made
 
 
+def api_event_ids(caller: str, events: Sequence[Interaction]) -> list[uuid.UUID]:
+    """The event ids the API channel gives the events the bench's token posts."""
+    return [client_event_id_for(caller, e.channel.value, e.provider_message_id) for e in events]
+
+
 def sms_event_ids(requests: Sequence[Request]) -> list[uuid.UUID]:
     """The event ids the Twilio adapter derives from the webhooks' MessageSid."""
     return [
@@ -354,6 +359,8 @@ class Hub:
     watch: measure.RoutedWatch
     api: str
     token: str
+    #: The token's id: the API channel's event ids are the caller's (schemas.ids).
+    caller: str
     crowd: list[data.Person]
     #: Every event sent by the measurements so far (for the lost / duplicated count).
     sent: list[uuid.UUID] = field(default_factory=list)
@@ -363,8 +370,9 @@ class Hub:
         models, connection pools, caches)."""
         warm = data.events(500, self.crowd, seed, "warm")
         await at_rate(api_requests(self.api, self.token, warm), self.opts.latency_rate)
-        await drain(self.conn, self.watch, [e.event_id for e in warm])
-        self.sent += [e.event_id for e in warm]
+        ids = api_event_ids(self.caller, warm)
+        await drain(self.conn, self.watch, ids)
+        self.sent += ids
 
     async def latency(self, seed: int, tag: str) -> dict[str, Any]:
         """API requests at a fixed rate: acceptance to timeline commit and to department
@@ -372,7 +380,7 @@ class Hub:
         opts, conn, watch = self.opts, self.conn, self.watch
         count = int(opts.latency_rate * opts.latency_seconds)
         steady = data.events(count, self.crowd, seed, tag)
-        ids = [e.event_id for e in steady]
+        ids = api_event_ids(self.caller, steady)
         before = cpu_now(self.stack, self.procs)
         load = await at_rate(api_requests(self.api, self.token, steady), opts.latency_rate)
         await drain(conn, watch, ids)
@@ -400,7 +408,7 @@ class Hub:
             saturate(api_requests(api, self.token, events), opts.concurrency // 2),
             saturate(sms, opts.concurrency // 2),
         )
-        ids = [e.event_id for e in events] + sms_event_ids(sms)
+        ids = api_event_ids(self.caller, events) + sms_event_ids(sms)
         done = await drain(self.conn, self.watch, ids)
         used = cpu_per_event(before, cpu_now(self.stack, self.procs), len(ids))
         self.sent += ids
@@ -460,10 +468,15 @@ async def run(opts: Options, say: Callable[[str], None]) -> dict[str, Any]:
         procs.start("api")
         await asyncio.to_thread(wait_for_port, "127.0.0.1", port, 60)
         token = await create_token(conn, Role.INTEGRATION, "bench")
+        caller = str(
+            await conn.fetchval(
+                "SELECT id FROM api_tokens WHERE token_hash = $1", hash_token(token)
+            )
+        )
         crowd = data.people(opts.customers, opts.multi_share, opts.seed + 10)
         await start_workers(settings, procs, opts.workers)
         say(f"latency at {opts.latency_rate:.0f} events/s offered, on a fresh hub")
-        hub = Hub(opts, stack, procs, conn, watch, api, token, crowd)
+        hub = Hub(opts, stack, procs, conn, watch, api, token, caller, crowd)
         await hub.warm_up(opts.seed + 16)
         report["latency_at_fixed_load"] = await hub.latency(opts.seed + 15, "lat")
         if not opts.latency_only:
@@ -500,7 +513,7 @@ async def run(opts: Options, say: Callable[[str], None]) -> dict[str, Any]:
                 "api_channel": api_load.summary(),
                 "twilio_signed_webhooks": sms_load.summary(),
             }
-            backlog_ids = [e.event_id for e in api_events] + sms_event_ids(sms_reqs)
+            backlog_ids = api_event_ids(caller, api_events) + sms_event_ids(sms_reqs)
             all_events += backlog_ids
 
             say(f"{opts.workers} worker(s); end to end at saturation")

@@ -5,8 +5,11 @@ from __future__ import annotations
 from channels.api import ApiAdapter
 from channels.api.adapter import INTERACTIONS
 from channels.base import InboundRequest, Route, WebhookAdapter
+from channels.base.adapter import Caller
 
 JSON = {"Content-Type": "application/json"}
+#: Who the framework authenticated (the bearer token is checked before the adapter).
+CALLER = Caller("7d0c5a8e-0000-4000-8000-000000000001", "contract", frozenset({"api"}))
 
 
 def adapter() -> WebhookAdapter:
@@ -20,13 +23,15 @@ def accepted() -> list[tuple[Route, InboundRequest]]:
         b'{"identities": [{"type": "email", "value": "A@Example.com"}],'
         b' "text": "hi", "provider_message_id": "c-1"}'
     )
-    return [(INTERACTIONS, InboundRequest("POST", "http://hub/v1/interactions", JSON, body))]
+    url = "http://hub/v1/interactions"
+    return [(INTERACTIONS, InboundRequest("POST", url, JSON, body, caller=CALLER))]
 
 
 def unparseable() -> list[tuple[Route, InboundRequest]]:
     """Authentic requests the adapter must refuse to parse (ParseError)."""
     body = b'{"text": 1}'
-    return [(INTERACTIONS, InboundRequest("POST", "http://hub/v1/interactions", JSON, body))]
+    url = "http://hub/v1/interactions"
+    return [(INTERACTIONS, InboundRequest("POST", url, JSON, body, caller=CALLER))]
 
 
 def forged() -> list[tuple[Route, InboundRequest]]:
