@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from services.api.scopes import Role, Scope
 from services.config import Settings
 from services.console.cli import app as user_app
 from services.routing.cli import app as rules_app
@@ -118,31 +119,12 @@ def _serve(
     )
 
 
-class RoleName(StrEnum):
-    """Token roles."""
-
-    ADMIN = "admin"
-    AGENT = "agent"
-    INTEGRATION = "integration"
-
-
-class ScopeName(StrEnum):
-    """Token scopes (services.api.auth.Scope)."""
-
-    INTERACTIONS_WRITE = "interactions:write"
-    CUSTOMERS_READ = "customers:read"
-    MESSAGES_SEND = "messages:send"
-    IDENTITY_WRITE = "identity:write"
-    PRIVACY_EXPORT = "privacy:export"
-    PRIVACY_DELETE = "privacy:delete"
-
-
 @token_app.command("create")
 def token_create(
-    role: Annotated[RoleName, typer.Option(help="admin, agent or integration")],
+    role: Annotated[Role, typer.Option(help="admin, agent or integration")],
     name: Annotated[str, typer.Option(help="who or what holds it")] = "",
     scope: Annotated[
-        list[ScopeName] | None,
+        list[Scope] | None,
         typer.Option(help="a scope beyond the role's defaults (repeatable)"),
     ] = None,
     channel: Annotated[
@@ -157,7 +139,7 @@ def token_create(
     both post only as the api channel unless --channel adds more. Admin tokens hold everything.
     """
     from schemas import Channel
-    from services.api.auth import DEFAULT_CHANNELS, DEFAULT_SCOPES, Role, Scope, create_token
+    from services.api.auth import DEFAULT_CHANNELS, DEFAULT_SCOPES, create_token
     from services.db.pool import migrated_pool
 
     known = {c.value for c in Channel}
@@ -168,8 +150,7 @@ def token_create(
             err=True,
         )
         raise typer.Exit(2)
-    role_ = Role(role.value)
-    scopes = DEFAULT_SCOPES[role_] | {Scope(s.value) for s in scope or ()}
+    scopes = DEFAULT_SCOPES[role] | set(scope or ())
     channels = DEFAULT_CHANNELS | set(channel or ())
     _, database_url = _settings().require_servers()
 
@@ -177,7 +158,7 @@ def token_create(
         pool = await migrated_pool(database_url)
         try:
             async with pool.acquire() as conn:
-                return await create_token(conn, role_, name, scopes, channels)
+                return await create_token(conn, role, name, scopes, channels)
         finally:
             await pool.close()
 

@@ -13,42 +13,18 @@ import time
 import uuid
 from collections.abc import Callable, Collection, Coroutine, Iterable
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 import asyncpg
 from fastapi import HTTPException, Request, status
 
 from schemas import Channel
+from services.api.scopes import Role as Role  # re-exported: callers import it from here
+from services.api.scopes import Scope as Scope
 from services.db.outage import connection_lost
 
 TOKEN_PREFIX = "omh_"  # noqa: S105 - a prefix, not a secret
 CACHE_SECONDS = 30.0
-
-
-class Role(StrEnum):
-    """Who may do what: admin everything, agent the console, integration the API channel."""
-
-    ADMIN = "admin"
-    AGENT = "agent"
-    INTEGRATION = "integration"
-
-
-class Scope(StrEnum):
-    """What a token may do; every /v1 route and every channel CLIENT route needs one."""
-
-    #: POST /v1/interactions (as the token's ``channels``)
-    INTERACTIONS_WRITE = "interactions:write"
-    #: GET /v1/customers, /v1/customers/{id}, .../identities, .../timeline
-    CUSTOMERS_READ = "customers:read"
-    #: POST /v1/customers/{id}/messages
-    MESSAGES_SEND = "messages:send"
-    #: POST .../split, .../links, .../merge, PATCH .../profile
-    IDENTITY_WRITE = "identity:write"
-    #: GET /v1/customers/{id}/export (everything held about a customer)
-    PRIVACY_EXPORT = "privacy:export"
-    #: DELETE /v1/customers/{id}
-    PRIVACY_DELETE = "privacy:delete"
 
 
 ALL_SCOPES: frozenset[Scope] = frozenset(Scope)
