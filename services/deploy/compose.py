@@ -107,6 +107,18 @@ x-dispatcher-healthcheck: &dispatcher-healthcheck
   retries: 3
   start_period: 60s
 
+# The web processes (the api and each channel adapter's) answer /readyz with 503 until they can work.
+x-readyz-healthcheck: &readyz-healthcheck
+  test:
+    - CMD
+    - python
+    - -c
+    - "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/readyz', timeout=5)"
+  interval: 15s
+  timeout: 10s
+  retries: 3
+  start_period: 20s
+
 x-after-migrate: &after-migrate
   migrate:
     condition: service_completed_successfully
@@ -188,17 +200,8 @@ API_REST = """\
     ports:
       - "${OMNIHUB_API_PORT:-8080}:8080"
     depends_on: *after-migrate
-    healthcheck:
-      # Ready = PostgreSQL answers and the producer reaches Kafka (503 otherwise).
-      test:
-        - CMD
-        - python
-        - -c
-        - "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/readyz', timeout=5)"
-      interval: 15s
-      timeout: 10s
-      retries: 3
-      start_period: 20s
+    # Ready = PostgreSQL answers and the producer reaches Kafka (503 otherwise).
+    healthcheck: *readyz-healthcheck
 
   processors:
     <<: *omnihub-image
@@ -237,17 +240,8 @@ CHANNEL = """\
     ports:
       - "${{{port_variable}:-{port}}}:8080"
     depends_on: *after-migrate
-    healthcheck:
-      # Ready = the producer reaches Kafka (503 otherwise); the body reports the adapter's health.
-      test:
-        - CMD
-        - python
-        - -c
-        - "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/readyz', timeout=5)"
-      interval: 15s
-      timeout: 10s
-      retries: 3
-      start_period: 20s
+    # Ready = the producer reaches Kafka (503 otherwise); the body reports the adapter's health.
+    healthcheck: *readyz-healthcheck
 """
 
 FOOTER = """
