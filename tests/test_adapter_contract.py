@@ -29,6 +29,7 @@ from channels.base import (
     WebhookAdapter,
 )
 from schemas import DeliveryStatus, Interaction
+from services.api.scopes import Scope
 
 NAMES = sorted(registry.manifests())
 every_channel = pytest.mark.parametrize("name", NAMES)
@@ -85,8 +86,8 @@ def test_routes_are_declared_once_with_limits(name: str) -> None:
             assert key not in seen, key
             seen.add(key)
         assert adapter.body_limit(route) > 0
-        if route.audience is Audience.CLIENT:
-            assert route.roles, "a client route names the token roles it admits"
+        unknown = set(route.scopes) - {s.value for s in Scope}
+        assert not unknown, f"{route.path} needs scopes no token can hold: {unknown}"
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from channels.api.parse import parse_body
 from channels.api.send import post_reply
 from channels.api.verify import check_request
 from channels.base import (
-    Audience,
     ChannelEvent,
     Health,
     InboundRequest,
@@ -29,8 +28,6 @@ from schemas.events import utcnow
 INTERACTIONS = Route(
     "/v1/interactions",
     summary="Validate and publish one interaction; 202 only after the broker's acknowledgement",
-    audience=Audience.CLIENT,
-    roles=("integration", "agent"),
     scopes=("interactions:write",),
     status=202,
     request_model=InteractionRequest,

@@ -66,7 +66,8 @@ RETRY_AFTER = "5"
 
 
 class Audience(StrEnum):
-    """Who calls a route, which decides how its failures are answered."""
+    """Who calls a route, which decides how its failures are answered (``Route.audience``:
+    a route that needs token scopes is a client's, any other a provider's)."""
 
     #: A provider proving itself by signature: what it sends and we cannot read goes to the
     #: dead-letter topic and the provider gets a 2xx (retrying would never succeed).
@@ -88,18 +89,19 @@ class Route:
     max_body_bytes: int | None = None
     #: False for a route answered by ``respond`` alone (a subscription handshake, a challenge).
     publishes: bool = True
-    audience: Audience = Audience.PROVIDER
-    #: Token roles a CLIENT route is meant for (the OpenAPI document; a route naming roles
-    #: needs a bearer token). Without ``scopes`` the framework admits these roles (and admin).
-    roles: tuple[str, ...] = ()
-    #: Token scopes a CLIENT route needs, every one of them: the framework checks the bearer
-    #: token (401, 403 naming the missing scope) before the body is read, then passes who
-    #: called as ``InboundRequest.caller``.
+    #: Token scopes the route needs, every one of them, which makes it a client's route: the
+    #: framework checks the bearer token (401, 403 naming the missing scope) before the body
+    #: is read, then passes who called as ``InboundRequest.caller``. None: a provider's route.
     scopes: tuple[str, ...] = ()
     #: The success status, and request/response models, for the OpenAPI document.
     status: int = 200
     request_model: type[BaseModel] | None = None
     response_model: type[BaseModel] | None = None
+
+    @property
+    def audience(self) -> Audience:
+        """Who calls the route: a token holder when it needs scopes, else a provider."""
+        return Audience.CLIENT if self.scopes else Audience.PROVIDER
 
     def full_path(self, channel: str) -> str:
         """The path the route is served at."""

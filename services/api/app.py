@@ -123,4 +123,4 @@ def create_app(
 
 
 def _needs_tokens(adapter: ChannelAdapter) -> bool:
-    return isinstance(adapter, WebhookAdapter) and any(r.roles or r.scopes for r in adapter.routes)
+    return isinstance(adapter, WebhookAdapter) and any(r.scopes for r in adapter.routes)

@@ -172,11 +172,10 @@ async def authorize(
     verifier: TokenVerifier,
     header: str,
     scopes: Collection[str] = (),
-    roles: Collection[Role] | None = None,
 ) -> Principal:
     """The holder of the ``Authorization`` header's bearer token if it holds every one of
-    ``scopes`` (and, when ``roles`` is given, has one of them; admin always has);
-    HTTPException 401 (no or unknown token) or 403 (naming the missing scope or the role)."""
+    ``scopes`` (admin tokens hold all); HTTPException 401 (no or unknown token) or 403
+    (naming the missing scope)."""
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise HTTPException(
@@ -191,8 +190,6 @@ async def authorize(
             "invalid or revoked token",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    if roles is not None and principal.role not in roles and principal.role is not Role.ADMIN:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, f"role {principal.role} may not do this")
     missing = sorted(set(scopes) - principal.scopes)
     if missing:
         raise HTTPException(

@@ -33,7 +33,7 @@ from channels.base import (
 from channels.base.adapter import Caller
 from channels.base.webhook import error_reply
 from services.api import outage
-from services.api.auth import Principal, Role, authorize
+from services.api.auth import Principal, authorize
 from services.api.errors import database_unavailable
 from services.api.limits import BodyLimit, Scope
 
@@ -124,12 +124,10 @@ class ChannelRoutes:
         served: Served = scope["route"]
         route = served.routes[scope["method"]]
         principal: Principal | None = None
-        if route.scopes or route.roles:  # who is calling first, then the body
-            # the scopes when the route names them, else (an older adapter) its roles
-            roles = None if route.scopes else {Role(r) for r in route.roles}
+        if route.scopes:  # who is calling first, then the body
             try:
                 header = Headers(scope=scope).get("authorization", "")
-                principal = await authorize(scope["app"].state.tokens, header, route.scopes, roles)
+                principal = await authorize(scope["app"].state.tokens, header, route.scopes)
             except HTTPException as exc:
                 await respond(send, _error_reply(route, exc))
                 return

@@ -42,7 +42,7 @@ def add_channel_routes(schema: dict[str, Any], adapters: Mapping[str, ChannelAda
                     name, route, method, components
                 )
     if any(
-        route.roles
+        route.scopes
         for adapter in adapters.values()
         if isinstance(adapter, WebhookAdapter)
         for route in adapter.routes
@@ -81,6 +81,6 @@ def _operation(name: str, route: Route, method: str, components: dict[str, Any])
             "required": True,
             "content": {"application/json": {"schema": _ref(route.request_model, components)}},
         }
-    if route.roles:
+    if route.scopes:
         operation["security"] = [{"bearer": []}]
     return operation
