@@ -181,11 +181,13 @@ class Interaction(_Model):
 
     @classmethod
     def create(cls, **fields: Any) -> Interaction:
-        """Build an interaction whose event id is derived from channel and provider id."""
+        """Build an interaction whose event id is derived from channel and provider id (unless
+        one is given: a client's own, ``client_event_id_for``)."""
         fields.setdefault("received_at", utcnow())
         fields.setdefault("occurred_at", fields["received_at"])
-        channel = Channel(fields["channel"])
-        fields["event_id"] = event_id_for(channel.value, str(fields["provider_message_id"]))
+        if "event_id" not in fields:
+            channel = Channel(fields["channel"])
+            fields["event_id"] = event_id_for(channel.value, str(fields["provider_message_id"]))
         return cls.model_validate(fields)
 
 

@@ -72,19 +72,18 @@ def parse_body(
         fields["identities"] = request.identities
         fields["received_at"] = received_at
         fields["source"] = source
-        if caller is not None and not caller.may_post_as(request.channel.value):
-            granted = ", ".join(sorted(caller.channels)) or "none"
-            raise NotAllowed(
-                f"this token may not post as channel {request.channel.value!r} (granted: {granted})"
+        if caller is not None:
+            channel = request.channel.value
+            if not caller.may_post_as(channel):
+                granted = ", ".join(sorted(caller.channels)) or "none"
+                raise NotAllowed(
+                    f"this token may not post as channel {channel!r} (granted: {granted})"
+                )
+            fields["event_id"] = client_event_id_for(
+                caller.id, channel, request.provider_message_id
             )
-        interaction = Interaction.create(**fields)
+        return Interaction.create(**fields)
     except ValidationError as exc:
         details = _details(exc)
         summary = "; ".join(f"{d['field']}: {d['message']}" for d in details)
         raise ParseError(f"invalid interaction: {summary}", details=details) from None
-    if caller is None:
-        return interaction
-    event_id = client_event_id_for(
-        caller.id, interaction.channel.value, interaction.provider_message_id
-    )
-    return interaction.model_copy(update={"event_id": event_id})
