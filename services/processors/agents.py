@@ -139,7 +139,7 @@ def prepare_interactions(route: RouteStep) -> Step:
         interactions, receipts = split_receipts(decoded.models)
         messages = messages_of((i.event_id, i) for i in interactions)
         return Work(
-            records=(*decoded.dead, *forwarded(receipts, SOURCE)),
+            records=(*decoded.dead, *forwarded(receipts)),
             detected=route.detect(messages.values()),
             messages=messages,
             interactions=tuple(interactions),

@@ -32,8 +32,8 @@ import asyncpg
 
 from schemas import Channel, DeliveryState, DeliveryStatus, Interaction
 from schemas.events import UNRESOLVED_COMMAND
-from schemas.topics import DELIVERY
-from services.bus.records import Record, to_record
+from services.bus.producer import event_record
+from services.bus.records import Record
 from services.processors.timeline import write_states
 
 log = logging.getLogger(__name__)
@@ -69,14 +69,10 @@ def split_receipts(
     return rest, receipts
 
 
-def forwarded(receipts: Sequence[Interaction], source: str) -> list[Record]:
+def forwarded(receipts: Sequence[Interaction]) -> list[Record]:
     """The delivery-topic records of receipts that arrived as interactions (older versions),
-    their ``delivery`` as it is (resolved in the delivery agent, like a channel's own)."""
-    return [
-        to_record(DELIVERY, r.delivery, str(r.event_id), source)
-        for r in receipts
-        if r.delivery is not None
-    ]
+    their ``delivery`` as a channel publishes it now (resolved in the delivery agent)."""
+    return [event_record(r.delivery) for r in receipts if r.delivery is not None]
 
 
 def _key(status: DeliveryStatus) -> Key:

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from channels.base import PublishError
+from services.db.outage import UNAVAILABLE
 from services.worker import metrics
 from services.worker.decode import dead_letter_of
 from services.worker.resources import Resources
@@ -32,14 +33,11 @@ Handler = Callable[[R, Sequence[Any]], Awaitable[None]]
 T = TypeVar("T")
 
 TRANSIENT = (
+    *UNAVAILABLE,  # PostgreSQL unreachable, shutting down, starting, out of connections
     OSError,
     asyncio.TimeoutError,
     PublishError,
-    asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.AdminShutdownError,
     # two workers' batches locking the same customers: PostgreSQL aborts one, which retries
     asyncpg.DeadlockDetectedError,
     asyncpg.SerializationError,
