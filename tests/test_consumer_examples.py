@@ -142,13 +142,14 @@ def check_lines(lines: list[str], published: Published) -> None:
     assert f"customer={published.customer_id}" in deleted and "forgot" in deleted
 
 
-async def test_python_example_consumes_a_department_topic(stack: Stack) -> None:
+async def consumes_a_department_topic(stack: Stack, program: list[str], prefix: str) -> None:
+    """Run an example (``program``: interpreter and script) against two routed events and a
+    deletion: it prints each once and commits only what it has processed."""
     published = await publish(stack.bootstrap)
-    group = unique("example-py")
+    group = unique(prefix)
     lines = await run_example(
         [
-            sys.executable,
-            str(EXAMPLES / "consume_department.py"),
+            *program,
             "--bootstrap",
             stack.bootstrap,
             "--department",
@@ -161,6 +162,11 @@ async def test_python_example_consumes_a_department_topic(stack: Stack) -> None:
     )
     check_lines(lines, published)
     await asyncio.to_thread(committed_after_processing, stack.bootstrap, group, lines)
+
+
+async def test_python_example_consumes_a_department_topic(stack: Stack) -> None:
+    script = str(EXAMPLES / "consume_department.py")
+    await consumes_a_department_topic(stack, [sys.executable, script], "example-py")
 
 
 @pytest.fixture(scope="module")
@@ -183,21 +189,5 @@ def node() -> str:
 
 
 async def test_node_example_consumes_a_department_topic(stack: Stack, node: str) -> None:
-    published = await publish(stack.bootstrap)
-    group = unique("example-node")
-    lines = await run_example(
-        [
-            node,
-            str(NODE_EXAMPLE / "consume_department.mjs"),
-            "--bootstrap",
-            stack.bootstrap,
-            "--department",
-            DEPARTMENT.value,
-            "--group",
-            group,
-            "--max",
-            str(published.expected),
-        ]
-    )
-    check_lines(lines, published)
-    await asyncio.to_thread(committed_after_processing, stack.bootstrap, group, lines)
+    script = str(NODE_EXAMPLE / "consume_department.mjs")
+    await consumes_a_department_topic(stack, [node, script], "example-node")
