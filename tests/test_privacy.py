@@ -14,7 +14,7 @@ import pytest
 
 from schemas import CustomerEvent, Interaction, Routing, UnifiedEvent
 from schemas.events import utcnow
-from schemas.topics import CUSTOMERS
+from schemas.topics import CUSTOMERS, ROUTED
 from services.api.auth import Role
 from services.processors.route import record_decisions
 from services.processors.timeline import insert_events
@@ -196,6 +196,20 @@ async def test_delete_is_for_admins_needs_a_reason_and_publishes_a_tombstone(
     assert held["email"] not in tombstone.model_dump_json()
     headers = dict(next(r for r in records if r.key == held["id"].encode()).headers)
     assert json.loads(json.dumps(headers["ce_type"].decode())) == CUSTOMERS.ce_type
+    # every department hears of it on its own topic, the same event keyed by the customer
+    for department, spec in ROUTED.items():
+        routed = await consume(
+            stack.bootstrap,
+            spec.name,
+            lambda rs: any(
+                r.key == held["id"].encode() and b"customer.deleted" in r.value for r in rs
+            ),
+        )
+        [notice] = [
+            r for r in routed if r.key == held["id"].encode() and b"customer.deleted" in r.value
+        ]
+        assert CustomerEvent.model_validate_json(notice.value) == tombstone, department
+        assert dict(notice.headers)["ce_type"].decode() == CUSTOMERS.ce_type
 
     # a retry (say the first tombstone's ack was lost) publishes the tombstone again
     again = await admin.request("DELETE", url, json={"reason": "retry"})

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from typing import Any
 
 import asyncpg
 
 from schemas import CustomerEvent
-from schemas.topics import CUSTOMERS
+from schemas.topics import CUSTOMERS, ROUTED
 from services.bus.producer import Producer
 from services.bus.records import to_record
 from services.privacy import log
@@ -32,12 +33,17 @@ async def export_customer(
 async def delete_customer(
     pool: asyncpg.Pool, producer: Producer, customer_id: uuid.UUID, reason: str, actor: str
 ) -> CustomerEvent:
-    """Delete, then publish the ``customer.deleted`` tombstone on the customers topic (acked).
+    """Delete, then publish the ``customer.deleted`` tombstone on the customers topic and on
+    every department's topic (acked): a department holds copies of the customer's interactions
+    and must delete them (docs/topics.md), whether or not it had any.
 
     Raises erase.NotFound, ManualError (the customer changed meanwhile) or PublishError (the
     deletion is committed; calling again re-publishes the tombstone).
     """
     async with pool.acquire() as conn:
         event = await erase(conn, customer_id, reason, actor)
-    await producer.send_all([to_record(CUSTOMERS, event, str(event.event_id), SOURCE)])
+    record = to_record(CUSTOMERS, event, str(event.event_id), SOURCE)
+    await producer.send_all(
+        [record, *(dataclasses.replace(record, topic=spec.name) for spec in ROUTED.values())]
+    )
     return event
