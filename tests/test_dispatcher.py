@@ -10,13 +10,17 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from aiohttp import web
 
+from channels.base import ChannelAdapter, Health, SendResult
 from channels.base.signing import SIGNATURE_HEADER, verify
+from schemas import Channel, DeliveryState, Identity, OutboundCommand
 from services.config import Settings
 from services.dispatcher.app import APP_ID
+from services.dispatcher.send import MAYBE_TWICE, dispatch
 from services.worker.app import ready_file
 from tests.support import eventually, start_component, stop_process, unique
 
@@ -350,3 +354,45 @@ async def test_a_dispatcher_serving_one_adapter_refuses_commands_for_the_others_
         lambda: outbound_item(client, customer_id, api.json()["command_id"], "sent"), timeout=30
     )
     assert api_only_dispatcher.poll() is None
+
+
+class RecordingAdapter(ChannelAdapter):
+    """The API channel's sending edge, recording what it was asked to send."""
+
+    name = "recording"
+    channels = frozenset({Channel.API})
+
+    def __init__(self) -> None:
+        self.sent: list[OutboundCommand] = []
+
+    async def send(self, command: OutboundCommand) -> SendResult:
+        self.sent.append(command)
+        return SendResult(provider_message_id=f"rec-{len(self.sent)}")
+
+    async def health(self) -> Health:
+        return Health(ok=True)
+
+
+async def test_a_send_after_an_interrupted_attempt_says_it_may_be_a_repeat(
+    client: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    customer_id, _ = await new_customer(client)
+    adapter = RecordingAdapter()
+    to = Identity(type="email", value=f"{unique('twice')}@example.com")
+    fresh = OutboundCommand(customer_id=customer_id, channel=Channel.API, to=to, text="first")
+    assert MAYBE_TWICE not in (await dispatch(pool, {"rec": adapter}, fresh)).interaction.attributes
+    # a dispatcher claimed this command, then died before recording how the send ended
+    interrupted = OutboundCommand(customer_id=customer_id, channel=Channel.API, to=to, text="x")
+    await pool.execute(
+        "INSERT INTO outbound_messages (command_id, customer_id, channel, state, attempts)"
+        " VALUES ($1, $2, 'api', 'sending', 1)",
+        interrupted.command_id,
+        interrupted.customer_id,
+    )
+    outcome = await dispatch(pool, {"rec": adapter}, interrupted)
+    assert outcome.interaction.attributes[MAYBE_TWICE] is True
+    assert outcome.status.state == DeliveryState.SENT
+    assert [c.command_id for c in adapter.sent] == [fresh.command_id, interrupted.command_id]
+    # once recorded, a redelivery of the command sends nothing more
+    again = await dispatch(pool, {"rec": adapter}, interrupted)
+    assert again.status.provider_message_id == "rec-2" and len(adapter.sent) == 2

@@ -16,6 +16,7 @@ import asyncpg
 from channels import registry
 from services.console import handlog
 from services.customers import store
+from services.dispatcher.send import MAYBE_TWICE
 
 #: The console shows the newest items; older ones are in the API (keyset paging).
 LIMIT = 200
@@ -98,6 +99,7 @@ def item_view(raw: dict[str, Any], attributes: dict[str, Any]) -> dict[str, Any]
         ),
         "logged_by": attributes.get("logged_by"),
         "in_reply_to": attributes.get("in_reply_to"),
+        "maybe_twice": attributes.get(MAYBE_TWICE) is True,
         "thread_id": raw["thread_id"],
     }
 

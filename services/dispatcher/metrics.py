@@ -19,3 +19,8 @@ SEND_SECONDS = Histogram(
     ["channel"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
+MAYBE_TWICE = Counter(
+    "omnihub_sends_maybe_twice_total",
+    "Sends repeated after an attempt died between the provider's answer and its record, by channel",
+    ["channel"],
+)

@@ -30,13 +30,17 @@ INSERT INTO outbound_messages (command_id, customer_id, channel, state, attempts
 VALUES ($1, $2, $3, 'sending', 1)
 ON CONFLICT (command_id) DO UPDATE SET attempts = outbound_messages.attempts + 1,
                                        updated_at = now()
-RETURNING state, provider_message_id, last_error
+RETURNING state, provider_message_id, last_error, attempts
 """
 _RECORD = """
 UPDATE outbound_messages SET state = $2, provider_message_id = $3, last_error = $4,
                              updated_at = now()
 WHERE command_id = $1
 """
+
+
+#: The outbound interaction's attribute set when a crash may have sent the message twice.
+MAYBE_TWICE = "may_have_been_sent_twice"
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,8 @@ def _outcome(
     provider_id: str | None,
     error_code: str | None = None,
     error: str | None = None,
+    *,
+    maybe_twice: bool = False,
 ) -> Outcome:
     now = utcnow()
     provider_ids = {"provider_message_id": provider_id} if provider_id else {}
@@ -74,6 +80,7 @@ def _outcome(
             "command_id": str(command.command_id),
             "requested_by": command.requested_by,
             "in_reply_to": str(command.in_reply_to) if command.in_reply_to else None,
+            **({MAYBE_TWICE: True} if maybe_twice else {}),
         },
     )
     status = DeliveryStatus(
@@ -109,6 +116,10 @@ async def dispatch(
         state = DeliveryState(claim["state"])
         log.info("command %s already handled (%s); not sending again", command.command_id, state)
         return _outcome(command, state, claim["provider_message_id"], error=claim["last_error"])
+    # An earlier attempt claimed the command and never recorded how it ended: it died between
+    # the claim and the record, maybe after the provider took the message. Providers such as
+    # Twilio have no idempotency key, so this attempt sends again and says it may be a repeat.
+    maybe_twice = claim["state"] == "sending" and claim["attempts"] > 1
     adapter = next((a for a in adapters.values() if command.channel in a.channels), None)
     async with pool.acquire() as conn:
         book = await consent.load(conn, [command.customer_id])
@@ -132,7 +143,14 @@ async def dispatch(
         started = time.perf_counter()
         try:
             result = await adapter.send(command)
-            outcome = _outcome(command, result.state, result.provider_message_id)
+            outcome = _outcome(
+                command, result.state, result.provider_message_id, maybe_twice=maybe_twice
+            )
+            if maybe_twice:
+                metrics.MAYBE_TWICE.labels(command.channel.value).inc()
+                log.warning(
+                    "command %s sent again after an interrupted attempt", command.command_id
+                )
         except SendError as exc:
             outcome = _outcome(command, DeliveryState.FAILED, None, exc.code, str(exc))
             metrics.SEND_FAILURES.labels(command.channel.value, exc.code or "unknown").inc()
