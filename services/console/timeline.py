@@ -99,7 +99,9 @@ def item_view(raw: dict[str, Any], attributes: dict[str, Any]) -> dict[str, Any]
         ),
         "logged_by": attributes.get("logged_by"),
         "in_reply_to": attributes.get("in_reply_to"),
-        "maybe_twice": attributes.get(MAYBE_TWICE) is True,
+        # the dispatcher's flag on the hub's own sends; an inbound message's attributes are
+        # the sender's and say nothing about our sending
+        "maybe_twice": raw["direction"] == "outbound" and attributes.get(MAYBE_TWICE) is True,
         "thread_id": raw["thread_id"],
     }
 
