@@ -24,9 +24,9 @@ log = logging.getLogger(__name__)
 COMPONENTS = ("processors", "dispatcher", "api")
 #: The faust app id of each stream component, to find its ready file.
 WORKER_APPS = {"processors": "omnihub-processors", "dispatcher": "omnihub-dispatcher"}
-#: A component that exits is restarted after min(MAX_BACKOFF, 2**n) seconds, n being its
-#: restarts in a row; one that had run HEALTHY_AFTER seconds before it exited starts again
-#: at n = 1 (2 s).
+#: A component (or embedded server) that exits is restarted after min(MAX_BACKOFF, 2**n)
+#: seconds, n being its restarts in a row; one that had run HEALTHY_AFTER seconds before it
+#: exited starts again at n = 1 (2 s).
 MAX_BACKOFF = 30.0
 HEALTHY_AFTER = 60.0
 #: How often the supervisor looks at its children.
@@ -35,7 +35,8 @@ TICK = 0.5
 
 @dataclass
 class Component:
-    """One `omnihub run <name>` child, its restarts in a row and its pending restart."""
+    """One supervised child (`omnihub run <name>`, or an embedded server by its label), its
+    restarts in a row and its pending restart."""
 
     name: str
     proc: subprocess.Popen[bytes] | None = None
@@ -56,31 +57,42 @@ def watch_once(
 ) -> None:
     """One look at every component: note exits, schedule restarts, start those that are due.
 
-    Never sleeps: a component waiting out its back-off does not delay noticing the others.
+    Never waits out a back-off: a component waiting for its restart does not delay noticing
+    the others (starting an embedded server does block until it is ready, a few seconds). A
+    start that fails counts as an exit.
     """
     for component in components:
         if component.restart_at is not None:
             if now >= component.restart_at:
                 component.restart_at = None
-                component.proc = start(component.name)
                 component.started_at = now
+                try:
+                    component.proc = start(component.name)
+                except Exception as error:
+                    component.proc = None
+                    _back_off(component, now, f"failed to start ({error!r})")
             continue
         if component.proc is None or component.proc.poll() is None:
             continue
-        if now - component.started_at >= HEALTHY_AFTER:
-            component.restarts = 0  # it ran healthily: a new failure starts the back-off anew
-        component.restarts += 1
-        component.total_restarts += 1
-        delay = min(MAX_BACKOFF, 2.0**component.restarts)
-        component.restart_at = now + delay
-        log.error(
-            "%s exited with %s; restarting in %gs (%d in a row, %d in all)",
-            component.name,
-            component.proc.returncode,
-            delay,
-            component.restarts,
-            component.total_restarts,
-        )
+        _back_off(component, now, f"exited with {component.proc.returncode}")
+
+
+def _back_off(component: Component, now: float, what: str) -> None:
+    """Schedule the next start of a component that exited or failed to start."""
+    if now - component.started_at >= HEALTHY_AFTER:
+        component.restarts = 0  # it ran healthily: a new failure starts the back-off anew
+    component.restarts += 1
+    component.total_restarts += 1
+    delay = min(MAX_BACKOFF, 2.0**component.restarts)
+    component.restart_at = now + delay
+    log.error(
+        "%s %s; restarting in %gs (%d in a row, %d in all)",
+        component.name,
+        what,
+        delay,
+        component.restarts,
+        component.total_restarts,
+    )
 
 
 def watch(
@@ -125,8 +137,10 @@ def _wait_until_ready(
     components: list[Component],
     stopping: threading.Event,
     timeout: float = 120.0,
+    meanwhile: Callable[[], object] = lambda: None,
 ) -> None:
-    """Block until the API answers /readyz and every worker holds its partitions."""
+    """Block until the API answers /readyz and every worker holds its partitions, calling
+    ``meanwhile`` (the embedded servers' watch) between looks."""
     deadline = time.monotonic() + timeout
     host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::", "") else settings.http_host
     url = f"http://{host}:{settings.http_port}/readyz"
@@ -144,6 +158,7 @@ def _wait_until_ready(
                 ok = _http_ok(url)
             if ok:
                 pending.discard(component.name)
+        meanwhile()
         stopping.wait(0.1)
     if pending and not stopping.is_set():
         log.warning("not ready after %ss: %s", timeout, ", ".join(sorted(pending)))
@@ -179,20 +194,36 @@ def up(settings: Settings, out: Callable[[str], object] | None = None) -> int:
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     stack = start_stack(settings)
+    # The embedded servers are watched with the same back-off, and restarted before the
+    # components (start order: the broker's S3 store, the broker, PostgreSQL).
+    servers = [
+        Component(child.label, proc=child.proc, started_at=time.monotonic())
+        for child in stack.started
+    ]
+    labels = {server.name for server in servers}
     components = [Component(name) for name in COMPONENTS]
     http_url = f"http://{settings.http_host}:{settings.http_port}"
     try:
         env = component_env(settings, stack.bootstrap, stack.database_url)
         write_runtime(settings, stack, http_url)
+
+        def start(name: str) -> subprocess.Popen[bytes]:
+            return stack.restart(name) if name in labels else spawn(name, env)
+
         for component in components:
             component.proc = spawn(component.name, env)
             component.started_at = time.monotonic()
-        _wait_until_ready(settings, components, stopping)
+        _wait_until_ready(
+            settings,
+            components,
+            stopping,
+            meanwhile=lambda: watch_once(servers, start, time.monotonic()),
+        )
         print_(
             f"omnihub is up: {http_url}  (Kafka {stack.bootstrap}; PostgreSQL {stack.database_url})"
         )
         print_("create a token: omnihub token create --role integration   |   Ctrl-C stops")
-        watch(components, lambda name: spawn(name, env), stopping)
+        watch(servers + components, start, stopping)
     finally:
         print_("stopping omnihub ...")
         for component in reversed(components):

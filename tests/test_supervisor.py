@@ -1,7 +1,9 @@
-"""`omnihub up`'s supervision: per-component back-off that never blocks, reset after health."""
+"""`omnihub up`'s supervision: per-component back-off that never blocks, reset after health;
+the embedded servers restarted like the components."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -12,9 +14,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from services import supervisor
+from services.stack.embedded import Stack
+from services.stack.postgres import EmbeddedPostgres
 
 
 class FakeProc:
@@ -106,6 +111,7 @@ def test_watch_runs_until_stopping() -> None:
 class FakeStack:
     bootstrap = "127.0.0.1:1"
     database_url = "postgresql://nowhere/omnihub"
+    started: list[Any] = []
 
     def stop(self) -> None:
         pass
@@ -129,7 +135,7 @@ def test_up_notices_a_crash_while_another_component_backs_off(
     monkeypatch.setattr(supervisor, "start_stack", lambda settings: FakeStack())
     monkeypatch.setattr(supervisor, "write_runtime", lambda *a: None)
     monkeypatch.setattr(supervisor, "clear_runtime", lambda *a: None)
-    monkeypatch.setattr(supervisor, "_wait_until_ready", lambda *a: None)
+    monkeypatch.setattr(supervisor, "_wait_until_ready", lambda *a, **k: None)
     settings: Any = type(
         "S", (), {"http_host": "127.0.0.1", "http_port": 1, "data_dir": tmp_path}
     )()
@@ -146,3 +152,53 @@ def test_up_notices_a_crash_while_another_component_backs_off(
     assert noticed, [r.getMessage() for r in caplog.records]
     assert noticed[0].created - began < 1.3, noticed[0].created - began
     assert took < 3.5
+
+
+def test_a_start_that_fails_counts_as_an_exit() -> None:
+    """An embedded server that does not come up again (its port taken, its data locked) is
+    tried again with the same back-off, not given up on."""
+    starter = Starter()
+    [a] = components(starter, "a")
+    failures = iter([RuntimeError("not ready"), RuntimeError("not ready")])
+
+    def start(name: str) -> Any:
+        failure = next(failures, None)
+        if failure:
+            raise failure
+        return starter(name)
+
+    starter.current("a").returncode = 1
+    supervisor.watch_once([a], start, now=10.0)
+    supervisor.watch_once([a], start, now=12.0)  # fails: 4 s more
+    assert a.proc is None and a.restart_at == 16.0
+    supervisor.watch_once([a], start, now=16.0)  # fails again: 8 s more
+    assert a.restart_at == 24.0 and a.total_restarts == 3
+    supervisor.watch_once([a], start, now=24.0)
+    assert a.proc is starter.current("a") and a.restart_at is None
+
+
+async def test_the_supervisor_restarts_a_killed_postgresql(tmp_path: Path) -> None:
+    """A real PostgreSQL killed with SIGKILL comes back through watch_once and Stack.restart,
+    on its port, with its committed data."""
+    postgres = EmbeddedPostgres(tmp_path / "pgdata")
+    await asyncio.to_thread(postgres.start)
+    try:
+        backend = await asyncpg.connect(postgres.url)  # connected when it dies, like the hub
+        await backend.execute("CREATE TABLE kept (n int); INSERT INTO kept VALUES (42)")
+        assert postgres.proc is not None
+        server, old = supervisor.Component("postgres", proc=postgres.proc), postgres.proc.pid
+        stack = Stack(bootstrap="", database_url=postgres.url, started=[postgres])
+
+        os.kill(old, signal.SIGKILL)
+        postgres.proc.wait(10)
+        await asyncio.to_thread(supervisor.watch_once, [server], stack.restart, 100.0)
+        assert server.restart_at == 102.0 and not postgres.alive()
+        await asyncio.to_thread(supervisor.watch_once, [server], stack.restart, 102.0)
+
+        assert postgres.alive() and server.proc is postgres.proc and server.proc.pid != old
+        backend.terminate()
+        conn = await asyncpg.connect(postgres.url)
+        assert await conn.fetchval("SELECT n FROM kept") == 42
+        await conn.close()
+    finally:
+        postgres.stop()

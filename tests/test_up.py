@@ -1,4 +1,5 @@
-"""`omnihub up` on a fresh data directory: prints the URL, works, and Ctrl-C leaves nothing."""
+"""`omnihub up` on a fresh data directory: prints the URL, works, and Ctrl-C leaves nothing
+(the durable broker's S3 store included)."""
 
 from __future__ import annotations
 
@@ -93,7 +94,9 @@ def test_up_runs_everything_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
                 assert item["kind"] == "visit"
         family = psutil.Process(proc.pid).children(recursive=True)
         names = " ".join(" ".join(p.cmdline()) for p in family)
-        for expected in ("tansu", "postgres", "run processors", "run dispatcher", "run api"):
+        # weed: the S3 store under the broker (durable, OMNIHUB_BROKER_STORAGE's default)
+        servers = ("tansu", "bin/weed", "postgres")
+        for expected in (*servers, "run processors", "run dispatcher", "run api"):
             assert expected in names, f"{expected} not running under omnihub up"
     finally:
         proc.send_signal(signal.SIGINT)  # what Ctrl-C sends

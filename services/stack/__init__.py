@@ -1,1 +1,2 @@
-"""The embedded stack: Tansu (Kafka protocol) and PostgreSQL as child processes."""
+"""The embedded stack: Tansu (Kafka protocol, durable on SeaweedFS or in memory) and PostgreSQL
+as child processes."""

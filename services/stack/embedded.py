@@ -5,14 +5,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
 
 from services.bus.admin import ensure_topics
 from services.config import Settings
 from services.db.pool import migrated_pool
 from services.stack.broker import EmbeddedBroker
+from services.stack.ports import stable_ports
 from services.stack.postgres import EmbeddedPostgres
 from services.stack.process import ChildProcess
+from services.stack.s3 import EmbeddedS3
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +35,33 @@ class Stack:
         while self.started:
             self.started.pop().stop()
 
+    def restart(self, label: str) -> subprocess.Popen[bytes]:
+        """Start the embedded server ``label`` again (same port, same data) after it died;
+        a broker in memory comes back empty, so the topics are created again."""
+        child = next(c for c in self.started if c.label == label)
+        proc = child.restart()
+        if isinstance(child, EmbeddedBroker) and child.store is None:
+            asyncio.run(ensure_topics(self.bootstrap))
+        return proc
+
+
+def embedded_broker(
+    data_dir: Path, storage: Literal["durable", "memory"]
+) -> tuple[EmbeddedBroker, EmbeddedS3 | None]:
+    """The embedded broker and, durable, the S3 store under it (not started), on the ports
+    of the last run in ``data_dir`` while they are free; the store keeps its data in
+    ``<data_dir>/broker/s3``."""
+    root = data_dir / "broker"
+    store = EmbeddedS3(root, data_dir / "logs") if storage == "durable" else None
+    port = stable_ports(root / "ports.json", ["kafka"])["kafka"]
+    return EmbeddedBroker(data_dir / "logs", port=port, store=store), store
+
 
 def start_stack(settings: Settings, durable: bool = True) -> Stack:
-    """Use KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL when set, else start embedded servers."""
+    """Use KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL when set, else start embedded servers.
+
+    ``durable=False`` (the test suite, the benchmark) trades durability for speed: PostgreSQL
+    without fsync and the broker in memory, whatever OMNIHUB_BROKER_STORAGE says."""
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     stack = Stack(
@@ -40,9 +69,13 @@ def start_stack(settings: Settings, durable: bool = True) -> Stack:
     )
     try:
         if not stack.bootstrap:
-            broker = EmbeddedBroker(data_dir / "logs")
-            broker.start()
-            stack.started.append(broker)
+            broker, store = embedded_broker(
+                data_dir, settings.broker_storage if durable else "memory"
+            )
+            for server in (store, broker):
+                if server is not None:
+                    server.start()
+                    stack.started.append(server)
             stack.bootstrap = broker.bootstrap
         if not stack.database_url:
             postgres = EmbeddedPostgres(data_dir / "pgdata", durable=durable)

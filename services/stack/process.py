@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import IO, Any
 
@@ -13,10 +14,15 @@ log = logging.getLogger(__name__)
 
 
 class ChildProcess:
-    """Base of the embedded servers: own process group, log file, clean stop."""
+    """Base of the embedded servers: own process group, log file, clean stop, restart."""
 
     label = "child"
     stop_signal = signal.SIGTERM
+    #: Seconds ``stop`` waits after ``stop_signal`` before it kills the process group.
+    stop_timeout = 15.0
+    #: Whether running out of ``stop_timeout`` is worth a warning (not for a server whose
+    #: graceful stop is known to be slow and whose writes are safe from a kill).
+    warn_on_kill = True
 
     def __init__(self, log_file: Path) -> None:
         self.log_file = log_file
@@ -38,10 +44,11 @@ class ChildProcess:
 
     def start(self, timeout: float = 30.0) -> None:
         """Start the process and block until it is ready; stop it again on failure."""
+        command = self._command()  # first: it may find its executable missing
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_file, "ab")
         self.proc = subprocess.Popen(  # noqa: S603 - our own fixed command line
-            self._command(),
+            command,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -56,16 +63,27 @@ class ChildProcess:
             raise
         log.info("%s ready (pid %s)", self.label, self.proc.pid)
 
-    def stop(self, timeout: float = 15.0) -> None:
+    def restart(self) -> subprocess.Popen[bytes]:
+        """Start again with the same settings (ports, data) after the process died or was
+        stopped: what is left of the old process group is killed first. Returns the new
+        process."""
+        self.stop()
+        self.start()
+        assert self.proc is not None
+        return self.proc
+
+    def stop(self, timeout: float | None = None) -> None:
         """Stop the process (then its group), killing it if it does not exit in time."""
+        timeout = self.stop_timeout if timeout is None else timeout
         proc, self.proc = self.proc, None
         if proc is not None and proc.poll() is None:
             try:
                 proc.send_signal(self.stop_signal)
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                log.warning("%s did not stop in %ss; killing it", self.label, timeout)
-                _kill_group(proc.pid)
+                level = logging.WARNING if self.warn_on_kill else logging.INFO
+                log.log(level, "%s did not stop in %ss; killing it", self.label, timeout)
+                _kill_group(proc.pid, timeout=0)  # then reap it, before waiting for the rest
                 proc.wait(5)
         if proc is not None:
             _kill_group(proc.pid)
@@ -74,8 +92,17 @@ class ChildProcess:
             self._log = None
 
 
-def _kill_group(pgid: int) -> None:
+def _kill_group(pgid: int, timeout: float = 3.0) -> None:
+    """SIGKILL a process group and wait (at most ``timeout`` s) until it is gone: a server
+    started again at once must not meet what is left of its predecessor (a port, a lock)."""
     try:
         os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
-        pass
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.02)
