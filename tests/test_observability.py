@@ -1,6 +1,7 @@
 """Operating the hub: the API docs toggle, the dispatcher's provider metrics, and the Grafana
 dashboard and Prometheus alert rules under deploy/, which may name only metrics the hub
-registers (or the documented external ones: kafka-exporter's lag, Prometheus' ``up``)."""
+registers (or Prometheus' own ``up``). The workers' consumer lag and the processors'
+acceptance-to-timeline histogram are tested on live processes in tests/test_traces.py."""
 
 from __future__ import annotations
 
@@ -30,8 +31,8 @@ DASHBOARD = ROOT / "deploy" / "grafana" / "omnihub.json"
 ALERTS = ROOT / "deploy" / "prometheus" / "omnihub-alerts.yaml"
 
 #: Metrics the dashboard and the rules may name that the hub does not register: Prometheus'
-#: own scrape health, and kafka-exporter's consumer lag (deploy/README.md#dashboard-and-alerts).
-EXTERNAL = {"up", "kafka_consumergroup_lag"}
+#: own scrape health (deploy/README.md#dashboard-and-alerts).
+EXTERNAL = {"up"}
 
 # --- the API docs toggle -------------------------------------------------------------------
 
@@ -73,7 +74,7 @@ def test_omnihub_up_turns_the_docs_on_unless_the_environment_says(
 
 class FakeConn:
     async def fetchrow(self, query: str, *args: Any) -> dict[str, Any]:
-        return {"state": "sending", "provider_message_id": None, "last_error": None}
+        return {"state": "sending", "provider_message_id": None, "last_error": None, "attempts": 1}
 
     async def execute(self, query: str, *args: Any) -> None:
         return None
@@ -216,6 +217,8 @@ def test_the_hub_registers_the_metrics_the_dashboard_needs() -> None:
         "omnihub_send_failures_total",
         "omnihub_http_request_seconds_bucket",
         "omnihub_processed_total",
+        "omnihub_consumer_lag",
+        "omnihub_acceptance_to_timeline_seconds_bucket",
     ):
         assert wanted in names
 
@@ -240,7 +243,8 @@ def test_the_dashboard_names_only_metrics_the_hub_registers() -> None:
     named = set().union(*(metric_names(e) for e in exprs))
     assert named <= known, f"unknown metrics: {sorted(named - known)}"
     for wanted in (
-        "kafka_consumergroup_lag",
+        "omnihub_consumer_lag",
+        "omnihub_acceptance_to_timeline_seconds_bucket",
         "omnihub_dead_letters_total",
         "omnihub_send_failures_total",
         "omnihub_http_requests_total",
@@ -270,7 +274,8 @@ def test_the_alert_rules_are_a_rule_file_naming_only_known_metrics() -> None:
     read = set().union(*(metric_names(e) for e in alerts.values()))
     for wanted in (
         "up",
-        "kafka_consumergroup_lag",
+        "omnihub_consumer_lag",
+        "omnihub_acceptance_to_timeline_seconds_bucket",
         "omnihub_dead_letters_total",
         "omnihub_send_failures_total",
         "omnihub_http_request_seconds_bucket",

@@ -93,6 +93,7 @@ CALLERS: list[tuple[Callable[..., Any], str]] = [
 CONSUMER_ATTRIBUTES = (
     "_buffered_partitions",
     "_read_offset",
+    "_committed_offset",
     "_commit_every",
     "_n_acked",
     "_stopped",

@@ -32,6 +32,7 @@ from channels.base import (
 )
 from channels.base.adapter import Caller
 from channels.base.webhook import error_reply
+from services import tracing
 from services.api import outage
 from services.api.auth import Principal, authorize
 from services.api.errors import database_unavailable
@@ -104,7 +105,18 @@ class ChannelRoutes:
             served.limited[method] = BodyLimit(self._serve, adapter.body_limit(route))
 
     async def __call__(self, scope: Scope, receive_: Receive, send: Send) -> None:
-        """Serve a declared route or session, or hand the request to the app."""
+        """Serve a declared route or session, or hand the request to the app; the records made
+        while it is served carry the trace it came with (``services.tracing``)."""
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive_, send)
+            return
+        token = tracing.enter_request(scope["headers"])
+        try:
+            await self._dispatch(scope, receive_, send)
+        finally:
+            tracing.leave_request(token)
+
+    async def _dispatch(self, scope: Scope, receive_: Receive, send: Send) -> None:
         if scope["type"] == "http" and (served := self.served.get(scope["path"])):
             scope["route"] = served
             limited = served.limited.get(scope["method"])

@@ -14,6 +14,7 @@ from channels.base import ChannelEvent, InboundRequest, PublishError
 from schemas import DeliveryStatus, OutboundCommand
 from schemas.ids import receipt_id_for
 from schemas.topics import DELIVERY, INTERACTIONS, SESSIONS
+from services import tracing
 from services.bus.deadletter import dead_letter
 from services.bus.partitioner import partition, partition_of
 from services.bus.records import Record, to_record
@@ -92,10 +93,19 @@ class Producer:
 
     async def send_all(self, records: Iterable[Record]) -> None:
         """Send every record (lingering with other callers' records, see the class) and wait
-        for all acks; PublishError if not."""
+        for all acks; PublishError if not. Records sent while a web request is served carry
+        its trace (``services.tracing``)."""
         batch = list(records)
         if not batch:
             return
+        trace = tracing.request_trace()
+        if trace is None:
+            await self._send_all(batch)
+            return
+        with tracing.request_publish(batch, trace) as carrying:
+            await self._send_all(carrying)
+
+    async def _send_all(self, batch: list[Record]) -> None:
         try:
             async with asyncio.timeout(self.timeout):
                 if self.linger > 0:

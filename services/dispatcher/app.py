@@ -18,15 +18,18 @@ import faust
 
 from channels.base import ChannelAdapter
 from schemas import OutboundCommand
+from schemas.cloudevents import Trace
 from schemas.topics import DELIVERY, INTERACTIONS, OUTBOUND
+from services import tracing
 from services.adapters import build_adapters
 from services.bus.producer import KafkaPublisher
 from services.bus.records import Record, to_record
 from services.config import Settings
-from services.dispatcher.send import dispatch
+from services.dispatcher.send import Outcome, dispatch
 from services.worker.app import faust_app, raw_topic
 from services.worker.batches import handle_durably
 from services.worker.decode import decode_batch
+from services.worker.metrics import watch_lag
 from services.worker.resources import Resources
 
 APP_ID = "omnihub-dispatcher"
@@ -37,17 +40,55 @@ log = logging.getLogger(__name__)
 async def dispatch_batch(
     resources: Resources, adapters: Mapping[str, ChannelAdapter], events: Sequence[Any]
 ) -> None:
-    """Send every command of the batch concurrently; publish their states and timeline rows."""
+    """Send every command of the batch concurrently; publish their states and timeline rows
+    (carrying each command's trace, see ``send_traced``)."""
     pool, producer = await resources.ready()
     decoded = decode_batch(events, OutboundCommand, stage="dispatch")
-    outcomes = await asyncio.gather(*(dispatch(pool, adapters, c) for c in decoded.models))
-    records: list[Record] = list(decoded.dead)
-    for outcome in outcomes:
-        records.append(
-            to_record(INTERACTIONS, outcome.interaction, str(outcome.interaction.event_id), SOURCE)
+    sent = await asyncio.gather(
+        *(
+            send_traced(pool, adapters, command, trace)
+            for command, trace in zip(decoded.models, decoded.traces, strict=True)
         )
-        records.append(to_record(DELIVERY, outcome.status, str(outcome.status.command_id), SOURCE))
+    )
+    records: list[Record] = list(decoded.dead)
+    for outcome, trace in sent:
+        interaction, status = outcome.interaction, outcome.status
+        records.append(
+            to_record(INTERACTIONS, interaction, str(interaction.event_id), SOURCE, trace)
+        )
+        records.append(to_record(DELIVERY, status, str(status.command_id), SOURCE, trace))
     await producer.send_all(records)
+
+
+async def send_traced(
+    pool: Any, adapters: Mapping[str, ChannelAdapter], command: OutboundCommand, trace: Trace
+) -> tuple[Outcome, Trace]:
+    """``dispatch`` a command, and the trace its outcome's records carry: tracing off, its own
+    record's ``trace`` as it came; on, the context of an ``omnihub.dispatch.send`` span (its
+    claim, consent check, send and record; a child of ``trace``)."""
+    if not tracing.enabled():
+        return await dispatch(pool, adapters, command), trace
+    span = tracing.start(
+        tracing.DISPATCH,
+        trace,
+        kind="CLIENT",
+        attributes={
+            "omnihub.command_id": str(command.command_id),
+            "omnihub.customer_id": str(command.customer_id),
+            "omnihub.channel": command.channel.value,
+        },
+    )
+    try:
+        outcome = await dispatch(pool, adapters, command)
+        span.set_attribute("omnihub.state", outcome.status.state.value)
+        if outcome.status.error_code:
+            span.set_attribute("omnihub.error_code", outcome.status.error_code)
+    except BaseException as exc:
+        tracing.failed(span, exc)
+        raise
+    finally:
+        span.end()
+    return outcome, tracing.carried_by(span)
 
 
 def served_adapters(settings: Settings, resources: Resources) -> dict[str, ChannelAdapter]:
@@ -82,5 +123,6 @@ def create_app(settings: Settings, bootstrap: str, database_url: str) -> faust.A
         await resources.close()
 
     app.agent(raw_topic(app, OUTBOUND.name), name="omnihub.dispatch", concurrency=1)(dispatcher)
+    watch_lag(app)
     app.on_before_shutdown.connect(close, weak=False)
     return app

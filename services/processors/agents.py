@@ -6,6 +6,7 @@ among them resolved to their commands)."""
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -14,12 +15,14 @@ from typing import Any
 import faust
 
 from schemas import DeliveryStatus, Direction, Interaction, UnifiedEvent
+from schemas.cloudevents import Trace
 from schemas.events import utcnow
 from schemas.topics import CUSTOMERS, DELIVERY, INTERACTIONS, UNIFIED
+from services import tracing
 from services.bus.records import Record, to_record
 from services.customers import consent
 from services.identity.resolver import Resolution, resolve
-from services.processors import metrics
+from services.processors import metrics, traces
 from services.processors.pipeline import Batches, Pipeline
 from services.processors.pipeline import Step as AnyStep
 from services.processors.receipts import (
@@ -126,6 +129,10 @@ class Work:
     #: Their routing, decided ahead of the transaction that records it.
     routed: Routed | None = None
     dead: int = 0
+    #: The trace headers of the records the events came in, by event id (those that had).
+    traces: Mapping[uuid.UUID, Trace] = field(default_factory=dict)
+    #: When the batch's first step began (ns since the epoch: its spans start there).
+    started: int = field(default_factory=time.time_ns)
 
 
 def prepare_interactions(route: RouteStep) -> Step:
@@ -135,6 +142,7 @@ def prepare_interactions(route: RouteStep) -> Step:
     languages."""
 
     async def prepare(resources: ProcessorResources, events: Sequence[Any]) -> Work:
+        started = time.time_ns()
         decoded = decode_batch(events, Interaction, stage="unify")
         interactions, receipts = split_receipts(decoded.models)
         messages = messages_of((i.event_id, i) for i in interactions)
@@ -144,6 +152,8 @@ def prepare_interactions(route: RouteStep) -> Step:
             messages=messages,
             interactions=tuple(interactions),
             dead=len(decoded.dead),
+            traces=traces.by_event(decoded),
+            started=started,
         )
 
     return prepare
@@ -171,7 +181,9 @@ def route_step(route: RouteStep) -> Step:
             return work
         pool, _ = await resources.ready()
         async with pool.acquire() as conn:
-            routed = await route.decide(conn, work.unified, work.detected, work.messages)
+            routed = await route.decide(
+                conn, work.unified, work.detected, work.messages, work.traces
+            )
         return replace(work, routed=routed)
 
     return decide
@@ -186,10 +198,18 @@ def write_step(route: RouteStep, stages: Sequence[str]) -> Step:
         pool, producer = await resources.ready()
         outputs: list[Record] = []
         published: list[uuid.UUID] = []
+        spans: list[Any] = []
+        committed = None
         if work.unified:
             async with pool.acquire() as conn:
                 outputs, published = await _write(conn, route, work)
+            committed = utcnow()
+            if tracing.enabled():
+                outputs, spans = traces.write_spans(work, published, stages[0])
         await producer.send_all([*outputs, *work.records])
+        tracing.finish(spans)
+        if committed is not None:  # once the step is done (a retried step observes once)
+            metrics.observe_acceptance(work.unified, committed)
         await resources.marks.add(pool, published)
         for stage in stages:
             worker_metrics.PROCESSED.labels(stage).inc(len(work.unified))
@@ -218,6 +238,7 @@ def project_steps(route: RouteStep) -> list[Step]:
     timeline and routed in one transaction a batch, as unify's second transaction does."""
 
     async def prepare(resources: ProcessorResources, events: Sequence[Any]) -> Work:
+        started = time.time_ns()
         decoded = decode_batch(events, UnifiedEvent, stage="project")
         messages = messages_of((e.event_id, e.interaction) for e in decoded.models)
         return Work(
@@ -226,6 +247,8 @@ def project_steps(route: RouteStep) -> list[Step]:
             messages=messages,
             unified=tuple(decoded.models),
             dead=len(decoded.dead),
+            traces=traces.by_event(decoded),
+            started=started,
         )
 
     return [prepare, route_step(route), write_step(route, STAGES["project"])]
@@ -236,6 +259,7 @@ async def delivery_step(resources: ProcessorResources, events: Sequence[Any]) ->
     attributed to their commands already; a provider's receipt (``UNRESOLVED_COMMAND``) is
     attributed here through the provider's message id the dispatcher recorded, or parked
     until the dispatcher's own state of the message claims it (``services.processors.receipts``)."""
+    started = time.time_ns()
     pool, producer = await resources.ready()
     decoded = decode_batch(events, DeliveryStatus, stage="delivery")
     if decoded.models:
@@ -243,6 +267,8 @@ async def delivery_step(resources: ProcessorResources, events: Sequence[Any]) ->
             states = await resolve_receipts(conn, decoded.models)
             await write_states(conn, states)
             await claim_parked(conn, states)
+        if tracing.enabled():
+            traces.delivery_spans(decoded, started)
     if decoded.dead:
         await producer.send_all(decoded.dead)
     worker_metrics.PROCESSED.labels("delivery").inc(len(decoded.models))

@@ -8,6 +8,7 @@ from services.config import Settings
 from services.processors.agents import install_agents
 from services.processors.shared import ProcessorResources
 from services.worker.app import faust_app
+from services.worker.metrics import watch_lag
 
 APP_ID = "omnihub-processors"
 
@@ -24,5 +25,6 @@ def create_app(settings: Settings, bootstrap: str, database_url: str) -> faust.A
     )
     resources = ProcessorResources(settings, bootstrap, database_url, client_id=APP_ID)
     install_agents(app, resources, settings.batch_size, settings.batch_wait)
+    watch_lag(app)
     app.on_before_shutdown.connect(resources.close)
     return app

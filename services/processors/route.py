@@ -24,7 +24,7 @@ import asyncpg
 from prometheus_client import Counter as Metric
 
 from schemas import ConsentChange, Interaction, UnifiedEvent
-from schemas.cloudevents import ce_headers, with_event_id
+from schemas.cloudevents import NO_TRACE, Trace, ce_headers, with_event_id
 from schemas.encoding import datetime_json, routed_event_json, with_language
 from schemas.events import utcnow
 from schemas.topics import ROUTED
@@ -168,10 +168,15 @@ class Encoded:
     routing: str | None = None
 
 
-def encode(decided: Sequence[tuple[UnifiedEvent, Decision]]) -> dict[uuid.UUID, Encoded]:
+def encode(
+    decided: Sequence[tuple[UnifiedEvent, Decision]],
+    traces: Mapping[uuid.UUID, Trace] | None = None,
+) -> dict[uuid.UUID, Encoded]:
     """Each event's interaction JSON and routed records, the interaction encoded once (for the
     timeline and every record): a record's value is spliced from it and the routing's JSON
-    (``schemas.encoding``) rather than built and encoded as a ``RoutedEvent`` again."""
+    (``schemas.encoding``) rather than built and encoded as a ``RoutedEvent`` again. Its
+    records carry the trace headers its consumed record had (``traces``, by event id)."""
+    traces = traces or {}
     now = utcnow()
     routed_at = datetime_json(now)
     headers = {  # the batch's headers by department, encoded once
@@ -188,6 +193,7 @@ def encode(decided: Sequence[tuple[UnifiedEvent, Decision]]) -> dict[uuid.UUID, 
             sent = with_language(own, decision.language)  # the language rules matched in
         event_id, customer_id = str(event.event_id), str(event.customer_id)
         key = customer_id.encode()
+        trace = traces.get(event.event_id, NO_TRACE)
         routings = [
             (r.department, dumped.get(id(r)) or dumped.setdefault(id(r), r.model_dump_json()))
             for r in decision.routings
@@ -201,7 +207,7 @@ def encode(decided: Sequence[tuple[UnifiedEvent, Decision]]) -> dict[uuid.UUID, 
                     value=routed_event_json(
                         event_id, customer_id, routed_at, routing, sent
                     ).encode(),
-                    headers=with_event_id(headers[department], event_id),
+                    headers=with_event_id(headers[department], event_id, trace),
                 )
                 for department, routing in routings
             ],
@@ -266,10 +272,12 @@ class RouteStep:
         events: Sequence[UnifiedEvent],
         detected: Languages | None = None,
         messages: Mapping[uuid.UUID, Message] | None = None,
+        traces: Mapping[uuid.UUID, Trace] | None = None,
     ) -> Routed:
         """Route ``events`` (languages from ``detected``, a ``detect`` result, and messages from
         ``messages``, when given) with their customers' consents and profiles as they stand
-        now; nothing is written."""
+        now; nothing is written. Their records carry ``traces`` (by event id; see
+        ``encode``)."""
         found = await lookups.load(
             conn,
             (e.customer_id for e in events),
@@ -280,7 +288,7 @@ class RouteStep:
         for write in writes:
             opted_out.setdefault(write.customer_id, set()).add(write.change.purpose.value)
         self._recent.append(opted_out)
-        return Routed(decided, writes, encode(decided))
+        return Routed(decided, writes, encode(decided, traces))
 
     async def record(
         self, conn: asyncpg.Connection, routed: Routed

@@ -1,13 +1,15 @@
-"""Decode a batch of raw faust events into models; what fails becomes a dead letter."""
+"""Decode a batch of raw faust events into models (with their trace headers); what fails
+becomes a dead letter."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from schemas.cloudevents import Trace, trace_of
 from services.bus.deadletter import dead_letter
 from services.bus.records import Record
 
@@ -20,6 +22,8 @@ class Decoded(Generic[M]):
 
     models: list[M]
     dead: list[Record]
+    #: Each model's trace headers (``models[i]``'s at ``traces[i]``), copied unparsed.
+    traces: list[Trace] = field(default_factory=list)
 
 
 def message_headers(message: Any) -> list[tuple[str, bytes]]:
@@ -33,10 +37,12 @@ def decode_batch(events: Sequence[Any], model: type[M], stage: str) -> Decoded[M
     """Validate each event's value as ``model``; invalid ones go to the dead-letter list."""
     models: list[M] = []
     dead: list[Record] = []
+    traces: list[Trace] = []
     for event in events:
         message = event.message
         try:
             models.append(model.model_validate_json(message.value or b""))
+            traces.append(_trace(message))
         except ValidationError as exc:
             summary = "; ".join(
                 f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}"
@@ -45,7 +51,13 @@ def decode_batch(events: Sequence[Any], model: type[M], stage: str) -> Decoded[M
             dead.append(
                 dead_letter_of(message, f"{model.__name__} validation failed: {summary}", stage)
             )
-    return Decoded(models, dead)
+    return Decoded(models, dead, traces)
+
+
+def _trace(message: Any) -> Trace:
+    """A faust message's trace headers (``message_headers`` without copying the others)."""
+    raw = message.headers
+    return trace_of(raw.items() if isinstance(raw, dict) else raw)
 
 
 def dead_letter_of(message: Any, error: str, stage: str) -> Record:

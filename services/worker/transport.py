@@ -12,7 +12,8 @@ load takes its events in fewer, larger batches instead of a few records a fetch.
 
 faust also races the delivery of every fetched message against the flow being suspended (a
 rebalance): four futures and an ``asyncio.wait`` a message. ``Consumer`` races each fetched
-batch once instead, which costs the worker less CPU an event.
+batch once instead, which costs the worker less CPU an event. It also tells the offsets its
+group committed, which faust keeps privately (the consumer lag the worker measures).
 """
 
 from __future__ import annotations
@@ -60,6 +61,13 @@ class Consumer(driver.Consumer):
 
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    def committed_offset(self, tp: TP) -> int | None:
+        """The offset the worker's group committed for ``tp`` (the next one to read) as faust
+        knows it: the group's when the partition was assigned, then each commit's; None when
+        the group has none yet (the consumer lag, ``services.worker.metrics``)."""
+        committed: int | None = self._committed_offset.get(tp)
+        return committed
 
     def on_buffer_drop(self, tp: TP) -> None:
         """A partition's stream buffer has drained below its low mark: fetch it again, and
