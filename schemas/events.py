@@ -10,7 +10,7 @@ from typing import Any, Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from schemas.identities import Identity, StorableStr
+from schemas.identities import Identity, StorableDict, StorableStr
 from schemas.ids import event_id_for
 
 SCHEMA_VERSION: Literal[1] = 1
@@ -162,7 +162,7 @@ class Interaction(_Model):
     language: StorableStr | None = Field(default=None, max_length=35)
     attachments: list[Attachment] = Field(default_factory=list, max_length=100)
     provider_message_id: StorableStr = Field(min_length=1, max_length=512)
-    provider_ids: dict[StorableStr, StorableStr] = Field(default_factory=dict)
+    provider_ids: StorableDict[StorableStr] = Field(default_factory=dict)
     source: StorableStr = Field(
         default="", max_length=255, description="the adapter that received it"
     )
@@ -172,7 +172,7 @@ class Interaction(_Model):
     )
     delivery: DeliveryStatus | None = None
     consent: list[ConsentChange] = Field(default_factory=list, max_length=10)
-    attributes: dict[StorableStr, Scalar] = Field(default_factory=dict)
+    attributes: StorableDict[Scalar] = Field(default_factory=dict)
 
     @property
     def partition_key(self) -> bytes:
@@ -284,7 +284,7 @@ class OutboundCommand(_Model):
     thread: ThreadRef | None = None
     requested_by: StorableStr = Field(default="", max_length=255)
     created_at: AwareDatetime = Field(default_factory=utcnow)
-    attributes: dict[StorableStr, Scalar] = Field(default_factory=dict)
+    attributes: StorableDict[Scalar] = Field(default_factory=dict)
 
     @property
     def partition_key(self) -> bytes:

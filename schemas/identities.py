@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
     StringConstraints,
     ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 #: What PostgreSQL's text and jsonb can hold: anything but NUL (U+0000). A pattern keeps the
 #: check inside pydantic's core (no Python call per string), and a constrained string is
@@ -24,6 +29,30 @@ from pydantic import (
 STORABLE = "^[^\\x00]*$"
 #: A string every event may carry: refused with the field's location when it holds NUL.
 StorableStr = Annotated[str, StringConstraints(pattern=STORABLE)]
+
+
+@dataclass(frozen=True)
+class _StorableKeys:
+    """The JSON Schema of a dict keyed by StorableStr: pydantic says ``patternProperties``
+    (values of keys without NUL), which leaves a key with NUL free; this says that every key
+    is storable (``propertyNames``) and every value is of the declared type."""
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        patterns = schema.pop("patternProperties", None)
+        if patterns:
+            (values,) = patterns.values()
+            schema["propertyNames"] = {"pattern": STORABLE}
+            schema["additionalProperties"] = values
+        return schema
+
+
+_V = TypeVar("_V")
+#: A dict every event may carry: its keys are ``StorableStr`` (refused with the key's location
+#: when one holds NUL) and its values ``_V``, e.g. ``StorableDict[Scalar]``.
+StorableDict = Annotated[dict[StorableStr, _V], _StorableKeys()]
 
 
 class IdentityType(StrEnum):
@@ -87,7 +116,9 @@ class Identity(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     type: IdentityType
-    value: StorableStr
+    #: Not empty once stripped, at most 320 characters then (checked below; JSON Schema can
+    #: say only that it is not empty), and valid for its type (normalised below).
+    value: StorableStr = Field(min_length=1)
     scope: StorableStr = ""
 
     @field_validator("value")

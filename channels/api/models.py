@@ -6,10 +6,12 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from schemas import Attachment, Channel, ConsentChange, Direction, Identity, Kind, ThreadRef
 from schemas.events import MAX_SUBJECT, MAX_TEXT, Scalar
+from schemas.identities import StorableDict, StorableStr
 
 
 class InteractionRequest(BaseModel):
-    """An interaction as another system (ERP, web form, script, agent) reports it."""
+    """An interaction as another system (ERP, web form, script, agent) reports it. Its strings
+    refuse NUL here already, as the Interaction it becomes does, so its schema says so too."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -17,7 +19,7 @@ class InteractionRequest(BaseModel):
     direction: Direction = Direction.INBOUND
     kind: Kind = Kind.MESSAGE
     identities: list[Identity] = Field(min_length=1, max_length=20)
-    provider_message_id: str = Field(
+    provider_message_id: StorableStr = Field(
         min_length=1,
         max_length=512,
         description=(
@@ -25,16 +27,16 @@ class InteractionRequest(BaseModel):
         ),
     )
     occurred_at: AwareDatetime | None = None
-    subject: str | None = Field(default=None, max_length=MAX_SUBJECT)
-    text: str | None = Field(default=None, max_length=MAX_TEXT)
-    language: str | None = Field(default=None, max_length=35)
+    subject: StorableStr | None = Field(default=None, max_length=MAX_SUBJECT)
+    text: StorableStr | None = Field(default=None, max_length=MAX_TEXT)
+    language: StorableStr | None = Field(default=None, max_length=35)
     thread: ThreadRef | None = None
     attachments: list[Attachment] = Field(default_factory=list, max_length=100)
-    provider_ids: dict[str, str] = Field(default_factory=dict)
+    provider_ids: StorableDict[StorableStr] = Field(default_factory=dict)
     consent: list[ConsentChange] = Field(
         default_factory=list, max_length=10, description="consent the customer gave or withdrew"
     )
-    attributes: dict[str, Scalar] = Field(default_factory=dict)
+    attributes: StorableDict[Scalar] = Field(default_factory=dict)
 
 
 class Accepted(BaseModel):

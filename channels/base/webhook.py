@@ -97,6 +97,9 @@ class Route:
     status: int = 200
     request_model: type[BaseModel] | None = None
     response_model: type[BaseModel] | None = None
+    #: The media type of the success answer, for the OpenAPI document (None: JSON with a
+    #: ``response_model``, else ``WebhookReply``'s plain text).
+    media_type: str | None = None
 
     @property
     def audience(self) -> Audience:
@@ -108,14 +111,33 @@ class Route:
         return self.path if self.path.startswith("/") else f"/channels/{channel}/{self.path}"
 
 
+#: The media type of a reply that names none: a provider's refusal, an empty acknowledgement.
+PLAIN_TEXT = "text/plain; charset=utf-8"
+
+
 @dataclass(frozen=True)
 class WebhookReply:
     """What the caller gets back."""
 
     status: int = 200
     body: bytes = b""
-    content_type: str = "text/plain; charset=utf-8"
+    content_type: str = PLAIN_TEXT
     headers: tuple[tuple[str, str], ...] = ()
+
+
+class FieldProblem(BaseModel):
+    """One field of a client's request the adapter could not read (``ParseError.details``)."""
+
+    field: str
+    message: str
+    type: str
+
+
+class Refusal(BaseModel):
+    """How a client route refuses a request (``error_reply``, JSON): the reason in words, or
+    for a body that cannot be read (422) the adapter's problems, one per field."""
+
+    detail: str | list[FieldProblem]
 
 
 class WebhookAdapter(ChannelAdapter):

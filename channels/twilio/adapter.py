@@ -30,6 +30,8 @@ SUMMARIES = {
     Webhook.RECORDING: "The voicemail recording (the <Record> action)",
     Webhook.TRANSCRIPTION: "The voicemail's transcription",
 }
+#: The webhooks answered with TwiML (``acknowledge``); the others get an empty text/plain 200.
+TWIML_ANSWERED = frozenset({Webhook.SMS, Webhook.VOICE, Webhook.RECORDING})
 
 
 class TwilioAdapter(WebhookAdapter):
@@ -38,7 +40,12 @@ class TwilioAdapter(WebhookAdapter):
     name: ClassVar[str] = "twilio"
     channels: ClassVar[frozenset[Channel]] = frozenset({Channel.SMS, Channel.VOICE})
     routes: ClassVar[tuple[Route, ...]] = tuple(
-        Route(hook.value, summary=summary) for hook, summary in SUMMARIES.items()
+        Route(
+            hook.value,
+            summary=summary,
+            media_type=twiml.CONTENT_TYPE if hook in TWIML_ANSWERED else None,
+        )
+        for hook, summary in SUMMARIES.items()
     )
 
     def __init__(self, settings: TwilioSettings | None = None) -> None:

@@ -11,9 +11,8 @@ import hashlib
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Collection, Coroutine, Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 from fastapi import HTTPException, Request, status
@@ -198,13 +197,20 @@ async def authorize(
     return principal
 
 
-def require(scope: Scope) -> Callable[[Request], Coroutine[Any, Any, Principal]]:
-    """FastAPI dependency: a valid bearer token holding ``scope`` (admin tokens hold all)."""
-    needed = (scope.value,)
+@dataclass(frozen=True)
+class Require:
+    """FastAPI dependency: a valid bearer token holding every one of ``scopes`` (admin tokens
+    hold all). A class, not a closure, so that the OpenAPI document can read a route's scopes."""
 
-    async def dependency(request: Request) -> Principal:
+    scopes: tuple[str, ...]
+
+    async def __call__(self, request: Request) -> Principal:
+        """The caller, or HTTPException 401 or 403 (``authorize``)."""
         return await authorize(
-            request.app.state.tokens, request.headers.get("authorization", ""), needed
+            request.app.state.tokens, request.headers.get("authorization", ""), self.scopes
         )
 
-    return dependency
+
+def require(scope: Scope) -> Require:
+    """FastAPI dependency: a valid bearer token holding ``scope`` (admin tokens hold all)."""
+    return Require((scope.value,))

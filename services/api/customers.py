@@ -13,12 +13,15 @@ from schemas import Channel, Identity
 from schemas.events import MAX_SUBJECT, MAX_TEXT
 from schemas.identities import StorableStr
 from services.api.auth import Principal, Scope, require
-from services.api.errors import bus_unavailable
+from services.api.errors import answers, bus_unavailable
 from services.customers import outbound, store
 from services.identity import manual
 
 router = APIRouter(prefix="/v1/customers")
 Reader = Annotated[Principal, Depends(require(Scope.CUSTOMERS_READ))]
+#: What the routes of one customer answer when it is unknown (the generic answers, 401, 403,
+#: 422, 503, are added to every route by services.api.openapi).
+NOT_FOUND = answers({404: "no such customer"})
 
 
 def _identity(text: str) -> Identity:
@@ -43,7 +46,7 @@ async def find_customers(
     return {"identity": wanted.key, "customers": [c for c in found if c]}
 
 
-@router.get("/{customer_id}")
+@router.get("/{customer_id}", responses=NOT_FOUND)
 async def get_customer(
     request: Request, principal: Reader, customer_id: uuid.UUID
 ) -> dict[str, Any]:
@@ -55,7 +58,7 @@ async def get_customer(
     return found
 
 
-@router.get("/{customer_id}/timeline")
+@router.get("/{customer_id}/timeline", responses=NOT_FOUND)
 async def get_timeline(
     request: Request,
     principal: Reader,
@@ -86,7 +89,16 @@ class ReplyRequest(BaseModel):
     in_reply_to: uuid.UUID | None = None
 
 
-@router.post("/{customer_id}/messages", status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/{customer_id}/messages",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=answers(
+        {
+            404: "no such customer",
+            503: "PostgreSQL is unavailable, or the broker did not acknowledge; retry",
+        }
+    ),
+)
 async def send_message(
     request: Request,
     principal: Annotated[Principal, Depends(require(Scope.MESSAGES_SEND))],

@@ -8,8 +8,28 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 
 router = APIRouter()
+
+
+class Readiness(BaseModel):
+    """What /readyz answers: ready or not, and each check's result ("ok", or why not)."""
+
+    ready: bool
+    checks: dict[str, str]
+
+
+READINESS: dict[int | str, dict[str, Any]] = {
+    200: {"model": Readiness, "description": "PostgreSQL and the broker answer"},
+    503: {"model": Readiness, "description": "PostgreSQL or the broker does not answer"},
+}
+METRICS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "the Prometheus text format",
+        "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+    }
+}
 
 
 @router.get("/healthz")
@@ -18,7 +38,7 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", response_model=None, responses=READINESS)
 async def readyz(request: Request) -> Response:
     """Ready when PostgreSQL (if used) and the broker answer; 503 otherwise."""
     checks: dict[str, Any] = {}
@@ -42,7 +62,7 @@ async def readyz(request: Request) -> Response:
     return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=Response, responses=METRICS)
 async def metrics() -> Response:
     """Prometheus text format."""
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -11,9 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from channels.base import PublishError
 from schemas import CustomerEvent, Identity
 from schemas.events import utcnow
+from schemas.identities import StorableStr
 from schemas.topics import CUSTOMERS
 from services.api.auth import Principal, Scope, require
-from services.api.errors import bus_unavailable
+from services.api.errors import answers, bus_unavailable
 from services.bus.records import to_record
 from services.identity import manual, profile, views
 
@@ -21,7 +22,19 @@ router = APIRouter(prefix="/v1/customers")
 Reader = Annotated[Principal, Depends(require(Scope.CUSTOMERS_READ))]
 Agent = Annotated[Principal, Depends(require(Scope.IDENTITY_WRITE))]
 
-Reason = Annotated[str, Field(min_length=3, max_length=2000)]
+#: Why a change was made, kept in the link log (no NUL: PostgreSQL cannot store it).
+Reason = Annotated[StorableStr, Field(min_length=3, max_length=2000)]
+
+#: What the routes answer besides success and the generic answers (401, 403, 422, 503, added
+#: to every route by services.api.openapi).
+NOT_FOUND = answers({404: "no such customer"})
+CONFLICT = answers(
+    {
+        409: "no such customer, or the change cannot be made as asked (the reason)",
+        503: "PostgreSQL is unavailable, or saved but the customers topic did not acknowledge;"
+        " retry",
+    }
+)
 
 
 def actor(principal: Principal) -> str:
@@ -48,7 +61,7 @@ async def publish(request: Request, event: CustomerEvent) -> None:
         ) from None
 
 
-@router.get("/{customer_id}/identities")
+@router.get("/{customer_id}/identities", responses=NOT_FOUND)
 async def get_identities(
     request: Request,
     principal: Reader,
@@ -80,7 +93,7 @@ def _conflict(exc: manual.ManualError) -> HTTPException:
     return HTTPException(status.HTTP_409_CONFLICT, str(exc))
 
 
-@router.post("/{customer_id}/split")
+@router.post("/{customer_id}/split", responses=CONFLICT)
 async def split(
     request: Request, principal: Agent, customer_id: uuid.UUID, body: SplitRequest
 ) -> dict[str, Any]:
@@ -118,7 +131,7 @@ class LinkRequest(BaseModel):
     reason: Reason
 
 
-@router.post("/{customer_id}/links")
+@router.post("/{customer_id}/links", responses=CONFLICT)
 async def links(
     request: Request, principal: Agent, customer_id: uuid.UUID, body: LinkRequest
 ) -> dict[str, Any]:
@@ -149,7 +162,7 @@ class MergeRequest(BaseModel):
     reason: Reason
 
 
-@router.post("/{customer_id}/merge")
+@router.post("/{customer_id}/merge", responses=CONFLICT)
 async def merge(
     request: Request, principal: Agent, customer_id: uuid.UUID, body: MergeRequest
 ) -> dict[str, Any]:
@@ -170,7 +183,7 @@ async def merge(
     return {"customer_id": str(event.customer_id), "merged_ids": [str(body.other)]}
 
 
-@router.patch("/{customer_id}/profile")
+@router.patch("/{customer_id}/profile", responses=NOT_FOUND)
 async def update_profile(
     request: Request, principal: Agent, customer_id: uuid.UUID, body: profile.ProfileUpdate
 ) -> dict[str, Any]:

@@ -9,7 +9,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, HTTPException, Request, status
 
 from channels.base import PublishError
+from schemas.identities import StorableStr
 from services.api.auth import Principal, Scope, require
+from services.api.errors import answers, bus_unavailable
 from services.api.identity import actor
 from services.identity.manual import ManualError
 from services.privacy import service
@@ -18,7 +20,7 @@ from services.privacy.erase import NotFound
 router = APIRouter(prefix="/v1/customers")
 
 
-@router.get("/{customer_id}/export")
+@router.get("/{customer_id}/export", responses=answers({404: "no such customer"}))
 async def export_customer(
     request: Request,
     principal: Annotated[Principal, Depends(require(Scope.PRIVACY_EXPORT))],
@@ -31,12 +33,22 @@ async def export_customer(
     return document
 
 
-@router.delete("/{customer_id}")
+@router.delete(
+    "/{customer_id}",
+    responses=answers(
+        {
+            404: "no such customer",
+            409: "the customer changed meanwhile (merged or split); call again",
+            503: "PostgreSQL is unavailable, or deleted but the customers topic did not"
+            " acknowledge the tombstone; call again",
+        }
+    ),
+)
 async def delete_customer(
     request: Request,
     principal: Annotated[Principal, Depends(require(Scope.PRIVACY_DELETE))],
     customer_id: uuid.UUID,
-    reason: Annotated[str, Body(embed=True, min_length=3, max_length=2000)],
+    reason: Annotated[StorableStr, Body(embed=True, min_length=3, max_length=2000)],
 ) -> dict[str, Any]:
     """Delete the customer's data and publish a ``customer.deleted`` tombstone.
 
@@ -56,10 +68,8 @@ async def delete_customer(
     except ManualError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     except PublishError:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            "deleted, but the customers topic did not acknowledge the tombstone; call again",
-            headers={"Retry-After": "5"},
+        raise bus_unavailable(
+            "deleted, but the customers topic did not acknowledge the tombstone; call again"
         ) from None
     return {
         "customer_id": str(event.customer_id),

@@ -34,7 +34,7 @@ class ConsoleState:
 def install(app: FastAPI) -> None:
     """Add the console's routes, static files and error handlers to ``app``."""
     for module in (auth_pages, queue_pages, customer_pages, customer_actions, admin_pages):
-        app.include_router(module.router)
+        app.include_router(module.router, include_in_schema=False)  # pages, not the API
     app.mount(
         "/console/static",
         StaticFiles(packages=[("services.console", "static")]),

@@ -12,6 +12,7 @@ import asyncpg
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas import Channel
+from schemas.identities import StorableDict, StorableStr
 from services.identity.rules import PROFILE_FIELDS
 
 if TYPE_CHECKING:
@@ -19,28 +20,31 @@ if TYPE_CHECKING:
 
 
 class Address(BaseModel):
-    """A postal address."""
+    """A postal address (no NUL in its strings: PostgreSQL cannot store it)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    label: str | None = Field(default=None, max_length=100)
-    lines: list[str] = Field(default_factory=list, max_length=6)
-    postal_code: str | None = Field(default=None, max_length=20)
-    city: str | None = Field(default=None, max_length=200)
-    country: str | None = Field(default=None, max_length=2, description="ISO 3166-1 alpha-2")
+    label: StorableStr | None = Field(default=None, max_length=100)
+    lines: list[StorableStr] = Field(default_factory=list, max_length=6)
+    postal_code: StorableStr | None = Field(default=None, max_length=20)
+    city: StorableStr | None = Field(default=None, max_length=200)
+    country: StorableStr | None = Field(
+        default=None, max_length=2, description="ISO 3166-1 alpha-2"
+    )
 
 
 class ProfileUpdate(BaseModel):
-    """Fields to set on a profile; omitted fields are left alone."""
+    """Fields to set on a profile; omitted fields are left alone (no NUL in any string, keys
+    included: PostgreSQL cannot store it, so it is refused with 422 here, not a 500 there)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, max_length=300)
+    name: StorableStr | None = Field(default=None, max_length=300)
     birth_date: date | None = None
-    language: str | None = Field(default=None, max_length=35)
+    language: StorableStr | None = Field(default=None, max_length=35)
     preferred_channel: Channel | None = None
     addresses: list[Address] | None = Field(default=None, max_length=20)
-    attributes: dict[str, str | int | float | bool | None] | None = None
+    attributes: StorableDict[StorableStr | int | float | bool | None] | None = None
 
 
 _FIELDS = PROFILE_FIELDS
