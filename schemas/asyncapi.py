@@ -29,6 +29,8 @@ from schemas.cloudevents import (
     ORIGINAL_TYPE_HEADER,
     SPECVERSION,
     STAGE_HEADER,
+    TRACEPARENT_HEADER,
+    TRACESTATE_HEADER,
     ce_headers,
 )
 from schemas.events import SCHEMA_VERSION
@@ -62,6 +64,22 @@ _CE_DESCRIPTIONS = {
     "ce_time": (
         "when the record was made (ISO 8601; a batch's routed records share one): set by the"
         " hub on every record it publishes; for when the event happened read the payload"
+    ),
+}
+
+#: The CloudEvents distributed-tracing extension: optional on every topic.
+_TRACE_DESCRIPTIONS = {
+    TRACEPARENT_HEADER: (
+        "W3C Trace Context traceparent (version-traceid-parentid-flags, e.g."
+        " 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01), CloudEvents distributed"
+        " tracing extension: the trace of the request that led to this record, present when"
+        " that request came with a traceparent header or the hub exports traces; with tracing"
+        " off the hub copies it on unchanged, on it names the span of the stage that made the"
+        " record. Continue it in your consumer's spans"
+    ),
+    TRACESTATE_HEADER: (
+        "W3C Trace Context tracestate that goes with ce_traceparent (vendor key=value list),"
+        " when there is one"
     ),
 }
 
@@ -129,7 +147,9 @@ _INFO = (
     "Values are the UTF-8 JSON of the record's model (pydantic model_dump_json): every model"
     f" carries schema_version {SCHEMA_VERSION} and forbids unknown fields. Every record the hub"
     " publishes carries the event's CloudEvents attributes as Kafka headers (binary mode:"
-    " ce_specversion, ce_id, ce_type, ce_source, content-type, ce_time). Keys are UTF-8 strings;"
+    " ce_specversion, ce_id, ce_type, ce_source, content-type, ce_time), and the distributed"
+    " tracing extension's ce_traceparent (and ce_tracestate) when the event has a trace (W3C"
+    " Trace Context, docs/operations.md#traces). Keys are UTF-8 strings;"
     " records of one key stay in one partition, in order. Delivery is at least once:"
     " deduplicate on ce_id.\n\n"
     "Generated from schemas/topics.py and the models' JSON Schemas (schemas/json/) by"
@@ -243,6 +263,7 @@ def _ce_header_schema(spec: TopicSpec) -> Json:
         elif name == "ce_time":
             schema["format"] = "date-time"
         properties[name] = schema
+    properties.update({name: _string(text) for name, text in _TRACE_DESCRIPTIONS.items()})
     return {
         "type": "object",
         "description": "CloudEvents binary-mode Kafka headers (UTF-8 values)",
@@ -255,7 +276,8 @@ def _deadletter_header_schema() -> Json:
     """A dead letter keeps the original's headers, ce_type replaced, plus the reason."""
     properties: Json = {name: _string(text) for name, text in _DEADLETTER_HEADERS.items()}
     properties["ce_type"] = _string(_CE_DESCRIPTIONS["ce_type"], const=DEADLETTER.ce_type)
-    for name in ("ce_specversion", "ce_id", "ce_source", "content-type", "ce_time"):
+    kept = ("ce_specversion", "ce_id", "ce_source", "content-type", "ce_time", *_TRACE_DESCRIPTIONS)
+    for name in kept:
         properties[name] = _string(f"the original record's {name} header, when it had one")
     return {
         "type": "object",

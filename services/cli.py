@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from services import tracing
 from services.api.scopes import Role, Scope
 from services.config import Settings
 from services.console.cli import app as user_app
@@ -63,6 +64,8 @@ def run(
     `omnihub run channel twilio` serves that adapter alone (Kafka only).
     """
     settings = _settings()
+    service = f"omnihub-{component.value}" + (f"-{name}" if name else "")
+    tracing.setup(settings.otlp_endpoint, service)  # spans only with an endpoint configured
     if component is ComponentName.CHANNEL:
         from channels import registry
 
@@ -315,6 +318,21 @@ def bench(
     latency_only: Annotated[
         bool, typer.Option(help="only the latency phase, on a freshly started hub")
     ] = False,
+    storage_only: Annotated[
+        bool, typer.Option(help="only the memory vs durable broker storage phase, no hub")
+    ] = False,
+    soak: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            metavar="MINUTES",
+            help="then a soak this long at half the measured capacity (memory, p99 over time)",
+        ),
+    ] = 0,
+    soak_rate: Annotated[
+        float | None,
+        typer.Option(min=1, help="events/s the soak offers instead of half the capacity"),
+    ] = None,
 ) -> None:
     """Measure throughput and latency of the whole hub; prints one JSON object."""
     import uvloop
@@ -326,6 +344,11 @@ def bench(
     settings = _settings()
     logging.getLogger().setLevel(logging.WARNING)
     tune_gc()  # the load generator and the yardstick run here: tuned and on uvloop, like them
+    if storage_only:
+        from services.bench.storage import compare
+
+        typer.echo(json.dumps({"broker_storage": uvloop.run(compare())}, indent=2))
+        return
     options = Options(
         events=events,
         customers=customers,
@@ -335,6 +358,8 @@ def bench(
         big_timeline=big_timeline,
         workers=workers,
         latency_only=latency_only,
+        soak_minutes=soak,
+        soak_rate=soak_rate,
     )
     err = Console(stderr=True)
     with Progress(console=err, transient=False) as progress:

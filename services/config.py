@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -53,6 +54,15 @@ class Settings(BaseSettings):
         description=(
             "Local state: `runtime.json`, the embedded servers' data and logs, faust's data,"
             " and the workers' ready markers (`ready/<app id>.<pid>`)"
+        ),
+    )
+    broker_storage: Literal["durable", "memory"] = Field(
+        default="durable",
+        alias="OMNIHUB_BROKER_STORAGE",
+        description=(
+            "Storage of the embedded Tansu `omnihub up` starts: `durable` keeps topics, records"
+            " and consumer offsets in `<data dir>/broker` (an embedded S3 store) across crashes"
+            " and restarts; `memory` loses them when the broker stops"
         ),
     )
     http_host: str = Field(
@@ -146,6 +156,15 @@ class Settings(BaseSettings):
     )
     channels: str = Field(
         default="", alias="OMNIHUB_CHANNELS", description="adapters to serve; empty: all"
+    )
+    otlp_endpoint: str | None = Field(
+        default=None,
+        alias="OTEL_EXPORTER_OTLP_ENDPOINT",
+        description=(
+            "OpenTelemetry OTLP/HTTP endpoint (e.g. `http://otel-collector:4318`) every component"
+            " exports its trace spans to (docs/operations.md#traces); unset: no spans, the"
+            " `ce_traceparent` headers are only carried through"
+        ),
     )
 
     def channel_list(self) -> list[str]:

@@ -4,9 +4,11 @@
 two), 3. the yardstick (plain aiokafka loop and plain asyncpg writes over the same records),
 4. ingress per web process (API channel and signed Twilio webhooks), 5. end to end through the
 channels at saturation, 6. latency at the same load again, after all that, 7. start-up time,
-peak memory, lost and duplicated events, timeline page cost. The latency and end-to-end phases
+peak memory, lost and duplicated events, timeline page cost, 8. the embedded broker's memory
+and durable storages side by side (services/bench/storage.py). The latency and end-to-end phases
 report the CPU every process spent an event: the embedded broker's grows with the small batches
-its partitions hold, which is why latency is measured twice.
+its partitions hold, which is why latency is measured twice. With ``--soak``, a soak at half
+the measured capacity follows phase 6 (services/bench/soak.py).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from schemas import Interaction
 from schemas.ids import client_event_id_for, event_id_for
 from schemas.topics import INTERACTIONS
 from services.api.auth import Role, create_token, hash_token
-from services.bench import data, measure, yardstick
+from services.bench import data, measure, storage, yardstick
 from services.bench.load import Request, at_rate, saturate
 from services.bus.producer import Producer
 from services.bus.records import to_record
@@ -65,6 +67,10 @@ class Options:
     workers: int = 1
     #: Only the latency phase (web process and workers started, nothing run before it).
     latency_only: bool = False
+    #: Minutes of the soak (services/bench/soak.py) after the other phases; 0: none.
+    soak_minutes: float = 0.0
+    #: Events/s the soak offers; None: half the capacity measured end to end.
+    soak_rate: float | None = None
 
 
 @dataclass
@@ -424,7 +430,9 @@ class Hub:
 
 def steps(opts: Options) -> int:
     """How many times ``run`` calls its ``say`` (for a progress bar)."""
-    return 3 if opts.latency_only else 12
+    from services.bench import soak  # it builds on this module's helpers
+
+    return (3 if opts.latency_only else 13) + soak.steps(opts)
 
 
 async def run(opts: Options, say: Callable[[str], None]) -> dict[str, Any]:
@@ -523,11 +531,17 @@ async def run(opts: Options, say: Callable[[str], None]) -> dict[str, Any]:
 
             say(f"latency at {opts.latency_rate:.0f} events/s again, after all that load")
             report["latency_after_load"] = await hub.latency(opts.seed + 17, "late")
+        if opts.soak_minutes:
+            from services.bench import soak
+
+            report["soak"] = await soak.soak(hub, report, say)  # counts its own events
         all_events += hub.sent
 
         if not opts.latency_only:
             say("timeline page cost: 10 events vs a long history")
             report["timeline_page"] = await timeline_cost(api, token, conn, opts.big_timeline)
+            say("broker storage: a memory and a durable Tansu side by side")
+            report["broker_storage"] = await storage.compare()  # services/bench/storage.py
 
         rows = await conn.fetchval(
             "SELECT count(*) FROM timeline WHERE event_id = ANY($1::uuid[])", all_events
