@@ -1,7 +1,8 @@
 """Fault injection (issue #28): a real `omnihub up` under steady load while its parts are killed.
 
 Every component process (processors, dispatcher, API) is SIGKILLed three times, PostgreSQL is
-frozen for longer than the API's token cache, and the supervisor brings everything back. Then,
+frozen for longer than the API's token cache, the broker (durable storage) is SIGKILLed, and
+the supervisor brings everything back. Then,
 for every event the hub answered 2xx: on the timeline exactly once, and on its department's
 topic once (twice only in the window the README names); for every reply: sent to the provider
 stand-in once, or twice only where the timeline says the reply may have been sent twice (a
@@ -235,6 +236,30 @@ def _postgres(hub: Hub) -> list[psutil.Process]:
     return found
 
 
+def _broker(hub: Hub) -> psutil.Process | None:
+    """The embedded Tansu broker of `omnihub up` (durable storage: SeaweedFS beside it)."""
+    for proc in psutil.Process(hub.proc.pid).children(recursive=True):
+        try:
+            if proc.name().startswith("tansu") and proc.status() != "zombie":
+                return proc
+        except psutil.Error:
+            continue
+    return None
+
+
+async def _kill_broker(hub: Hub) -> None:
+    """SIGKILL the broker; wait until the supervisor has started another one."""
+    broker = _broker(hub)
+    assert broker is not None, "no broker process found"
+    broker.send_signal(signal.SIGKILL)
+
+    async def restarted() -> bool:
+        again = await asyncio.to_thread(_broker, hub)
+        return again is not None and again.pid != broker.pid
+
+    await eventually(restarted, timeout=60, interval=0.25)
+
+
 async def _freeze_postgres(hub: Hub, seconds: float) -> None:
     """Stop every PostgreSQL process (SIGSTOP) for ``seconds``, then let it go on."""
     frozen = _postgres(hub)
@@ -299,6 +324,9 @@ async def test_nothing_accepted_is_lost_or_doubled_while_parts_are_killed(
         await _freeze_postgres(hub, FREEZE_SECONDS)
         await _until_ready(hub, ["processors", "dispatcher", "api"])
         await asyncio.sleep(3)
+        await _kill_broker(hub)  # durable storage: what it acknowledged survives
+        await _until_ready(hub, ["processors", "dispatcher", "api"])
+        await asyncio.sleep(5)
     finally:
         stop_load.set()
         stop_replies.set()
