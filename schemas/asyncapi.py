@@ -35,6 +35,7 @@ from schemas.cloudevents import (
 )
 from schemas.events import SCHEMA_VERSION
 from schemas.jsonschema import MODELS, render
+from schemas.sealing import KEY_ID_HEADER, SCHEME_HEADER, SEALED_CONTENT_TYPE, SEALED_TYPE_HEADER
 from schemas.topics import ALL_TOPICS, CUSTOMERS, DEADLETTER, PREFIX, ROUTED, UNIFIED, TopicSpec
 
 PATH = Path(__file__).parent / "asyncapi.yaml"
@@ -81,6 +82,16 @@ _TRACE_DESCRIPTIONS = {
         "W3C Trace Context tracestate that goes with ce_traceparent (vendor key=value list),"
         " when there is one"
     ),
+}
+
+#: What a sealed record names (department topics; crypto-shredding, schemas/sealing.py).
+_SEAL_DESCRIPTIONS = {
+    SCHEME_HEADER: "customer: the value is sealed with the customer's key",
+    KEY_ID_HEADER: (
+        "the key's id: GET /v1/keys/{key_id} (scope keys:read) answers the AES-256-GCM key,"
+        " 404 once the customer was erased"
+    ),
+    SEALED_TYPE_HEADER: "the media type of the opened value: application/json",
 }
 
 _DEADLETTER_HEADERS = {
@@ -135,8 +146,13 @@ _ROUTED_OPERATION = (
     " Each inbound interaction is published once on its primary department's topic and once on"
     " each department it is copied to (routing.copy_of names the primary). Delivery is at least"
     " once: deduplicate on ce_id (the event_id; a primary and its copies share it). Records of"
-    " one customer stay in one partition, in order. Commit offsets after processing. Deleted"
-    f" customers arrive as customer.deleted on {CUSTOMERS.name}: subscribe to it as well."
+    " one customer stay in one partition, in order. Commit offsets after processing. Values"
+    f" are sealed (content-type {SEALED_CONTENT_TYPE}): 12 bytes of nonce, then AES-256-GCM"
+    " ciphertext and tag, the key id's UTF-8 bytes as associated data; the key comes from GET"
+    " /v1/keys/{key_id} (scope keys:read). An erased customer's tombstone, customer.deleted"
+    f" (ce_type {CUSTOMERS.ce_type}, plain JSON, as on {CUSTOMERS.name}), arrives on every"
+    " department topic: delete what you hold about customer_id and its merged_ids and forget"
+    " their keys; their keys answer 404 from then on."
     " Marketing never receives an event from a customer who withdrew marketing consent, except"
     " the opt-out message itself (tag opt-out)."
 )
@@ -258,12 +274,20 @@ def _ce_header_schema(spec: TopicSpec) -> Json:
             schema["description"] = f"the event id: the payload's {id_field}"
         elif name == "ce_type":
             schema["const"] = spec.ce_type
+        elif name == "content-type" and spec.name in _DEPARTMENT_TOPICS:
+            schema["enum"] = [SEALED_CONTENT_TYPE, CONTENT_TYPE]
+            schema["description"] = (
+                f"{SEALED_CONTENT_TYPE} for a sealed routed event; {CONTENT_TYPE} for the"
+                " customer.deleted tombstone and records from before sealing"
+            )
         elif name == "content-type":
             schema["const"] = CONTENT_TYPE
         elif name == "ce_time":
             schema["format"] = "date-time"
         properties[name] = schema
     properties.update({name: _string(text) for name, text in _TRACE_DESCRIPTIONS.items()})
+    if spec.name in _DEPARTMENT_TOPICS:
+        properties.update({name: _string(text) for name, text in _SEAL_DESCRIPTIONS.items()})
     return {
         "type": "object",
         "description": "CloudEvents binary-mode Kafka headers (UTF-8 values)",

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 from aiokafka import AIOKafkaConsumer
+
+from schemas.sealing import Seal, open_sealed
+from services.keys.reader import SealedReader
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -125,3 +130,34 @@ async def read_all(bootstrap: str, topic: str) -> list[Any]:
     finally:
         await consumer.stop()
     return records
+
+
+class DepartmentKeys:
+    """Opens sealed department records as a department does: keys from GET /v1/keys/{id}
+    (a token with keys:read), cached by key id; a plain record's value is returned as it is."""
+
+    def __init__(self, api_url: str, token: str) -> None:
+        self.api_url = api_url
+        self.headers = {"authorization": f"Bearer {token}"}
+        self.keys: dict[str, bytes] = {}
+
+    def open(self, headers: Mapping[str, str], value: bytes) -> bytes | None:
+        """The record's JSON value; None when its key is gone (the customer was erased).
+        Blocking HTTP: call it from a thread or sync code."""
+        seal = Seal.of(headers)
+        if seal is None:
+            return value
+        if seal.key_id not in self.keys:
+            answer = httpx.get(
+                f"{self.api_url}/v1/keys/{seal.key_id}", headers=self.headers, timeout=10
+            )
+            if answer.status_code == 404:
+                return None
+            answer.raise_for_status()
+            self.keys[seal.key_id] = base64.b64decode(answer.json()["key"])
+        return open_sealed(self.keys[seal.key_id], seal.key_id, value)
+
+
+async def opened_values(pool: Any, records: Sequence[Any]) -> list[bytes | None]:
+    """The plaintext values of consumed records (None: the customer's key was erased)."""
+    return await SealedReader(pool).values(records)

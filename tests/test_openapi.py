@@ -87,7 +87,7 @@ def test_each_route_lists_the_scope_it_needs_and_the_answers_of_a_token(
     needed = {(method, path.split("?")[0]): scope.value for method, path, scope, _ in MATRIX}
     listed: dict[tuple[str, str], str] = {}
     for method, path, operation in operations(description):
-        concrete = path.replace("{customer_id}", CUSTOMER)
+        concrete = path.replace("{customer_id}", CUSTOMER).replace("{key_id}", CUSTOMER)
         responses = operation["responses"]
         if scopes := scopes_of(operation):
             (listed[(method, concrete)],) = scopes
@@ -165,7 +165,10 @@ def test_the_models_constraints_are_in_the_schemas(description: dict[str, Any]) 
 def call(operation: Any, customer: str | None = None) -> tuple[str, str, dict[str, str]]:
     """The method and path to call ``operation`` with (about ``customer``), and its path
     parameters."""
-    parameters = {"customer_id": customer or str(uuid.uuid4())} if "{" in operation.path else {}
+    some = customer or str(uuid.uuid4())
+    parameters = {
+        name: some for name in ("customer_id", "key_id") if "{" + name + "}" in operation.path
+    }
     return operation.method.upper(), operation.path.format(**parameters), parameters
 
 

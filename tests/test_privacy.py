@@ -13,14 +13,16 @@ import httpx
 import pytest
 
 from schemas import CustomerEvent, Interaction, Routing, UnifiedEvent
+from schemas.cloudevents import header_map
 from schemas.events import utcnow
+from schemas.sealing import KEY_ID_HEADER
 from schemas.topics import CUSTOMERS, ROUTED
 from services.api.auth import Role
 from services.processors.route import record_decisions
 from services.processors.timeline import insert_events
 from services.routing.engine import Decision
 from tests.channels.twilio import support as tw
-from tests.support import consume, email, eventually, unique
+from tests.support import consume, email, eventually, opened_values, read_all, unique
 
 pytestmark = pytest.mark.usefixtures("processors", "dispatcher", "twilio_api")
 
@@ -128,7 +130,11 @@ async def test_export_holds_everything_about_the_customer(
 
 
 async def test_delete_is_for_admins_needs_a_reason_and_publishes_a_tombstone(
-    as_role: Any, twilio_api: tw.FakeTwilio, pool: asyncpg.Pool, stack: Any
+    as_role: Any,
+    twilio_api: tw.FakeTwilio,
+    pool: asyncpg.Pool,
+    stack: Any,
+    tokens: dict[Role, str],
 ) -> None:
     client, agent, admin = as_role(Role.INTEGRATION), as_role(Role.AGENT), as_role(Role.ADMIN)
     held = await rich_customer(client, agent, twilio_api)
@@ -141,6 +147,24 @@ async def test_delete_is_for_admins_needs_a_reason_and_publishes_a_tombstone(
         assert refused.status_code == 403
     assert (await admin.request("DELETE", url)).status_code == 422
     assert (await admin.request("DELETE", url, json={"reason": ""})).status_code == 422
+    # the customer's records on the department topics are sealed with its key, readable by a
+    # department holding keys:read until the erasure
+    routed = [
+        r
+        for spec in ROUTED.values()
+        for r in await read_all(stack.bootstrap, spec.name)
+        if header_map(r.headers).get("ce_id") == held["event_id"]
+    ]
+    assert routed, "the customer's message was not routed"
+    [key_id] = {header_map(r.headers)[KEY_ID_HEADER] for r in routed}
+    department = as_role(None)
+    department.headers["authorization"] = f"Bearer {tokens[Role.ADMIN]}"
+    assert (await department.get(f"/v1/keys/{key_id}")).status_code == 200
+    assert (await client.get(f"/v1/keys/{key_id}")).status_code == 403  # no keys:read
+    for record, value in zip(routed, await opened_values(pool, routed), strict=True):
+        assert value is not None and b"My invoice is wrong" in value
+        for personal in (b"My invoice", held["phone"].encode(), held["email"].encode()):
+            assert personal not in record.value
     reason = f"GDPR erasure request from Ada Lovelace <{held['email']}> {held['phone']}"
     deleted = await admin.request("DELETE", url, json={"reason": reason})
     assert deleted.status_code == 200, deleted.text
@@ -174,6 +198,10 @@ async def test_delete_is_for_admins_needs_a_reason_and_publishes_a_tombstone(
     )
     status = await pool.fetchval("SELECT status FROM customers WHERE id = $1::uuid", held["id"])
     assert status == "deleted"
+    # its key is gone: every copy of its department records, wherever kept, is unreadable
+    assert (await department.get(f"/v1/keys/{key_id}")).status_code == 404
+    assert await opened_values(pool, routed) == [None] * len(routed)
+    assert await pool.fetchval("SELECT count(*) FROM customer_keys WHERE key_id = $1", key_id) == 0
     [entry] = await pool.fetch(
         "SELECT * FROM privacy_log WHERE customer_id = $1::uuid AND action = 'delete'", held["id"]
     )

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +22,26 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from schemas import Department
+from schemas.sealing import SEALED_CONTENT_TYPE, SEALED_TYPE_HEADER
 from schemas.topics import ROUTED
-from tests.support import ROOT, eventually, unique
+from services.api.auth import Role
+from tests.support import ROOT, DepartmentKeys, eventually, unique
 
 pytestmark = pytest.mark.usefixtures("processors")
 
 SCHEMA = json.loads((ROOT / "schemas" / "json" / "routed.v1.schema.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 CE_HEADERS = {"ce_id", "ce_type", "ce_source", "ce_specversion", "content-type"}
+#: How this module opens sealed records: as a department does (set by ``department_keys``).
+DEPARTMENT_KEYS: list[DepartmentKeys] = []
+
+
+@pytest.fixture(autouse=True)
+def department_keys(api_url: str, tokens: dict[Role, str]) -> Iterator[None]:
+    """Open the department topics' sealed records with keys from the API (keys:read)."""
+    DEPARTMENT_KEYS[:] = [DepartmentKeys(api_url, tokens[Role.ADMIN])]
+    yield
+    DEPARTMENT_KEYS.clear()
 
 
 def _consume(
@@ -62,14 +74,18 @@ def _consume(
                 if until(seen):
                     return seen
                 continue
+            headers = {k: v.decode() for k, v in (message.headers() or [])}
+            plain = DEPARTMENT_KEYS[0].open(headers, message.value())
+            if plain is None:  # an erased customer's (another test's): unreadable, skipped
+                continue
             seen.append(
                 {
                     "topic": message.topic(),
                     "partition": message.partition(),
                     "key": message.key(),
                     "raw": message.value(),
-                    "value": json.loads(message.value()),
-                    "headers": {k: v.decode() for k, v in (message.headers() or [])},
+                    "value": json.loads(plain),
+                    "headers": headers,
                 }
             )
             if until(seen):
@@ -132,7 +148,10 @@ async def test_routed_records_are_json_with_schema_headers_reason_and_copies(
         assert record["headers"]["ce_type"] == "com.omnihub.routed.v1"
         assert record["headers"]["ce_source"] == "services/processors"
         assert record["headers"]["ce_specversion"] == "1.0"
-        assert record["headers"]["content-type"] == "application/json"
+        # sealed with the customer's key; the CloudEvents headers stay readable
+        assert record["headers"]["content-type"] == SEALED_CONTENT_TYPE
+        assert record["headers"][SEALED_TYPE_HEADER] == "application/json"
+        assert b"facture" not in record["raw"].lower()
         assert record["key"] == record["value"]["customer_id"].encode()
         routing = record["value"]["routing"]
         assert routing["rule_id"] == "invoice-for-defective-product"

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from channels.base import ChannelAdapter, SessionAdapter, SourceAdapter, WebhookAdapter
 from services.adapters import build_adapters
-from services.api import customers, health, identity, openapi, outage, privacy
+from services.api import customers, health, identity, keys, openapi, outage, privacy
 from services.api.auth import TokenVerifier
 from services.api.channel_routes import ChannelRoutes
 from services.api.limits import BodyLimit
@@ -111,6 +111,7 @@ def create_app(
         app.include_router(customers.router)
         app.include_router(identity.router)
         app.include_router(privacy.router)
+        app.include_router(keys.router)
         console.install(app)
         outage.install(app, pages={"/console": console.unavailable})
     openapi.install(app, adapters)

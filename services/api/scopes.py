@@ -28,3 +28,5 @@ class Scope(StrEnum):
     PRIVACY_EXPORT = "privacy:export"
     #: DELETE /v1/customers/{id}
     PRIVACY_DELETE = "privacy:delete"
+    #: GET /v1/keys/{key_id}: the keys departments open their topic's sealed records with
+    KEYS_READ = "keys:read"

@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer
 
 from schemas.topics import ROUTED
 from services.bench.load import percentile
+from services.keys.reader import SealedReader
 
 POLL = 0.25
 """Seconds between polls: light, because timings come from the data, not from the polls."""
@@ -121,18 +122,24 @@ def spread(ordered: Sequence[float]) -> dict[str, float]:
 
 @dataclass
 class RoutedWatch:
-    """Consumes every department topic from the beginning and counts primaries per event."""
+    """Consumes every department topic from the beginning and counts primaries per event
+    (opening their sealed records with the customers' keys, as a department would)."""
 
     bootstrap: str
+    database_url: str
     primaries: Counter[str] = field(default_factory=Counter)
     copies: int = 0
     latency: dict[str, float] = field(default_factory=dict)
     published: dict[str, float] = field(default_factory=dict)
     _task: asyncio.Task[None] | None = None
     _consumer: AIOKafkaConsumer | None = None
+    _pool: asyncpg.Pool | None = None
+    _reader: SealedReader | None = None
 
     async def start(self) -> None:
         """Begin consuming in the background."""
+        self._pool = await asyncpg.create_pool(self.database_url, min_size=1, max_size=1)
+        self._reader = SealedReader(self._pool)
         self._consumer = AIOKafkaConsumer(
             *(spec.name for spec in ROUTED.values()),
             bootstrap_servers=self.bootstrap,
@@ -152,9 +159,13 @@ class RoutedWatch:
         assert self._consumer is not None
         while True:
             batch = await self._consumer.getmany(timeout_ms=200)
+            assert self._reader is not None
             for records in batch.values():
-                for record in records:
-                    value = json.loads(record.value)
+                opened = await self._reader.values(records)
+                for record, plain in zip(records, opened, strict=True):
+                    if plain is None:  # its customer was erased meanwhile
+                        continue
+                    value = json.loads(plain)
                     if value["routing"].get("copy_of"):
                         self.copies += 1
                         continue
@@ -190,3 +201,5 @@ class RoutedWatch:
             self._task.cancel()
         if self._consumer:
             await self._consumer.stop()
+        if self._pool is not None:
+            await self._pool.close()

@@ -468,7 +468,7 @@ async def run(opts: Options, say: Callable[[str], None]) -> dict[str, Any]:
         "options": {k: v for k, v in vars(opts).items()},
     }
     conn = await asyncpg.connect(stack.database_url)
-    watch = measure.RoutedWatch(stack.bootstrap)
+    watch = measure.RoutedWatch(stack.bootstrap, stack.database_url)
     await watch.start()
     all_events: list[uuid.UUID] = []
     try:

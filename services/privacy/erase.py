@@ -3,10 +3,12 @@
 Deleted: timeline rows, delivery states of its messages, routing decisions and queue items of
 its events, identities, profile, consents, and the identity graph of its identity values
 (sightings, edges, separations, and every link log row about those values, since each names the
-value). Kept: the ``customers`` row with status ``deleted`` and no name (so the id keeps
-answering 404 and aliases stay resolvable), link log rows about values the customer no longer
-holds (they are another customer's history), ``outbound_messages`` rows (send-once bookkeeping:
-command id, channel, provider id and state, no address or content), and the privacy log entry.
+value), and the customer's sealing keys, which makes its records on the department topics
+unreadable wherever they are kept. Kept: the ``customers`` row with status ``deleted`` and no
+name (so the id keeps answering 404 and aliases stay resolvable), link log rows about values
+the customer no longer holds (they are another customer's history), ``outbound_messages``
+rows (send-once bookkeeping: command id, channel, provider id and state, no address or
+content), and the privacy log entry.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import asyncpg
 
 from schemas import CustomerEvent
 from services.identity import manual, store
+from services.keys import store as sealing_keys
 from services.privacy import log
 from services.privacy.redact import redact
 
@@ -100,6 +103,7 @@ async def erase(
             await conn.execute(sql, *columns)
         for sql in _BY_CUSTOMERS:
             await conn.execute(sql, ids)
+        await sealing_keys.delete_for(conn, ids)  # what they sealed is unreadable from now on
         await conn.execute(
             "UPDATE customers SET status = 'deleted', display_name = NULL, review = '[]'"
             " WHERE id = ANY($1::uuid[])",

@@ -27,11 +27,13 @@ from schemas import ConsentChange, Interaction, UnifiedEvent
 from schemas.cloudevents import NO_TRACE, Trace, ce_headers, with_event_id
 from schemas.encoding import datetime_json, routed_event_json, with_language
 from schemas.events import utcnow
+from schemas.sealing import Seal, seal, without_content_type
 from schemas.topics import ROUTED
 from services.bus.records import Record
 from services.config import Settings
 from services.customers import consent
 from services.db.arrays import text_array_literal
+from services.keys.store import CustomerKey, CustomerKeys
 from services.routing import lookups
 from services.routing.engine import Decision, Languages, Message, Router
 from services.routing.language import Detected
@@ -171,11 +173,14 @@ class Encoded:
 def encode(
     decided: Sequence[tuple[UnifiedEvent, Decision]],
     traces: Mapping[uuid.UUID, Trace] | None = None,
+    keys: Mapping[uuid.UUID, CustomerKey] | None = None,
 ) -> dict[uuid.UUID, Encoded]:
     """Each event's interaction JSON and routed records, the interaction encoded once (for the
     timeline and every record): a record's value is spliced from it and the routing's JSON
     (``schemas.encoding``) rather than built and encoded as a ``RoutedEvent`` again. Its
-    records carry the trace headers its consumed record had (``traces``, by event id)."""
+    records carry the trace headers its consumed record had (``traces``, by event id), and
+    are sealed with their customer's key (``keys``, by customer id; crypto-shredding,
+    ``schemas.sealing``). ``keys=None`` leaves them plain (tests of the encoding)."""
     traces = traces or {}
     now = utcnow()
     routed_at = datetime_json(now)
@@ -198,22 +203,38 @@ def encode(
             (r.department, dumped.get(id(r)) or dumped.setdefault(id(r), r.model_dump_json()))
             for r in decision.routings
         ]
+        records = [
+            Record(
+                topic=ROUTED[department].name,
+                key=key,
+                value=routed_event_json(event_id, customer_id, routed_at, routing, sent).encode(),
+                headers=with_event_id(headers[department], event_id, trace),
+            )
+            for department, routing in routings
+        ]
+        if keys is not None:
+            records = _sealed(records, keys.get(event.customer_id))
         out[event.event_id] = Encoded(
-            interaction=own,
-            records=[
-                Record(
-                    topic=ROUTED[department].name,
-                    key=key,
-                    value=routed_event_json(
-                        event_id, customer_id, routed_at, routing, sent
-                    ).encode(),
-                    headers=with_event_id(headers[department], event_id, trace),
-                )
-                for department, routing in routings
-            ],
-            routing=routings[0][1] if routings else None,
+            interaction=own, records=records, routing=routings[0][1] if routings else None
         )
     return out
+
+
+def _sealed(records: list[Record], key: CustomerKey | None) -> list[Record]:
+    """``records`` sealed with ``key``; none when the customer has no key (it was erased: its
+    events are not recorded, so these would never be published)."""
+    if key is None:
+        return []
+    sealed_headers = Seal("customer", key.key_id).headers()
+    return [
+        Record(
+            topic=r.topic,
+            key=r.key,
+            value=seal(key.key, key.key_id, r.value),
+            headers=without_content_type(r.headers) + sealed_headers,
+        )
+        for r in records
+    ]
 
 
 def count_routed(decided: Sequence[tuple[UnifiedEvent, Decision]]) -> None:
@@ -261,6 +282,8 @@ class RouteStep:
         #: The opt-outs decided in the last batches: a batch is decided before the previous
         #: one's transaction has written its opt-outs (see services.processors.pipeline).
         self._recent: deque[dict[uuid.UUID, set[str]]] = deque(maxlen=RECENT_BATCHES)
+        #: The customers' sealing keys (made here on a customer's first routed event).
+        self.keys = CustomerKeys()
 
     def detect(self, messages: Iterable[Message]) -> dict[str, Detected | None]:
         """The messages' languages, detected at once ahead of routing them (no I/O)."""
@@ -288,7 +311,10 @@ class RouteStep:
         for write in writes:
             opted_out.setdefault(write.customer_id, set()).add(write.change.purpose.value)
         self._recent.append(opted_out)
-        return Routed(decided, writes, encode(decided, traces))
+        keys = await self.keys.for_customers(
+            conn, (e.customer_id for e, d in decided if d.routings)
+        )
+        return Routed(decided, writes, encode(decided, traces, keys))
 
     async def record(
         self, conn: asyncpg.Connection, routed: Routed
