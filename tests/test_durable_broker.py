@@ -73,9 +73,10 @@ async def produce(bootstrap: str, topic: str, count: int, producers: int = 8) ->
     return acked
 
 
-async def consume_and_commit(bootstrap: str, topic: str, group: str, count: int) -> dict:
-    """Consume ``count`` records in ``group`` and commit; returns the committed offsets."""
-    consumer = AIOKafkaConsumer(
+def group_consumer(bootstrap: str, topic: str, group: str) -> AIOKafkaConsumer:
+    """A consumer of ``topic`` in ``group`` that commits by hand (short session: Tansu's join
+    answers after about half the session timeout)."""
+    return AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
         group_id=group,
@@ -84,6 +85,11 @@ async def consume_and_commit(bootstrap: str, topic: str, group: str, count: int)
         session_timeout_ms=2000,
         heartbeat_interval_ms=500,
     )
+
+
+async def consume_and_commit(bootstrap: str, topic: str, group: str, count: int) -> dict:
+    """Consume ``count`` records in ``group`` and commit; returns the committed offsets."""
+    consumer = group_consumer(bootstrap, topic, group)
     await consumer.start()
     try:
         got = 0
@@ -154,15 +160,7 @@ async def test_acknowledged_records_and_committed_offsets_survive_a_kill_9(
 
 async def read_group(bootstrap: str, topic: str, group: str) -> set[bytes]:
     """Everything the group has not committed yet, read until two quiet polls."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=group,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        session_timeout_ms=2000,
-        heartbeat_interval_ms=500,
-    )
+    consumer = group_consumer(bootstrap, topic, group)
     await consumer.start()
     values: set[bytes] = set()
     try:
