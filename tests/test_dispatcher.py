@@ -18,11 +18,21 @@ from aiohttp import web
 from channels.base import ChannelAdapter, Health, SendResult
 from channels.base.signing import SIGNATURE_HEADER, verify
 from schemas import Channel, DeliveryState, Identity, OutboundCommand
+from schemas.cloudevents import header_map
+from schemas.sealing import SEALED_CONTENT_TYPE
+from schemas.topics import OUTBOUND
 from services.config import Settings
 from services.dispatcher.app import APP_ID
 from services.dispatcher.send import MAYBE_TWICE, dispatch
 from services.worker.app import ready_file
-from tests.support import eventually, start_component, stop_process, unique
+from tests.support import (
+    consume,
+    eventually,
+    opened_values,
+    start_component,
+    stop_process,
+    unique,
+)
 
 SECRET = "test-callback-secret"  # the dispatcher fixture's OMNIHUB_API_CALLBACK_SECRET
 
@@ -396,3 +406,26 @@ async def test_a_send_after_an_interrupted_attempt_says_it_may_be_a_repeat(
     # once recorded, a redelivery of the command sends nothing more
     again = await dispatch(pool, {"rec": adapter}, interrupted)
     assert again.status.provider_message_id == "rec-2" and len(adapter.sent) == 2
+
+
+async def test_outbound_commands_are_sealed_with_the_customers_key(
+    client: httpx.AsyncClient, callback: CallbackServer, pool: asyncpg.Pool, stack: Any
+) -> None:
+    customer_id, _ = await new_customer(client)
+    text = unique("Your refund is on its way")
+    queued = await client.post(
+        f"/v1/customers/{customer_id}/messages", json={"channel": "api", "text": text}
+    )
+    command_id = queued.json()["command_id"]
+    records = await consume(
+        stack.bootstrap,
+        OUTBOUND.name,
+        lambda rs: any(header_map(r.headers).get("ce_id") == command_id for r in rs),
+    )
+    [record] = [r for r in records if header_map(r.headers).get("ce_id") == command_id]
+    assert header_map(record.headers)["content-type"] == SEALED_CONTENT_TYPE
+    assert text.encode() not in record.value
+    [opened] = await opened_values(pool, [record])
+    assert opened is not None and OutboundCommand.model_validate_json(opened).text == text
+    # the dispatcher opened and sent it
+    await eventually(lambda: outbound_item(client, customer_id, command_id, "sent"), timeout=30)

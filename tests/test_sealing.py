@@ -92,3 +92,23 @@ def test_a_bad_ephemeral_key_is_a_seal_error() -> None:
     private, _ = new_period_keypair()
     with pytest.raises(SealError):
         period_data_key(private, "2026-12-07", "not base64!")
+
+
+def test_a_command_whose_key_is_gone_is_dead_lettered_with_the_reason() -> None:
+    from types import SimpleNamespace
+
+    from schemas import OutboundCommand
+    from schemas.cloudevents import ERROR_HEADER
+    from services.keys.reader import Unopened
+    from services.worker.decode import decode_batch
+
+    message = SimpleNamespace(
+        topic="omnihub.outbound.v1", partition=0, offset=7, key=b"c", value=b"\x00sealed",
+        headers=[("content-type", SEALED_CONTENT_TYPE.encode())],
+    )  # fmt: skip
+    gone = Unopened("sealed with key k, which no longer exists (its customer was erased)", True)
+    decoded = decode_batch([SimpleNamespace(message=message)], OutboundCommand, "dispatch", [gone])
+    assert decoded.models == []
+    [dead] = decoded.dead
+    assert dead.value == b"\x00sealed"  # kept as it was: still sealed
+    assert "its customer was erased" in header_map(dead.headers)[ERROR_HEADER]

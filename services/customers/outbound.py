@@ -18,6 +18,7 @@ from schemas.topics import OUTBOUND
 from services.bus.producer import Producer
 from services.bus.records import to_record
 from services.customers import store
+from services.keys.seal import CustomerErased, sealed_for
 
 
 def default_recipient(channel: Channel, identities: Sequence[dict[str, Any]]) -> Identity | None:
@@ -77,5 +78,10 @@ async def queue_message(
         in_reply_to=in_reply_to,
         requested_by=requested_by,
     )
-    await producer.send_all([to_record(OUTBOUND, command, str(command.command_id), source)])
+    record = to_record(OUTBOUND, command, str(command.command_id), source)
+    try:  # sealed with the customer's key: erasing the customer shreds the command too
+        records = await sealed_for(pool, customer_id, [record])
+    except CustomerErased as exc:  # erased since it was looked up
+        raise NoSuchCustomer(str(customer_id)) from exc
+    await producer.send_all(records)
     return command

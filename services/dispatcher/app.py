@@ -26,6 +26,7 @@ from services.bus.producer import KafkaPublisher
 from services.bus.records import Record, to_record
 from services.config import Settings
 from services.dispatcher.send import Outcome, dispatch
+from services.keys.reader import SealedReader
 from services.worker.app import faust_app, raw_topic
 from services.worker.batches import handle_durably
 from services.worker.decode import decode_batch
@@ -43,7 +44,8 @@ async def dispatch_batch(
     """Send every command of the batch concurrently; publish their states and timeline rows
     (carrying each command's trace, see ``send_traced``)."""
     pool, producer = await resources.ready()
-    decoded = decode_batch(events, OutboundCommand, stage="dispatch")
+    opened = await _reader(pool).open_each([event.message for event in events])
+    decoded = decode_batch(events, OutboundCommand, stage="dispatch", values=opened)
     sent = await asyncio.gather(
         *(
             send_traced(pool, adapters, command, trace)
@@ -58,6 +60,14 @@ async def dispatch_batch(
         )
         records.append(to_record(DELIVERY, status, str(status.command_id), SOURCE, trace))
     await producer.send_all(records)
+
+
+_READERS: dict[int, SealedReader] = {}
+
+
+def _reader(pool: Any) -> SealedReader:
+    """The worker's reader of sealed commands (one a pool: its key cache lives as long)."""
+    return _READERS.setdefault(id(pool), SealedReader(pool))
 
 
 async def send_traced(

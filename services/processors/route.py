@@ -27,12 +27,12 @@ from schemas import ConsentChange, Interaction, UnifiedEvent
 from schemas.cloudevents import NO_TRACE, Trace, ce_headers, with_event_id
 from schemas.encoding import datetime_json, routed_event_json, with_language
 from schemas.events import utcnow
-from schemas.sealing import Seal, seal, without_content_type
 from schemas.topics import ROUTED
 from services.bus.records import Record
 from services.config import Settings
 from services.customers import consent
 from services.db.arrays import text_array_literal
+from services.keys.seal import sealed
 from services.keys.store import CustomerKey, CustomerKeys
 from services.routing import lookups
 from services.routing.engine import Decision, Languages, Message, Router
@@ -223,18 +223,7 @@ def encode(
 def _sealed(records: list[Record], key: CustomerKey | None) -> list[Record]:
     """``records`` sealed with ``key``; none when the customer has no key (it was erased: its
     events are not recorded, so these would never be published)."""
-    if key is None:
-        return []
-    sealed_headers = Seal("customer", key.key_id).headers()
-    return [
-        Record(
-            topic=r.topic,
-            key=r.key,
-            value=seal(key.key, key.key_id, r.value),
-            headers=without_content_type(r.headers) + sealed_headers,
-        )
-        for r in records
-    ]
+    return [] if key is None else sealed(records, key)
 
 
 def count_routed(decided: Sequence[tuple[UnifiedEvent, Decision]]) -> None:

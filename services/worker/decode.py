@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 from schemas.cloudevents import Trace, trace_of
 from services.bus.deadletter import dead_letter
 from services.bus.records import Record
+from services.keys.reader import Unopened
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -33,15 +34,28 @@ def message_headers(message: Any) -> list[tuple[str, bytes]]:
     return [(str(k), bytes(v or b"")) for k, v in items]
 
 
-def decode_batch(events: Sequence[Any], model: type[M], stage: str) -> Decoded[M]:
-    """Validate each event's value as ``model``; invalid ones go to the dead-letter list."""
+def decode_batch(
+    events: Sequence[Any],
+    model: type[M],
+    stage: str,
+    values: Sequence[bytes | Unopened] | None = None,
+) -> Decoded[M]:
+    """Validate each event's value as ``model``; invalid ones go to the dead-letter list.
+
+    ``values``: the events' values opened (``SealedReader.open_each``) when the topic's
+    records are sealed; one that could not be opened is dead-lettered with the reason.
+    """
     models: list[M] = []
     dead: list[Record] = []
     traces: list[Trace] = []
-    for event in events:
+    for n, event in enumerate(events):
         message = event.message
+        value = message.value if values is None else values[n]
+        if isinstance(value, Unopened):
+            dead.append(dead_letter_of(message, f"sealed value: {value.reason}", stage))
+            continue
         try:
-            models.append(model.model_validate_json(message.value or b""))
+            models.append(model.model_validate_json(value or b""))
             traces.append(_trace(message))
         except ValidationError as exc:
             summary = "; ".join(
