@@ -52,6 +52,8 @@ _CE_TYPE_PREFIX = "com.omnihub."
 _UUID_KEYS = {"customer id", "command id"}
 
 _DEPARTMENT_TOPICS = {spec.name for spec in ROUTED.values()}
+#: Topics whose values are sealed with their customer's key (schemas/sealing.py).
+_SEALED_TOPICS = _DEPARTMENT_TOPICS | {f"{PREFIX}.outbound.v1"}
 
 _CE_DESCRIPTIONS = {
     "ce_specversion": "CloudEvents spec version",
@@ -119,7 +121,8 @@ _OPERATIONS: dict[str, tuple[str, str]] = {
     f"{PREFIX}.outbound.v1": (
         "receive",
         "Observe the commands to send a message to a customer (queued through POST"
-        " /v1/customers/{id}/messages and the console; the dispatcher sends them).",
+        " /v1/customers/{id}/messages and the console; the dispatcher sends them). Values are"
+        " sealed with the customer's key, opened as on the department topics.",
     ),
     f"{PREFIX}.delivery.v1": (
         "receive",
@@ -274,11 +277,12 @@ def _ce_header_schema(spec: TopicSpec) -> Json:
             schema["description"] = f"the event id: the payload's {id_field}"
         elif name == "ce_type":
             schema["const"] = spec.ce_type
-        elif name == "content-type" and spec.name in _DEPARTMENT_TOPICS:
+        elif name == "content-type" and spec.name in _SEALED_TOPICS:
             schema["enum"] = [SEALED_CONTENT_TYPE, CONTENT_TYPE]
             schema["description"] = (
-                f"{SEALED_CONTENT_TYPE} for a sealed routed event; {CONTENT_TYPE} for the"
-                " customer.deleted tombstone and records from before sealing"
+                f"{SEALED_CONTENT_TYPE} for a value sealed with its customer's key;"
+                f" {CONTENT_TYPE} for plain ones (a department topic's customer.deleted"
+                " tombstone, records from before sealing)"
             )
         elif name == "content-type":
             schema["const"] = CONTENT_TYPE
@@ -286,7 +290,7 @@ def _ce_header_schema(spec: TopicSpec) -> Json:
             schema["format"] = "date-time"
         properties[name] = schema
     properties.update({name: _string(text) for name, text in _TRACE_DESCRIPTIONS.items()})
-    if spec.name in _DEPARTMENT_TOPICS:
+    if spec.name in _SEALED_TOPICS:
         properties.update({name: _string(text) for name, text in _SEAL_DESCRIPTIONS.items()})
     return {
         "type": "object",
