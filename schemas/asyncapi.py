@@ -53,7 +53,7 @@ _UUID_KEYS = {"customer id", "command id"}
 
 _DEPARTMENT_TOPICS = {spec.name for spec in ROUTED.values()}
 #: Topics whose values are sealed with their customer's key (schemas/sealing.py).
-_SEALED_TOPICS = _DEPARTMENT_TOPICS | {f"{PREFIX}.outbound.v1"}
+_SEALED_TOPICS = _DEPARTMENT_TOPICS | {f"{PREFIX}.outbound.v1", CUSTOMERS.name}
 
 _CE_DESCRIPTIONS = {
     "ce_specversion": "CloudEvents spec version",
@@ -133,7 +133,8 @@ _OPERATIONS: dict[str, tuple[str, str]] = {
         "receive",
         "Apply customer lifecycle changes to what you hold: customer.merged (merged_ids now"
         " answer as aliases of customer_id), customer.split (new_ids were cut out of"
-        " customer_id), customer.deleted (a tombstone carried as a value: delete everything"
+        " customer_id; merges and splits are sealed with the customer's key, opened as on the"
+        " department topics), customer.deleted (a plain tombstone carried as a value: delete everything"
         " held about customer_id and its merged_ids). Every department consumer must handle"
         " customer.deleted.",
     ),

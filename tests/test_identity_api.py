@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
 from schemas import CustomerEvent
+from schemas.cloudevents import header_map
+from schemas.sealing import KEY_ID_HEADER
 from schemas.topics import CUSTOMERS
 from services.api.auth import Role
-from tests.support import consume, email, eventually, phone, unique
+from tests.support import email, eventually, opened_values, phone, read_all, unique
 
 pytestmark = pytest.mark.usefixtures("processors")
 
@@ -43,7 +46,7 @@ async def customer_by(client: httpx.AsyncClient, kind: str, value: str) -> Any:
 
 
 async def test_merge_split_and_why_through_the_api(
-    client: httpx.AsyncClient, agent: httpx.AsyncClient, stack: Any
+    client: httpx.AsyncClient, agent: httpx.AsyncClient, stack: Any, pool: asyncpg.Pool
 ) -> None:
     mail, tel = email("api"), phone()
     await post(client, {"type": "email", "value": mail})
@@ -61,19 +64,20 @@ async def test_merge_split_and_why_through_the_api(
     alias = (await client.get(f"/v1/customers/{second['id']}")).json()
     assert alias["id"] == first["id"] and alias["requested_id"] == second["id"]
 
-    records = await consume(
-        stack.bootstrap,
-        CUSTOMERS.name,
-        lambda rs: any(
-            CustomerEvent.model_validate_json(r.value).merged_ids == [_uuid(second["id"])]
-            for r in rs
-        ),
-    )
-    [event] = [
-        CustomerEvent.model_validate_json(r.value)
-        for r in records
-        if second["id"] in r.value.decode()
+    async def merge_event() -> list[CustomerEvent]:
+        return [
+            e for e in await customer_events(stack, pool) if _uuid(second["id"]) in e.merged_ids
+        ]
+
+    [event] = await eventually(merge_event)
+    merges = [
+        r
+        for r in await read_all(stack.bootstrap, CUSTOMERS.name)
+        if header_map(r.headers)["ce_id"] == str(event.event_id)
     ]
+    # sealed with the survivor's key: erasing it shreds the merge (and its reason) too
+    assert [header_map(r.headers)[KEY_ID_HEADER] for r in merges]
+    assert all(second["id"].encode() not in r.value for r in merges)
     assert event.type == "customer.merged" and str(event.customer_id) == first["id"]
 
     why = (
@@ -101,13 +105,26 @@ async def test_merge_split_and_why_through_the_api(
     timeline = (await client.get(f"/v1/customers/{second['id']}/timeline")).json()
     # events go back with their first identity: the SMS, and the bridge (phone first)
     assert {item["event_id"] for item in timeline["items"]} == {by_sms, bridge}
-    await consume(
-        stack.bootstrap,
-        CUSTOMERS.name,
-        lambda rs: any(
-            b'"customer.split"' in r.value and first["id"].encode() in r.value for r in rs
-        ),
-    )
+
+    async def split_event() -> list[CustomerEvent]:
+        return [
+            e
+            for e in await customer_events(stack, pool)
+            if e.type == "customer.split" and str(e.customer_id) == first["id"]
+        ]
+
+    [split] = await eventually(split_event)
+    assert [i.value for i in split.identities] == [tel]
+
+
+async def customer_events(stack: Any, pool: asyncpg.Pool) -> list[CustomerEvent]:
+    """Every event on the customers topic, opened (sealed ones with their customer's key)."""
+    records = await read_all(stack.bootstrap, CUSTOMERS.name)
+    return [
+        CustomerEvent.model_validate_json(value)
+        for value in await opened_values(pool, records)
+        if value is not None
+    ]
 
 
 def _uuid(text: str) -> Any:

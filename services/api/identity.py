@@ -12,11 +12,10 @@ from channels.base import PublishError
 from schemas import CustomerEvent, Identity
 from schemas.events import utcnow
 from schemas.identities import StorableStr
-from schemas.topics import CUSTOMERS
 from services.api.auth import Principal, Scope, require
 from services.api.errors import answers, bus_unavailable
-from services.bus.records import to_record
 from services.identity import manual, profile, views
+from services.keys.seal import customer_event_records
 
 router = APIRouter(prefix="/v1/customers")
 Reader = Annotated[Principal, Depends(require(Scope.CUSTOMERS_READ))]
@@ -52,9 +51,9 @@ async def _live(request: Request, customer_id: uuid.UUID) -> uuid.UUID:
 
 async def publish(request: Request, event: CustomerEvent) -> None:
     """Tell downstream consumers; the change is already committed, so a failure is a 503."""
-    record = to_record(CUSTOMERS, event, str(event.event_id), "services/api")
+    records = await customer_event_records(request.app.state.pool, [event], "services/api")
     try:
-        await request.app.state.producer.send_all([record])
+        await request.app.state.producer.send_all(records)
     except PublishError:
         raise bus_unavailable(
             "saved, but the customers topic did not acknowledge the event; retry"

@@ -12,8 +12,6 @@ from pydantic import ValidationError
 from channels.base import PublishError
 from schemas import CustomerEvent, Department, Identity
 from schemas.events import MAX_SUBJECT, MAX_TEXT
-from schemas.topics import CUSTOMERS
-from services.bus.records import to_record
 from services.console import handlog, queue, reply, timeline
 from services.console.customer_pages import customer_page, sendable_channels
 from services.console.forms import read_form
@@ -22,6 +20,7 @@ from services.console.render import SECURITY_HEADERS, redirect
 from services.console.users import ConsoleRole
 from services.customers import consent, outbound, store
 from services.identity import manual
+from services.keys.seal import customer_event_records
 from services.privacy import service
 from services.privacy.erase import NotFound
 
@@ -121,8 +120,9 @@ async def log_interaction(request: Request, session: Actor, customer_id: uuid.UU
 
 
 async def _publish(request: Request, event: CustomerEvent) -> None:
-    record = to_record(CUSTOMERS, event, str(event.event_id), "services/console")
-    await request.app.state.producer.send_all([record])
+    pool = request.app.state.pool
+    records = await customer_event_records(pool, [event], "services/console")
+    await request.app.state.producer.send_all(records)
 
 
 @router.post("/merge")

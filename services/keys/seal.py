@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 
 import asyncpg
 
+from schemas import CustomerEvent
 from schemas.sealing import Seal, seal, without_content_type
-from services.bus.records import Record
+from schemas.topics import CUSTOMERS
+from services.bus.records import Record, to_record
 from services.keys.store import CustomerKey, CustomerKeys
+
+log = logging.getLogger(__name__)
 
 #: The keys a process's API handlers and console seal with (its workers hold their own).
 SHARED = CustomerKeys()
@@ -44,3 +49,28 @@ async def sealed_for(
     if key is None:
         raise CustomerErased(str(customer_id))
     return sealed(records, key)
+
+
+async def customer_event_records(
+    db: asyncpg.Pool | asyncpg.Connection,
+    events: Sequence[CustomerEvent],
+    source: str,
+    keys: CustomerKeys = SHARED,
+) -> list[Record]:
+    """The customers topic's records of ``events``: each sealed with its customer's key (a
+    merge's reason, a split's identities), except ``customer.deleted``, which stays plain so
+    that consumers can read it once the key is gone. An event about a customer erased
+    meanwhile is left out (logged): whatever it changed was deleted with the customer."""
+    found = await keys.for_customers(
+        db, (e.customer_id for e in events if e.type != "customer.deleted")
+    )
+    records: list[Record] = []
+    for event in events:
+        record = to_record(CUSTOMERS, event, str(event.event_id), source)
+        if event.type == "customer.deleted":
+            records.append(record)
+        elif (key := found.get(event.customer_id)) is not None:
+            records += sealed([record], key)
+        else:
+            log.info("%s of erased customer %s not published", event.type, event.customer_id)
+    return records

@@ -17,11 +17,12 @@ import faust
 from schemas import DeliveryStatus, Direction, Interaction, UnifiedEvent
 from schemas.cloudevents import Trace
 from schemas.events import utcnow
-from schemas.topics import CUSTOMERS, DELIVERY, INTERACTIONS, UNIFIED
+from schemas.topics import DELIVERY, INTERACTIONS, UNIFIED
 from services import tracing
-from services.bus.records import Record, to_record
+from services.bus.records import Record
 from services.customers import consent
 from services.identity.resolver import Resolution, resolve
+from services.keys.seal import customer_event_records
 from services.processors import metrics, traces
 from services.processors.pipeline import Batches, Pipeline
 from services.processors.pipeline import Step as AnyStep
@@ -168,7 +169,8 @@ async def resolve_step(resources: ProcessorResources, work: Work) -> Work:
     if work.interactions:
         async with pool.acquire() as conn:
             unified, resolution = await _resolve(conn, resources, list(work.interactions))
-        records += [to_record(CUSTOMERS, e, str(e.event_id), SOURCE) for e in resolution.events]
+            if resolution.events:
+                records += await customer_event_records(conn, resolution.events, SOURCE)
     return replace(work, records=tuple(records), interactions=(), unified=tuple(unified))
 
 
