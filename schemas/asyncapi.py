@@ -134,9 +134,9 @@ _OPERATIONS: dict[str, tuple[str, str]] = {
         "Apply customer lifecycle changes to what you hold: customer.merged (merged_ids now"
         " answer as aliases of customer_id), customer.split (new_ids were cut out of"
         " customer_id; merges and splits are sealed with the customer's key, opened as on the"
-        " department topics), customer.deleted (a plain tombstone carried as a value: delete everything"
-        " held about customer_id and its merged_ids). Every department consumer must handle"
-        " customer.deleted.",
+        " department topics), customer.deleted (a plain tombstone carried as a value: delete"
+        " everything held about customer_id and its merged_ids). Every department consumer must"
+        " handle customer.deleted.",
     ),
     DEADLETTER.name: (
         "receive",
