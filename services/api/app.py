@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from channels.base import ChannelAdapter, SessionAdapter, SourceAdapter, WebhookAdapter
 from services.adapters import build_adapters
 from services.api import customers, health, identity, keys, openapi, outage, privacy
-from services.api.auth import TokenVerifier
+from services.api.auth import TOKENS_CHANNEL, TokenVerifier
 from services.api.channel_routes import ChannelRoutes
 from services.api.limits import BodyLimit
 from services.api.metrics import RequestMetrics
@@ -74,6 +74,10 @@ def create_app(
             app.state.tokens = TokenVerifier(pool)
             app.state.identity_rules = load_rules(settings.identity_rules)
             app.state.console = console.state(settings.public_url, database_url)
+            # a revoked token is refused at once, not when its cached answer expires
+            app.state.console.feed.also(
+                TOKENS_CHANNEL, app.state.tokens.forget, app.state.tokens.clear
+            )
             await app.state.console.feed.start()
         await producer.start()
         app.state.pool = pool

@@ -24,6 +24,8 @@ from services.db.outage import connection_lost
 
 TOKEN_PREFIX = "omh_"  # noqa: S105 - a prefix, not a secret
 CACHE_SECONDS = 30.0
+#: Where PostgreSQL announces a revoked token's hash (migration 0014).
+TOKENS_CHANNEL = "omnihub_tokens"
 
 
 ALL_SCOPES: frozenset[Scope] = frozenset(Scope)
@@ -158,6 +160,14 @@ class TokenVerifier:
             self._cache.clear()
         self._cache[digest] = (now + CACHE_SECONDS, found)
         return found
+
+    def forget(self, digest: str) -> None:
+        """Drop the cached answer for a token hash (it was revoked: migration 0014)."""
+        self._cache.pop(digest, None)
+
+    def clear(self) -> None:
+        """Drop every cached answer (revocations may have been missed meanwhile)."""
+        self._cache.clear()
 
     async def _lookup(self, digest: str) -> asyncpg.Record | None:
         return await self.pool.fetchrow(

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import asyncpg
@@ -39,6 +39,15 @@ class TimelineFeed:
         self._subscribers: dict[str, set[asyncio.Queue[str]]] = {}
         self._task: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()
+        #: Other channels heard on the same connection: (channel, on payload, on reconnect).
+        self._also: list[tuple[str, Callable[[str], None], Callable[[], None]]] = []
+
+    def also(
+        self, channel: str, on_payload: Callable[[str], None], on_listening: Callable[[], None]
+    ) -> None:
+        """Hear ``channel`` on the feed's connection too; ``on_listening`` runs each time the
+        feed (re)starts listening, for what was missed meanwhile. Call before ``start``."""
+        self._also.append((channel, on_payload, on_listening))
 
     async def start(self) -> None:
         """Start listening in the background (reconnecting until stopped)."""
@@ -62,6 +71,9 @@ class TimelineFeed:
                 lost = asyncio.Event()
                 conn.add_termination_listener(_setter(lost))
                 await conn.add_listener(CHANNEL, self._notified)
+                for channel, on_payload, on_listening in self._also:
+                    await conn.add_listener(channel, _payload_to(on_payload))
+                    on_listening()
                 self.listening.set()
                 if failing_since is not None:
                     log.warning(
@@ -164,3 +176,12 @@ async def stream(
                 yield ": keep-alive\n\n"
                 continue
             yield sse("timeline", message)
+
+
+def _payload_to(handler: Callable[[str], None]) -> Callable[[Any, int, str, str], None]:
+    """An asyncpg listener that hands the notification's payload to ``handler``."""
+
+    def listener(conn: Any, pid: int, channel: str, payload: str) -> None:
+        handler(payload)
+
+    return listener
