@@ -18,8 +18,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,13 @@ class Hub:
     bootstrap: str = ""
     database_url: str = ""
     tokens: dict[str, str] = field(default_factory=dict)
+    #: The last lines `omnihub up` and its components printed (for a failure's message).
+    output: deque[str] = field(default_factory=lambda: deque(maxlen=40))
+
+    def keep_output(self, stream: Any) -> None:
+        """Read ``stream`` to its end, keeping the last lines."""
+        for line in stream:
+            self.output.append(line.rstrip())
 
     def child(self, name: str) -> psutil.Process | None:
         """The running `omnihub run <name>` child of `omnihub up`, if any."""
@@ -121,6 +129,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory, twilio_env: dict[str, str]) ->
         assert proc.stdout is not None
         while "omnihub is up" not in proc.stdout.readline():
             assert proc.poll() is None and time.monotonic() < deadline, "omnihub up did not start"
+        # keep reading what `omnihub up` and its children print: a full pipe would block them
+        threading.Thread(target=hub.keep_output, args=(proc.stdout,), daemon=True).start()
         runtime = json.loads((hub.data_dir / "runtime.json").read_text())
         hub.bootstrap = runtime["kafka_bootstrap_servers"]
         hub.database_url = runtime["database_url"]
@@ -200,10 +210,16 @@ class Replies:
 
 
 async def _until_ready(hub: Hub, names: list[str], timeout: float = 90) -> None:
-    async def all_ready() -> bool:
-        return all(await asyncio.gather(*(asyncio.to_thread(hub.ready, n) for n in names)))
+    async def not_ready() -> list[str]:
+        ready = await asyncio.gather(*(asyncio.to_thread(hub.ready, n) for n in names))
+        return [name for name, ok in zip(names, ready, strict=True) if not ok]
 
-    await eventually(all_ready, timeout=timeout, interval=0.25)
+    deadline = time.monotonic() + timeout
+    while waiting := await not_ready():
+        if time.monotonic() > deadline:
+            log = "\n".join(hub.output)
+            raise AssertionError(f"not ready after {timeout}s: {waiting}; output:\n{log}")
+        await asyncio.sleep(0.25)
 
 
 async def _kill_rounds(hub: Hub, names: list[str], rounds: int = 3) -> dict[str, set[int]]:
