@@ -160,4 +160,4 @@ class DepartmentKeys:
 
 async def opened_values(pool: Any, records: Sequence[Any]) -> list[bytes | None]:
     """The plaintext values of consumed records (None: the customer's key was erased)."""
-    return await SealedReader(pool).values(records)
+    return await SealedReader().values(pool, records)

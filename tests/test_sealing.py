@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from schemas.cloudevents import ce_headers, header_map
@@ -112,3 +114,29 @@ def test_a_command_whose_key_is_gone_is_dead_lettered_with_the_reason() -> None:
     [dead] = decoded.dead
     assert dead.value == b"\x00sealed"  # kept as it was: still sealed
     assert "its customer was erased" in header_map(dead.headers)[ERROR_HEADER]
+
+
+async def test_a_reader_trusts_a_key_only_as_long_as_the_sealing_side_does(
+    pool: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+    import uuid
+
+    from services.bus.records import Record
+    from services.keys import reader as reader_module
+    from services.keys.reader import SealedReader
+    from services.keys.seal import sealed
+    from services.keys.store import CACHE_SECONDS, CustomerKeys, delete_for
+
+    customer = uuid.uuid4()  # unknown to `customers`: it still gets a key, as imports do
+    key = (await CustomerKeys().for_customers(pool, [customer]))[customer]
+    plain = Record("t", None, b'{"text": "hello"}', [("content-type", b"application/json")])
+    [record] = sealed([plain], key)
+    reader = SealedReader()
+    assert await reader.values(pool, [record]) == [plain.value]
+    async with pool.acquire() as conn:
+        await delete_for(conn, [customer])
+    assert await reader.values(pool, [record]) == [plain.value]  # cached, as documented
+    later = time.monotonic() + CACHE_SECONDS + 1
+    monkeypatch.setattr(reader_module.time, "monotonic", lambda: later)
+    assert await reader.values(pool, [record]) == [None]  # erased: gone once the cache lapses

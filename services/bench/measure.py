@@ -134,12 +134,11 @@ class RoutedWatch:
     _task: asyncio.Task[None] | None = None
     _consumer: AIOKafkaConsumer | None = None
     _pool: asyncpg.Pool | None = None
-    _reader: SealedReader | None = None
+    _reader: SealedReader = field(default_factory=SealedReader)
 
     async def start(self) -> None:
         """Begin consuming in the background."""
         self._pool = await asyncpg.create_pool(self.database_url, min_size=1, max_size=1)
-        self._reader = SealedReader(self._pool)
         self._consumer = AIOKafkaConsumer(
             *(spec.name for spec in ROUTED.values()),
             bootstrap_servers=self.bootstrap,
@@ -159,9 +158,9 @@ class RoutedWatch:
         assert self._consumer is not None
         while True:
             batch = await self._consumer.getmany(timeout_ms=200)
-            assert self._reader is not None
+            assert self._pool is not None
             for records in batch.values():
-                opened = await self._reader.values(records)
+                opened = await self._reader.values(self._pool, records)
                 for record, plain in zip(records, opened, strict=True):
                     if plain is None:  # its customer was erased meanwhile
                         continue

@@ -39,12 +39,15 @@ log = logging.getLogger(__name__)
 
 
 async def dispatch_batch(
-    resources: Resources, adapters: Mapping[str, ChannelAdapter], events: Sequence[Any]
+    resources: Resources,
+    adapters: Mapping[str, ChannelAdapter],
+    reader: SealedReader,
+    events: Sequence[Any],
 ) -> None:
     """Send every command of the batch concurrently; publish their states and timeline rows
     (carrying each command's trace, see ``send_traced``)."""
     pool, producer = await resources.ready()
-    opened = await _reader(pool).open_each([event.message for event in events])
+    opened = await reader.open_each(pool, [event.message for event in events])
     decoded = decode_batch(events, OutboundCommand, stage="dispatch", values=opened)
     sent = await asyncio.gather(
         *(
@@ -60,14 +63,6 @@ async def dispatch_batch(
         )
         records.append(to_record(DELIVERY, status, str(status.command_id), SOURCE, trace))
     await producer.send_all(records)
-
-
-_READERS: dict[int, SealedReader] = {}
-
-
-def _reader(pool: Any) -> SealedReader:
-    """The worker's reader of sealed commands (one a pool: its key cache lives as long)."""
-    return _READERS.setdefault(id(pool), SealedReader(pool))
 
 
 async def send_traced(
@@ -117,11 +112,15 @@ def create_app(settings: Settings, bootstrap: str, database_url: str) -> faust.A
     app = faust_app(APP_ID, settings, bootstrap)
     resources = Resources(settings, bootstrap, database_url, client_id=APP_ID)
     adapters = served_adapters(settings, resources)
+    reader = SealedReader()  # opens the commands, sealed with their customers' keys
 
     async def dispatcher(stream: Any) -> None:
         async for events in stream.take_events(100, within=settings.batch_wait):
             await handle_durably(
-                lambda r, batch: dispatch_batch(r, adapters, batch), resources, events, "dispatch"
+                lambda r, batch: dispatch_batch(r, adapters, reader, batch),
+                resources,
+                events,
+                "dispatch",
             )
 
     async def close(*args: object, **kwargs: object) -> None:

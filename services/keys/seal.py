@@ -6,13 +6,11 @@ import logging
 import uuid
 from collections.abc import Sequence
 
-import asyncpg
-
 from schemas import CustomerEvent
 from schemas.sealing import Seal, seal, without_content_type
 from schemas.topics import CUSTOMERS
 from services.bus.records import Record, to_record
-from services.keys.store import CustomerKey, CustomerKeys
+from services.keys.store import CustomerKey, CustomerKeys, Db
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +37,7 @@ def sealed(records: Sequence[Record], key: CustomerKey) -> list[Record]:
 
 
 async def sealed_for(
-    db: asyncpg.Pool | asyncpg.Connection,
+    db: Db,
     customer_id: uuid.UUID,
     records: Sequence[Record],
     keys: CustomerKeys = SHARED,
@@ -52,7 +50,7 @@ async def sealed_for(
 
 
 async def customer_event_records(
-    db: asyncpg.Pool | asyncpg.Connection,
+    db: Db,
     events: Sequence[CustomerEvent],
     source: str,
     keys: CustomerKeys = SHARED,

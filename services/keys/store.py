@@ -2,7 +2,7 @@
 
 A cached key may outlive its erasure by ``CACHE_SECONDS`` in a process that held it; nothing
 of an erased customer is published meanwhile (the processors drop a deleted customer's events)
-and what was sealed with the key stays unreadable once the row is gone (docs/privacy.md).
+and what was sealed with the key stays unreadable once the row is gone (docs/design-notes.md).
 """
 
 from __future__ import annotations
@@ -11,14 +11,18 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import asyncpg
 
 from schemas.sealing import new_key
 
+#: Where keys are read and made: a pool, or a connection the caller holds.
+Db: TypeAlias = asyncpg.Pool | asyncpg.Connection
+
 #: How long a process trusts a key it fetched.
 CACHE_SECONDS = 60.0
-_CACHE_LIMIT = 100_000
+CACHE_LIMIT = 100_000
 
 #: Existing keys, and new ones for customers that have none (never for a deleted customer).
 #: The final SELECT's snapshot does not see the rows this statement inserts: they come back
@@ -54,7 +58,7 @@ class CustomerKeys:
         self._cache: dict[uuid.UUID, tuple[float, CustomerKey]] = {}
 
     async def for_customers(
-        self, conn: asyncpg.Connection | asyncpg.Pool, customer_ids: Iterable[uuid.UUID]
+        self, conn: Db, customer_ids: Iterable[uuid.UUID]
     ) -> dict[uuid.UUID, CustomerKey]:
         """The keys of ``customer_ids``, made for those that have none; a deleted customer
         has none (and gets none)."""
@@ -72,22 +76,15 @@ class CustomerKeys:
             lost = [c for c in missing if c not in fetched]
             if lost:  # made meanwhile by another process: visible to a new statement
                 fetched.update(await _get_or_create(conn, lost))
-            if len(self._cache) > _CACHE_LIMIT:
+            if len(self._cache) > CACHE_LIMIT:
                 self._cache.clear()
             for customer, key in fetched.items():
                 self._cache[customer] = (now + CACHE_SECONDS, key)
             found.update(fetched)
         return found
 
-    def forget(self, customer_ids: Iterable[uuid.UUID]) -> None:
-        """Drop cached keys (this process erased those customers)."""
-        for customer in customer_ids:
-            self._cache.pop(customer, None)
 
-
-async def _get_or_create(
-    conn: asyncpg.Connection | asyncpg.Pool, customer_ids: list[uuid.UUID]
-) -> dict[uuid.UUID, CustomerKey]:
+async def _get_or_create(conn: Db, customer_ids: list[uuid.UUID]) -> dict[uuid.UUID, CustomerKey]:
     rows = await conn.fetch(
         _GET_OR_CREATE,
         customer_ids,
@@ -97,9 +94,7 @@ async def _get_or_create(
     return {r["customer_id"]: CustomerKey(str(r["key_id"]), bytes(r["key"])) for r in rows}
 
 
-async def key_by_id(
-    conn: asyncpg.Connection | asyncpg.Pool, key_id: uuid.UUID
-) -> CustomerKey | None:
+async def key_by_id(conn: Db, key_id: uuid.UUID) -> CustomerKey | None:
     """The key records name ``key_id`` (None: never made, or its customer was erased)."""
     row = await conn.fetchrow("SELECT key_id, key FROM customer_keys WHERE key_id = $1", key_id)
     return CustomerKey(str(row["key_id"]), bytes(row["key"])) if row else None
