@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 from collections.abc import AsyncIterator, Iterator
@@ -12,11 +13,13 @@ import asyncpg
 import httpx
 import pytest
 
+from services.api.app import create_app
 from services.api.auth import Role, create_token
 from services.config import Settings
 from services.db.pool import create_pool
 from services.stack.embedded import Stack, start_stack
 from services.stack.ports import free_port, wait_for_port
+from services.stack.postgres import EmbeddedPostgres
 from tests.support import start_component, stop_process
 
 
@@ -136,3 +139,18 @@ async def twilio_api(twilio_api_port: int) -> AsyncIterator[Any]:
     runner = await fake.start(twilio_api_port)
     yield fake
     await runner.cleanup()
+
+
+@pytest.fixture
+async def app_with_own_postgres(stack: Stack, tmp_path: Path) -> AsyncIterator[Any]:
+    """The real app in-process, on a PostgreSQL of its own that the test may stop and start
+    again: (app, postgres)."""
+    postgres = EmbeddedPostgres(tmp_path / "pgdata", durable=False)
+    await asyncio.to_thread(postgres.start)
+    try:
+        settings = Settings(OMNIHUB_DATA_DIR=tmp_path, OMNIHUB_PUBLISH_TIMEOUT=2.0)
+        app = create_app(settings, stack.bootstrap, postgres.url)
+        async with app.router.lifespan_context(app):
+            yield app, postgres
+    finally:
+        await asyncio.to_thread(postgres.stop)

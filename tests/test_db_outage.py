@@ -7,8 +7,6 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -17,28 +15,11 @@ import pytest
 
 from schemas import Department
 from services.api import auth
-from services.api.app import create_app
 from services.api.auth import Role, create_token
-from services.config import Settings
 from services.console import sessions, users
-from services.stack.postgres import EmbeddedPostgres
 from tests.support import unique
 
 OUTAGE_LOGGER = "services.db.outage"
-
-
-@pytest.fixture
-async def app_with_own_postgres(stack: Any, tmp_path: Path) -> AsyncIterator[Any]:
-    """The real app in-process, on a PostgreSQL this test may stop and start again."""
-    postgres = EmbeddedPostgres(tmp_path / "pgdata", durable=False)
-    await asyncio.to_thread(postgres.start)
-    try:
-        settings = Settings(OMNIHUB_DATA_DIR=tmp_path, OMNIHUB_PUBLISH_TIMEOUT=2.0)
-        app = create_app(settings, stack.bootstrap, postgres.url)
-        async with app.router.lifespan_context(app):
-            yield app, postgres
-    finally:
-        await asyncio.to_thread(postgres.stop)
 
 
 async def _credentials(url: str) -> tuple[str, str]:

@@ -10,7 +10,6 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -30,8 +29,6 @@ from schemas.jsonschema import rendered
 from services.api.app import create_app
 from services.api.auth import Role, create_token
 from services.config import Settings
-from services.stack.embedded import Stack
-from services.stack.postgres import EmbeddedPostgres
 from tests.support import eventually, unique
 from tests.test_token_scopes import CUSTOMER, MATRIX
 
@@ -270,18 +267,11 @@ async def test_nul_in_free_text_is_refused_with_422_as_described(
 
 
 @pytest.fixture
-async def app_without_postgres(stack: Stack, tmp_path: Path) -> AsyncIterator[Any]:
+async def app_without_postgres(app_with_own_postgres: Any) -> AsyncIterator[Any]:
     """The real app in-process, started on its own PostgreSQL, which is then stopped."""
-    postgres = EmbeddedPostgres(tmp_path / "pgdata", durable=False)
-    await asyncio.to_thread(postgres.start)
-    try:
-        settings = Settings(OMNIHUB_DATA_DIR=tmp_path, OMNIHUB_PUBLISH_TIMEOUT=2.0)
-        app = create_app(settings, stack.bootstrap, postgres.url)
-        async with app.router.lifespan_context(app):
-            await asyncio.to_thread(postgres.stop)
-            yield app
-    finally:
-        await asyncio.to_thread(postgres.stop)
+    app, postgres = app_with_own_postgres
+    await asyncio.to_thread(postgres.stop)
+    yield app
 
 
 async def test_postgres_down_is_answered_as_described(app_without_postgres: Any) -> None:

@@ -7,7 +7,7 @@ import json
 import time
 import uuid
 from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -64,13 +64,16 @@ async def commit_latencies(
     return spread(sorted(float(r["s"]) for r in rows))
 
 
-def cpu_seconds(
-    groups: Mapping[str, Sequence[int]], alone: Collection[str] = ()
+def group_sum(
+    groups: Mapping[str, Sequence[int]],
+    of: Callable[[psutil.Process], float],
+    alone: Collection[str] = (),
 ) -> dict[str, float]:
-    """CPU seconds (user + system) used so far by each named group of processes, children
-    included (PostgreSQL's backends are its postmaster's children) except for the groups
-    named in ``alone`` (a parent of the others, which would count them twice)."""
-    used: dict[str, float] = {}
+    """``of(process)`` summed over each named group of processes, children included
+    (PostgreSQL's backends are its postmaster's children) except for the groups named in
+    ``alone`` (a parent of the others, which would count them twice); a process that has
+    ended counts nothing."""
+    sums: dict[str, float] = {}
     for name, pids in groups.items():
         total = 0.0
         for pid in pids:
@@ -81,12 +84,23 @@ def cpu_seconds(
                 continue
             for proc in family:
                 try:
-                    times = proc.cpu_times()
+                    total += of(proc)
                 except psutil.Error:  # a child that ended meanwhile
                     continue
-                total += times.user + times.system
-        used[name] = total
-    return used
+        sums[name] = total
+    return sums
+
+
+def cpu_seconds(
+    groups: Mapping[str, Sequence[int]], alone: Collection[str] = ()
+) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each named group (see ``group_sum``)."""
+    return group_sum(groups, _cpu, alone)
+
+
+def _cpu(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return float(times.user + times.system)
 
 
 #: The fields of ``psutil.cpu_times()`` that add up to the machine's time (guest time is

@@ -23,7 +23,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
-import psutil
 
 from services.bench import data, measure
 from services.bench.load import MAX_OPEN, LoadResult, Pool, encode
@@ -161,22 +160,8 @@ def verdict(
 def rss_mb(groups: Mapping[str, Sequence[int]]) -> dict[str, float]:
     """Resident memory (MB) of each group of processes, children included (PostgreSQL's
     backends are its postmaster's children); a process that has ended counts nothing."""
-    out: dict[str, float] = {}
-    for name, pids in groups.items():
-        total = 0
-        for pid in pids:
-            try:
-                root = psutil.Process(pid)
-                family = [root, *root.children(recursive=True)]
-            except psutil.Error:
-                continue
-            for proc in family:
-                try:
-                    total += proc.memory_info().rss
-                except psutil.Error:  # a backend that ended meanwhile
-                    continue
-        out[name] = round(total / 2**20, 1)
-    return out
+    rss = measure.group_sum(groups, lambda proc: proc.memory_info().rss)
+    return {name: round(total / 2**20, 1) for name, total in rss.items()}
 
 
 def memory_groups(hub: Hub) -> tuple[dict[str, list[int]], list[str]]:
