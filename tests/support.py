@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import signal
 import subprocess
@@ -161,3 +162,23 @@ class DepartmentKeys:
 async def opened_values(pool: Any, records: Sequence[Any]) -> list[bytes | None]:
     """The plaintext values of consumed records (None: the customer's key was erased)."""
     return await SealedReader().values(pool, records)
+
+
+def bench_report(*args: str) -> dict[str, Any]:
+    """The JSON report of `omnihub bench ARGS`, run as a command on its own embedded stack."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"}  # its own embedded stack
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "services.cli", "bench", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report

@@ -2,33 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 
 import pytest
 
 from services.bench.measure import machine_times, steal_share
-from tests.support import ROOT
+from tests.support import bench_report
 
 
 def test_the_latency_phase_reports_every_event_once() -> None:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"}  # its own embedded stack
-    }
-    result = subprocess.run(
-        [sys.executable, "-m", "services.cli", "bench", "--latency-only", "--rate", "100"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    report = json.loads(result.stdout)
+    report = bench_report("--latency-only", "--rate", "100")
     latency = report["latency_at_fixed_load"]
     assert latency["offered_per_second"] == 100
     assert latency["workers"] == 1  # as `make up` deploys the hub: one of each component

@@ -4,8 +4,6 @@ hand-made inputs. No timing asserted."""
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
 
@@ -22,26 +20,14 @@ from services.bench.soak import (
     verdict,
     warm_up_seconds,
 )
-from tests.support import ROOT
+from tests.support import bench_report
 
 
 def test_a_short_soak_reports_memory_latency_over_time_and_every_event_once() -> None:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"}  # its own embedded stack
-    }
-    command = ["bench", "--latency-only", "--rate", "100", "--customers", "200"]
-    result = subprocess.run(
-        [sys.executable, "-m", "services.cli", *command, "--soak", "0.25", "--soak-rate", "100"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
+    report = bench_report(
+        *("--latency-only", "--rate", "100", "--customers", "200"),
+        *("--soak", "0.25", "--soak-rate", "100"),
     )
-    assert result.returncode == 0, result.stderr[-2000:]
-    report = json.loads(result.stdout)
     assert "latency_at_fixed_load" in report  # the phase the flag keeps still runs
     assert "end_to_end_saturation" not in report
     soak = report["soak"]

@@ -301,23 +301,23 @@ async def consumes_a_department_topic(
     group = unique(prefix)
     lines, _stderr = await run_example(
         [
-            *program,
-            "--bootstrap",
-            stack.bootstrap,
-            "--department",
-            DEPARTMENT.value,
-            "--group",
-            group,
-            "--max",
-            str(published.expected),
-            "--api-url",
-            api,
-            "--token",
-            await token(pool, Scope.KEYS_READ),
+            *example_args(program, stack, group, api, await token(pool, Scope.KEYS_READ)),
+            *("--max", str(published.expected)),
         ]
     )
     check_lines(lines, published, keys.answers)
     await asyncio.to_thread(committed_after_processing, stack.bootstrap, group, lines)
+
+
+def example_args(
+    program: list[str], stack: Stack, group: str, api: str, key_token: str
+) -> list[str]:
+    """An example's command line: this department's topic in ``group``, keys from ``api``."""
+    return [
+        *program,
+        *("--bootstrap", stack.bootstrap, "--department", DEPARTMENT.value, "--group", group),
+        *("--api-url", api, "--token", key_token),
+    ]
 
 
 async def stops_on_a_refused_token(
@@ -328,19 +328,7 @@ async def stops_on_a_refused_token(
     await publish(stack.bootstrap, pool)
     group = unique(prefix)
     lines, stderr = await run_example(
-        [
-            *program,
-            "--bootstrap",
-            stack.bootstrap,
-            "--department",
-            DEPARTMENT.value,
-            "--group",
-            group,
-            "--api-url",
-            api_url,
-            "--token",
-            await token(pool, Scope.CUSTOMERS_READ),
-        ],
+        example_args(program, stack, group, api_url, await token(pool, Scope.CUSTOMERS_READ)),
         returncode=1,
     )
     assert "403" in stderr, stderr
