@@ -379,7 +379,8 @@ async def test_nothing_accepted_is_lost_or_doubled_while_parts_are_killed(
         assert all(n <= 2 for n in sent.values()), sent
         if twice:  # only where the timeline owns up to it
             flagged = await pool.fetch(
-                "SELECT attributes->>'may_have_been_sent_twice' AS flag FROM timeline"
+                "SELECT interaction->'attributes'->>'may_have_been_sent_twice' AS flag"
+                " FROM timeline"
                 " WHERE command_id = ANY($1::uuid[]) AND direction = 'outbound'",
                 [replies.queued[text] for text in twice],
             )
