@@ -35,8 +35,25 @@ from schemas.cloudevents import (
 )
 from schemas.events import SCHEMA_VERSION
 from schemas.jsonschema import MODELS, render
-from schemas.sealing import KEY_ID_HEADER, SCHEME_HEADER, SEALED_CONTENT_TYPE, SEALED_TYPE_HEADER
-from schemas.topics import ALL_TOPICS, CUSTOMERS, DEADLETTER, PREFIX, ROUTED, UNIFIED, TopicSpec
+from schemas.sealing import (
+    EPHEMERAL_HEADER,
+    KEY_ID_HEADER,
+    SCHEME_HEADER,
+    SEALED_CONTENT_TYPE,
+    SEALED_TYPE_HEADER,
+)
+from schemas.topics import (
+    ALL_TOPICS,
+    CUSTOMERS,
+    DEADLETTER,
+    INTERACTIONS,
+    OUTBOUND,
+    PREFIX,
+    ROUTED,
+    SESSIONS,
+    UNIFIED,
+    TopicSpec,
+)
 
 PATH = Path(__file__).parent / "asyncapi.yaml"
 ASYNCAPI_VERSION = "3.0.0"
@@ -53,7 +70,19 @@ _UUID_KEYS = {"customer id", "command id"}
 
 _DEPARTMENT_TOPICS = {spec.name for spec in ROUTED.values()}
 #: Topics whose values are sealed with their customer's key (schemas/sealing.py).
-_SEALED_TOPICS = _DEPARTMENT_TOPICS | {f"{PREFIX}.outbound.v1", CUSTOMERS.name}
+_CUSTOMER_SEALED = _DEPARTMENT_TOPICS | {OUTBOUND.name, SESSIONS.name, CUSTOMERS.name}
+#: Topics of raw records, sealed with their period's key.
+_PERIOD_SEALED = {INTERACTIONS.name, UNIFIED.name}
+_SEALED_TOPICS = _CUSTOMER_SEALED | _PERIOD_SEALED
+_CUSTOMER_SEALED_TYPE = (
+    f"{SEALED_CONTENT_TYPE} for a value sealed with its customer's key; {CONTENT_TYPE} for"
+    " plain ones (a department topic's customer.deleted tombstone, records from before sealing)"
+)
+_PERIOD_SEALED_TYPE = (
+    f"{SEALED_CONTENT_TYPE} for a value sealed with its period's key (what the hub publishes);"
+    f" {CONTENT_TYPE} for plain ones (an import's, records from before sealing), which the hub"
+    " reads too"
+)
 
 _CE_DESCRIPTIONS = {
     "ce_specversion": "CloudEvents spec version",
@@ -93,6 +122,16 @@ _SEAL_DESCRIPTIONS = {
         "the key's id: GET /v1/keys/{key_id} (scope keys:read) answers the AES-256-GCM key,"
         " 404 once the customer was erased"
     ),
+    SEALED_TYPE_HEADER: "the media type of the opened value: application/json",
+}
+_PERIOD_SEAL_DESCRIPTIONS = {
+    SCHEME_HEADER: (
+        "period: the value is sealed with the period's public key (X25519, then AES-256-GCM);"
+        " only the hub, holding the private key until OMNIHUB_RAW_RECORD_DAYS after the"
+        " period, opens it"
+    ),
+    KEY_ID_HEADER: "the period (a UTC day, YYYY-MM-DD) whose key sealed it",
+    EPHEMERAL_HEADER: "the sender's X25519 public key (base64), from which the data key derives",
     SEALED_TYPE_HEADER: "the media type of the opened value: application/json",
 }
 
@@ -281,9 +320,7 @@ def _ce_header_schema(spec: TopicSpec) -> Json:
         elif name == "content-type" and spec.name in _SEALED_TOPICS:
             schema["enum"] = [SEALED_CONTENT_TYPE, CONTENT_TYPE]
             schema["description"] = (
-                f"{SEALED_CONTENT_TYPE} for a value sealed with its customer's key;"
-                f" {CONTENT_TYPE} for plain ones (a department topic's customer.deleted"
-                " tombstone, records from before sealing)"
+                _PERIOD_SEALED_TYPE if spec.name in _PERIOD_SEALED else _CUSTOMER_SEALED_TYPE
             )
         elif name == "content-type":
             schema["const"] = CONTENT_TYPE
@@ -291,8 +328,11 @@ def _ce_header_schema(spec: TopicSpec) -> Json:
             schema["format"] = "date-time"
         properties[name] = schema
     properties.update({name: _string(text) for name, text in _TRACE_DESCRIPTIONS.items()})
-    if spec.name in _SEALED_TOPICS:
+    if spec.name in _CUSTOMER_SEALED:
         properties.update({name: _string(text) for name, text in _SEAL_DESCRIPTIONS.items()})
+    elif spec.name in _PERIOD_SEALED:
+        seals = _PERIOD_SEAL_DESCRIPTIONS
+        properties.update({name: _string(text) for name, text in seals.items()})
     return {
         "type": "object",
         "description": "CloudEvents binary-mode Kafka headers (UTF-8 values)",
@@ -306,13 +346,14 @@ def _deadletter_header_schema() -> Json:
     properties: Json = {name: _string(text) for name, text in _DEADLETTER_HEADERS.items()}
     properties["ce_type"] = _string(_CE_DESCRIPTIONS["ce_type"], const=DEADLETTER.ce_type)
     kept = ("ce_specversion", "ce_id", "ce_source", "content-type", "ce_time", *_TRACE_DESCRIPTIONS)
-    for name in kept:
+    for name in (*kept, *_PERIOD_SEAL_DESCRIPTIONS):
         properties[name] = _string(f"the original record's {name} header, when it had one")
     return {
         "type": "object",
         "description": (
-            "the original record's headers (its x-omnihub-* ones dropped, ce_type replaced),"
-            " plus why it could not be used"
+            "the original record's headers (its x-omnihub-* ones dropped but its seal's,"
+            " ce_type replaced), plus why it could not be used; a refused request's body is"
+            " sealed with the period's key"
         ),
         "required": sorted(["ce_type", *_DEADLETTER_HEADERS]),
         "properties": properties,

@@ -11,7 +11,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.identities import Identity, StorableDict, StorableStr
-from schemas.ids import event_id_for
+from schemas.ids import event_id_for, identity_bucket
 
 SCHEMA_VERSION: Literal[1] = 1
 
@@ -176,8 +176,9 @@ class Interaction(_Model):
 
     @property
     def partition_key(self) -> bytes:
-        """Kafka key: the first identity, so one person's events stay in order."""
-        return self.identities[0].key.encode()
+        """Kafka key: a bucket of the first identity, so one person's events stay in order
+        while the key names nobody (the value is sealed; a bucket holds very many people)."""
+        return identity_bucket(self.identities[0].key)
 
     @classmethod
     def create(cls, **fields: Any) -> Interaction:
@@ -334,3 +335,19 @@ class DeadLetter(_Model):
 
 
 Interaction.model_rebuild()
+
+
+class PeriodKey(_Model):
+    """A period's public sealing key (topic: period keys): what the channel adapters seal the
+    raw records of that period with (schemas/sealing.py's ``period`` scheme)."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    period: str = Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", description="a UTC day")
+    public_key: str = Field(
+        pattern=r"^[A-Za-z0-9+/]{43}=$", description="raw X25519 public key, base64"
+    )
+
+    @property
+    def partition_key(self) -> bytes:
+        """Kafka key: the period (a period's key never changes, so any copy will do)."""
+        return self.period.encode()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 
 #: Namespace of every omnihub uuid5; never change it, ids derived from it are stored.
@@ -32,3 +33,14 @@ def client_event_id_for(caller: str, channel: str, provider_message_id: str) -> 
     still gets the same one.
     """
     return uuid.uuid5(OMNIHUB_NAMESPACE, f"event:client:{caller}:{channel}:{provider_message_id}")
+
+
+#: Buckets an identity key falls in (``identity_bucket``): far more people share one than
+#: there are partitions, so the Kafka key keeps one person's events in order and names nobody.
+IDENTITY_BUCKETS = 1 << 16
+
+
+def identity_bucket(identity_key: str) -> bytes:
+    """The raw interactions' Kafka key: the bucket of ``identity_key`` (``IDENTITY_BUCKETS``)."""
+    digest = hashlib.sha256(identity_key.encode()).digest()
+    return f"bucket:{int.from_bytes(digest[:2], 'big') % IDENTITY_BUCKETS:04x}".encode()

@@ -14,6 +14,7 @@ from schemas.events import (
     DeliveryStatus,
     Interaction,
     OutboundCommand,
+    PeriodKey,
     RoutedEvent,
     UnifiedEvent,
 )
@@ -27,6 +28,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "outbound.v1": OutboundCommand,
     "delivery.v1": DeliveryStatus,
     "customer.v1": CustomerEvent,
+    "periodkey.v1": PeriodKey,
 }
 
 

@@ -20,6 +20,7 @@ import base64
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal
 
 from cryptography.exceptions import InvalidTag
@@ -132,6 +133,11 @@ class PeriodSealer:
         return seal(self.data_key, self.period, plaintext), Seal(
             "period", self.period, self.ephemeral
         )
+
+
+def period_of(when: datetime) -> str:
+    """The period a record sealed at ``when`` belongs to: its UTC day (YYYY-MM-DD)."""
+    return when.astimezone(UTC).date().isoformat()
 
 
 def period_data_key(private_key: bytes, period: str, ephemeral: str) -> bytes:

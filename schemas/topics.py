@@ -12,6 +12,7 @@ from schemas.events import (
     Department,
     Interaction,
     OutboundCommand,
+    PeriodKey,
     RoutedEvent,
     UnifiedEvent,
 )
@@ -34,7 +35,7 @@ class TopicSpec:
 INTERACTIONS = TopicSpec(
     name=f"{PREFIX}.interactions.v1",
     partitions=8,
-    key="identity key of the first identity (type:scope:value)",
+    key="bucket of the first identity's key (bucket:<4 hex digits>): one person's events in order",
     model=Interaction,
     ce_type="com.omnihub.interaction.v1",
     description="every interaction the channels received or sent, normalised",
@@ -85,6 +86,17 @@ CUSTOMERS = TopicSpec(
     ce_type="com.omnihub.customer.v1",
     description="customer lifecycle: merged, split, deleted (tombstone)",
 )
+PERIOD_KEYS = TopicSpec(
+    name=f"{PREFIX}.periodkeys.v1",
+    partitions=1,
+    key="period (a UTC day, YYYY-MM-DD)",
+    model=PeriodKey,
+    ce_type="com.omnihub.periodkey.v1",
+    description=(
+        "each period's public key, announced ahead by the hub: what the channel adapters seal"
+        " raw records with (interactions, dead letters); the private keys never leave PostgreSQL"
+    ),
+)
 DEADLETTER = TopicSpec(
     name=f"{PREFIX}.deadletter.v1",
     partitions=1,
@@ -116,6 +128,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     DELIVERY,
     SESSIONS,
     CUSTOMERS,
+    PERIOD_KEYS,
     DEADLETTER,
     *ROUTED.values(),
 )

@@ -61,7 +61,8 @@ def run(
 ) -> None:
     """Run one component against KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL (for deployment).
 
-    `omnihub run channel twilio` serves that adapter alone (Kafka only).
+    `omnihub run channel twilio` serves that adapter alone (Kafka only; a channel holding
+    client sessions also reads customer keys from DATABASE_URL).
     """
     settings = _settings()
     service = f"omnihub-{component.value}" + (f"-{name}" if name else "")
@@ -77,10 +78,13 @@ def run(
             raise typer.BadParameter(str(exc.args[0])) from None
         if found.with_hub_api:
             raise typer.BadParameter(f"{name} is part of the hub's API: omnihub run api")
-        bootstrap = settings.with_runtime().kafka_bootstrap_servers
+        runtime = settings.with_runtime()
+        bootstrap = runtime.kafka_bootstrap_servers
         if not bootstrap:
             raise typer.BadParameter("KAFKA_BOOTSTRAP_SERVERS is not set")
-        _serve(settings, bootstrap, None, channels=[name], core=False)
+        # Kafka only, but a channel holding client sessions opens the replies relayed to it
+        # with customer keys: it reads them from DATABASE_URL
+        _serve(settings, bootstrap, runtime.database_url, channels=[name], core=False)
         return
     bootstrap, database_url = settings.require_servers()
     if component is ComponentName.API:
@@ -256,15 +260,19 @@ def tail(
     limit: Annotated[int, typer.Option(help="stop after this many records (0: never)")] = 0,
     idle: Annotated[float, typer.Option(help="stop after this many quiet seconds (0: never)")] = 0,
 ) -> None:
-    """Print a topic's records as JSON lines (partition, offset, key, headers, value)."""
-    bootstrap, _ = _settings().require_servers()
-    asyncio.run(_follow(bootstrap, topic, from_beginning, limit, idle))
+    """Print a topic's records as JSON lines (partition, offset, key, headers, value); sealed
+    values are opened with the hub's keys (DATABASE_URL), or say why they cannot be."""
+    bootstrap, database_url = _settings().require_servers()
+    asyncio.run(_follow(bootstrap, database_url, topic, from_beginning, limit, idle))
 
 
 async def _follow(
-    bootstrap: str, topic: str, from_beginning: bool, limit: int, idle: float
+    bootstrap: str, database_url: str, topic: str, from_beginning: bool, limit: int, idle: float
 ) -> None:
+    import asyncpg
     from aiokafka import AIOKafkaConsumer
+
+    from services.keys.reader import SealedReader
 
     consumer = AIOKafkaConsumer(
         topic,
@@ -272,6 +280,8 @@ async def _follow(
         group_id=None,
         auto_offset_reset="earliest" if from_beginning else "latest",
     )
+    conn = await asyncpg.connect(database_url)
+    reader = SealedReader()
     await consumer.start()
     seen = 0
     quiet = 0.0
@@ -280,20 +290,26 @@ async def _follow(
             batch = await consumer.getmany(timeout_ms=250)
             records = [r for part in batch.values() for r in part]
             quiet = 0.0 if records else quiet + 0.25
-            for record in records:
-                typer.echo(json.dumps(_as_json(record), ensure_ascii=False))
+            for record, value in zip(records, await reader.open_each(conn, records), strict=True):
+                typer.echo(json.dumps(_as_json(record, value), ensure_ascii=False))
                 seen += 1
                 if limit and seen >= limit:
                     return
     finally:
         await consumer.stop()
+        await conn.close()
 
 
-def _as_json(record: Any) -> dict[str, Any]:
-    try:
-        value = json.loads(record.value) if record.value else None
-    except ValueError:
-        value = record.value.decode("utf-8", "replace")
+def _as_json(record: Any, opened: bytes | Any) -> dict[str, Any]:
+    """One record as printed; ``opened``: its value opened, or why it could not be."""
+    value: Any
+    if not isinstance(opened, bytes):
+        value = {"unopened": opened.reason}
+    else:
+        try:
+            value = json.loads(opened) if opened else None
+        except ValueError:
+            value = opened.decode("utf-8", "replace")
     return {
         "partition": record.partition,
         "offset": record.offset,
@@ -333,6 +349,10 @@ def bench(
         float | None,
         typer.Option(min=1, help="events/s the soak offers instead of half the capacity"),
     ] = None,
+    durable: Annotated[
+        bool,
+        typer.Option(help="run the hub on omnihub up's durable stack, not the in-memory broker"),
+    ] = False,
 ) -> None:
     """Measure throughput and latency of the whole hub; prints one JSON object."""
     import uvloop
@@ -360,6 +380,7 @@ def bench(
         latency_only=latency_only,
         soak_minutes=soak,
         soak_rate=soak_rate,
+        durable=durable,
     )
     err = Console(stderr=True)
     with Progress(console=err, transient=False) as progress:

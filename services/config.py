@@ -122,6 +122,16 @@ class Settings(BaseSettings):
     batch_size: int = Field(
         default=1000, alias="OMNIHUB_BATCH_SIZE", description="Events per processors batch"
     )
+    raw_record_days: int = Field(
+        default=7,
+        ge=1,
+        le=365,
+        alias="OMNIHUB_RAW_RECORD_DAYS",
+        description=(
+            "Days a raw record (interactions, dead letters) stays readable after its UTC day:"
+            " then its period key is deleted, and with it what an erased customer left there"
+        ),
+    )
     batch_wait: float = Field(
         default=0.02,
         alias="OMNIHUB_BATCH_WAIT",

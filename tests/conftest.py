@@ -15,6 +15,7 @@ import pytest
 
 from services.api.app import create_app
 from services.api.auth import Role, create_token
+from services.bus.producer import Producer
 from services.config import Settings
 from services.db.pool import create_pool
 from services.stack.embedded import Stack, start_stack
@@ -99,6 +100,15 @@ async def pool(stack: Stack) -> AsyncIterator[asyncpg.Pool]:
     pool = await create_pool(stack.database_url, max_size=4)
     yield pool
     await pool.close()
+
+
+@pytest.fixture
+async def producer(stack: Stack) -> AsyncIterator[Producer]:
+    """A started producer on the session broker."""
+    producer = Producer(stack.bootstrap)
+    await producer.start()
+    yield producer
+    await producer.stop()
 
 
 @pytest.fixture(scope="session")

@@ -15,11 +15,16 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer
 
 from schemas.sealing import Seal, open_sealed
+from services.bus.producer import KafkaPublisher, Producer
+from services.bus.records import Record
+from services.keys.periods import PeriodKeeper, PeriodKeyring
 from services.keys.reader import SealedReader
+from services.keys.seal import sealed_for
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -162,6 +167,38 @@ class DepartmentKeys:
 async def opened_values(pool: Any, records: Sequence[Any]) -> list[bytes | None]:
     """The plaintext values of consumed records (None: the customer's key was erased)."""
     return await SealedReader().values(pool, records)
+
+
+async def sealing_publisher(producer: Producer, database: Any) -> KafkaPublisher:
+    """The channels' publisher over ``producer``, its period keys kept in ``database`` as the
+    hub's processes keep them; given a pool or connection rather than a URL, it relays sealed
+    with the customers' keys from there too (as the dispatcher's does)."""
+    keyring = PeriodKeyring()
+    keeper = PeriodKeeper(keyring, days_kept=7, source="tests")
+    if isinstance(database, str):
+        conn = await asyncpg.connect(database)
+        try:
+            await keeper.keep(conn, producer.send_all)
+        finally:
+            await conn.close()
+        return KafkaPublisher(producer, keyring)
+    await keeper.keep(database, producer.send_all)
+
+    async def customer_seal(customer_id: uuid.UUID, records: Sequence[Record]) -> list[Record]:
+        return await sealed_for(database, customer_id, records)
+
+    return KafkaPublisher(producer, keyring, customer_seal)
+
+
+async def announce_period_keys(bootstrap: str, database_url: str) -> None:
+    """Make and announce the coming days' period keys as any hub process with a database
+    does (for a channel process tested without one)."""
+    producer = Producer(bootstrap, client_id="tests-keeper")
+    await producer.start()
+    try:
+        await sealing_publisher(producer, database_url)
+    finally:
+        await producer.stop()
 
 
 def bench_report(*args: str) -> dict[str, Any]:

@@ -10,11 +10,20 @@ import asyncpg
 import httpx
 import pytest
 
+from schemas import Interaction
 from schemas.cloudevents import header_map
-from schemas.ids import client_event_id_for
+from schemas.events import utcnow
+from schemas.ids import client_event_id_for, identity_bucket
+from schemas.sealing import (
+    KEY_ID_HEADER,
+    SCHEME_HEADER,
+    SEALED_CONTENT_TYPE,
+    SEALED_TYPE_HEADER,
+    period_of,
+)
 from schemas.topics import INTERACTIONS
 from services.api.auth import Role, hash_token
-from tests.support import consume, eventually, unique
+from tests.support import consume, eventually, opened_values, unique
 
 pytestmark = pytest.mark.usefixtures("processors")
 
@@ -122,7 +131,9 @@ def _uuid(text: str) -> Any:
     return uuid.UUID(text)
 
 
-async def test_records_carry_cloudevents_headers(client: httpx.AsyncClient, stack: Any) -> None:
+async def test_records_carry_cloudevents_headers_and_a_sealed_value(
+    client: httpx.AsyncClient, stack: Any, pool: asyncpg.Pool
+) -> None:
     payload = body()
     response = await client.post("/v1/interactions", json=payload)
     event_id = response.json()["event_id"]
@@ -136,9 +147,17 @@ async def test_records_carry_cloudevents_headers(client: httpx.AsyncClient, stac
     assert headers["ce_type"] == "com.omnihub.interaction.v1"
     assert headers["ce_source"] == "channels/api"
     assert headers["ce_specversion"] == "1.0"
-    assert headers["content-type"] == "application/json"
+    # the raw record names nobody: sealed with the day's period key, keyed by a bucket
+    assert headers["content-type"] == SEALED_CONTENT_TYPE
+    assert headers[SEALED_TYPE_HEADER] == "application/json"
+    assert (headers[SCHEME_HEADER], headers[KEY_ID_HEADER]) == ("period", period_of(utcnow()))
     email = payload["identities"][0]["value"].lower()
-    assert record.key == f"email::{email}".encode()
+    assert record.key == identity_bucket(f"email::{email}")
+    assert email.encode() not in record.key + record.value
+    assert payload["text"].encode() not in record.value
+    [opened] = await opened_values(pool, [record])
+    assert opened is not None
+    assert Interaction.model_validate_json(opened).text == payload["text"]
 
 
 async def test_malformed_body_names_the_field(client: httpx.AsyncClient) -> None:

@@ -5,6 +5,7 @@ puts on records, and valid against the official AsyncAPI 3.0 JSON Schema (npm's
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import shutil
@@ -22,6 +23,7 @@ from schemas import (
     DeliveryStatus,
     Interaction,
     OutboundCommand,
+    PeriodKey,
     RoutedEvent,
     UnifiedEvent,
 )
@@ -29,7 +31,8 @@ from schemas.asyncapi import PATH, document, operation_id, rendered
 from schemas.cloudevents import header_map
 from schemas.jsonschema import MODELS
 from schemas.jsonschema import rendered as json_schemas
-from schemas.topics import ALL_TOPICS, DEADLETTER, ROUTED, TopicSpec
+from schemas.sealing import PeriodSealer, Seal, new_period_keypair, without_content_type
+from schemas.topics import ALL_TOPICS, DEADLETTER, INTERACTIONS, OUTBOUND, ROUTED, TopicSpec
 from services.bus.deadletter import dead_letter
 from services.bus.records import to_record
 from tests.support import ROOT
@@ -184,6 +187,9 @@ def _examples() -> dict[str, Any]:
             command_id=command.command_id, channel="sms", state="sent", occurred_at=when
         ),
         "customer.v1": CustomerEvent(type="customer.deleted", customer_id=customer),
+        "periodkey.v1": PeriodKey(
+            period="2026-12-07", public_key=base64.b64encode(new_period_keypair()[1]).decode()
+        ),
     }
 
 
@@ -214,6 +220,11 @@ def test_records_made_by_the_hub_match_their_message() -> None:
         headers = dict(header_map(record.headers))
         jsonschema.Draft7Validator(message["headers"]).validate(headers)
         assert record.topic == spec.name
+        if spec in (INTERACTIONS, OUTBOUND):  # sealed as the hub publishes them
+            sealer = PeriodSealer.for_public_key("2026-12-07", new_period_keypair()[1])
+            seal = sealer.seal(record.value)[1] if spec is INTERACTIONS else Seal("customer", "k")
+            sealed = dict(header_map(without_content_type(record.headers) + seal.headers()))
+            jsonschema.Draft7Validator(message["headers"]).validate(sealed)
 
 
 @pytest.fixture(scope="module")

@@ -61,8 +61,9 @@ async def test_tail_prints_records_as_json_lines(
     )
     lines = [json.loads(line) for line in out.splitlines()]
     [ours] = [line for line in lines if line["headers"].get("ce_id") == event_id]
-    assert ours["value"]["text"] == "<script>alert(1)</script>"
-    assert ours["key"].startswith("email::")
+    assert ours["value"]["text"] == "<script>alert(1)</script>"  # opened with the period key
+    assert ours["headers"]["x-omnihub-sealed"] == "period"
+    assert ours["key"].startswith("bucket:")
 
 
 async def test_revoked_token_stops_working(component_env: dict[str, str], api_url: str) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import httpx
 import pytest
 import uvicorn
@@ -24,14 +25,15 @@ from channels.base.signing import SIGNATURE_HEADER, sign
 from schemas import Channel, Identity, IdentityType, OutboundCommand
 from schemas.cloudevents import header_map
 from schemas.ids import event_id_for
-from schemas.topics import DELIVERY, INTERACTIONS
+from schemas.sealing import SCHEME_HEADER
+from schemas.topics import DELIVERY, INTERACTIONS, SESSIONS
 from services.adapters import build_adapters
 from services.api.app import create_app
-from services.bus.producer import KafkaPublisher, Producer
+from services.bus.producer import Producer
 from services.config import Settings
 from services.customers.outbound import default_recipient
 from services.stack.ports import free_port
-from tests.support import consume, eventually, unique
+from tests.support import announce_period_keys, consume, eventually, sealing_publisher, unique
 
 DEMO = Path(__file__).parent / "data" / "demo_channel"
 
@@ -66,7 +68,8 @@ def test_the_registry_and_the_hub_know_the_new_channel(demo: Manifest) -> None:
 async def served(demo: Manifest, stack: Any, tmp_path: Path) -> AsyncIterator[Any]:
     """`omnihub run channel demo` in-process: the demo adapter alone, on a real port."""
     settings = Settings(OMNIHUB_DATA_DIR=tmp_path, OMNIHUB_CHANNELS="demo")
-    app = create_app(settings, stack.bootstrap, None, channels=["demo"], core=False)
+    await announce_period_keys(stack.bootstrap, stack.database_url)  # as the hub's processes do
+    app = create_app(settings, stack.bootstrap, stack.database_url, channels=["demo"], core=False)
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
@@ -119,8 +122,9 @@ async def test_replies_reach_the_process_holding_the_session(served: Any, stack:
         sender = registry.manifest("demo").adapter()
         producer = Producer(stack.bootstrap, client_id="test-dispatcher")
         await producer.start()
+        keys = await asyncpg.create_pool(stack.database_url, min_size=1, max_size=1)
         try:
-            sender.attach(KafkaPublisher(producer))
+            sender.attach(await sealing_publisher(producer, keys))
             [info] = registry.manifest("demo").channels
             command = OutboundCommand(
                 customer_id=uuid.uuid4(),
@@ -132,8 +136,18 @@ async def test_replies_reach_the_process_holding_the_session(served: Any, stack:
             result = await sender.send(command)
         finally:
             await producer.stop()
+            await keys.close()
         assert result.provider_message_id == f"relay:{command.command_id}"
         assert (await ws.receive_str(timeout=20)) == "reply:we are on it"
+    # relayed sealed with the customer's key: the sessions topic holds nothing readable
+    relayed = await consume(
+        stack.bootstrap,
+        SESSIONS.name,
+        lambda rs: any(header_map(r.headers)["ce_id"] == str(command.command_id) for r in rs),
+    )
+    [record] = [r for r in relayed if header_map(r.headers)["ce_id"] == str(command.command_id)]
+    assert header_map(record.headers)[SCHEME_HEADER] == "customer"
+    assert b"we are on it" not in record.value and visitor.encode() not in record.value
     await consume(
         stack.bootstrap,
         DELIVERY.name,

@@ -20,7 +20,7 @@ from schemas import Department, Interaction, Purpose, UnifiedEvent
 from schemas.cloudevents import ERROR_HEADER, ORIGIN_TOPIC_HEADER, STAGE_HEADER, header_map
 from schemas.topics import DEADLETTER, INTERACTIONS, ROUTED, UNIFIED
 from services.bus.admin import ensure_topics
-from services.bus.producer import KafkaPublisher, Producer
+from services.bus.producer import Producer
 from services.bus.records import Record
 from services.config import Settings
 from services.db.migrate import available, migrate
@@ -34,6 +34,7 @@ from tests.support import (
     eventually,
     opened_values,
     read_all,
+    sealing_publisher,
     start_component,
     stop_process,
     unique,
@@ -62,15 +63,6 @@ async def rows(pool: asyncpg.Pool, events: list[Interaction]) -> int:
     )
 
 
-@pytest.fixture
-async def producer(stack: Any) -> Any:
-    """A started producer on the session broker."""
-    producer = Producer(stack.bootstrap)
-    await producer.start()
-    yield producer
-    await producer.stop()
-
-
 @pytest.mark.usefixtures("processors")
 async def test_unparseable_records_go_to_dead_letter_and_work_goes_on(
     stack: Any, producer: Producer, pool: asyncpg.Pool
@@ -85,7 +77,7 @@ async def test_unparseable_records_go_to_dead_letter_and_work_goes_on(
         [("ce_id", marker.encode())],
     )
     await producer.send_all([bad_json, wrong_shape])
-    await KafkaPublisher(producer).publish([good])
+    await (await sealing_publisher(producer, pool)).publish([good])
 
     dead = await consume(
         stack.bootstrap, DEADLETTER.name, lambda rs: sum(r.key == marker.encode() for r in rs) == 2
@@ -109,7 +101,7 @@ async def test_duplicate_records_on_the_bus_give_one_row(
     producer: Producer, pool: asyncpg.Pool
 ) -> None:
     events = [interaction() for _ in range(20)]
-    publisher = KafkaPublisher(producer)
+    publisher = await sealing_publisher(producer, pool)
     await publisher.publish(events)
     await publisher.publish(events)  # a provider retry, or a replay
     await publisher.publish(events[:5])
@@ -160,7 +152,7 @@ async def test_killed_between_db_commit_and_offset_commit_leaves_one_row(
         producer = Producer(broker.bootstrap)
         await producer.start()
         events = [interaction() for _ in range(50)]
-        await KafkaPublisher(producer).publish(events)
+        await (await sealing_publisher(producer, pool)).publish(events)
 
         worker = start_component("processors", env, tmp_path / "w1.log")
         try:
@@ -218,7 +210,7 @@ async def test_offsets_wait_for_an_unfinished_batch_while_later_ones_move_on(
         )
         producer = Producer(broker.bootstrap)
         await producer.start()
-        publisher = KafkaPublisher(producer)
+        publisher = await sealing_publisher(producer, pool)
         first = [interaction() for _ in range(20)]
         await publisher.publish(first)
         worker = start_component("processors", env, tmp_path / "worker.log")
@@ -265,7 +257,7 @@ async def test_a_worker_joining_while_batches_are_in_flight_loses_and_repeats_no
         events = [interaction() for _ in range(1500)]
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute("LOCK TABLE timeline IN SHARE MODE")  # inserts wait, reads not
-            await KafkaPublisher(producer).publish(events)
+            await (await sealing_publisher(producer, pool)).publish(events)
             workers.append(start_component("processors", env, tmp_path / "w1.log"))
             await eventually(lambda: _timeline_insert_waiting(pool), timeout=60)
             workers.append(start_component("processors", env, tmp_path / "w2.log"))
@@ -376,7 +368,7 @@ async def test_an_event_that_cannot_be_stored_is_dead_lettered_alone(
     goes on."""
     good = [interaction() for _ in range(5)]
     poison = interaction().model_copy(update={"text": "before\x00after"})  # not validated
-    await KafkaPublisher(producer).publish([*good[:2], poison, *good[2:]])
+    await (await sealing_publisher(producer, pool)).publish([*good[:2], poison, *good[2:]])
     assert await eventually(lambda: _equals(rows(pool, good), 5))
 
     def poisoned(records: list[Any]) -> bool:
@@ -410,7 +402,7 @@ async def test_database_outage_delays_but_loses_nothing(
         )
         producer = Producer(broker.bootstrap)
         await producer.start()
-        publisher = KafkaPublisher(producer)
+        publisher = await sealing_publisher(producer, database.url)
         before = [interaction() for _ in range(10)]
         during = [interaction() for _ in range(10)]
         worker = start_component("processors", env, tmp_path / "worker.log")
@@ -460,7 +452,7 @@ async def test_a_replayed_event_is_not_routed_twice(
     from services.bus.records import to_record
 
     original = interaction(text="My invoice is wrong, I was charged twice")
-    await KafkaPublisher(producer).publish([original])
+    await (await sealing_publisher(producer, pool)).publish([original])
     customer = await eventually(
         lambda: pool.fetchval(
             "SELECT customer_id FROM routing_decisions WHERE event_id = $1", original.event_id
@@ -478,11 +470,11 @@ async def test_a_replayed_event_is_not_routed_twice(
         interaction=original,
     )
     # replayed on both ways in: as the interaction (unify) and as the unified event (project)
-    await KafkaPublisher(producer).publish([original, original])
+    await (await sealing_publisher(producer, pool)).publish([original, original])
     await producer.send_all([to_record(UNIFIED, replay, str(replay.event_id), "test")] * 2)
     # markers with the same partition keys (identity; customer), so handled after the replays
     marker = interaction(text="My invoice is wrong again", identities=original.identities)
-    await KafkaPublisher(producer).publish([marker])
+    await (await sealing_publisher(producer, pool)).publish([marker])
     late = interaction(text="Still wrong, my invoice", identities=original.identities)
     await producer.send_all(
         [

@@ -15,8 +15,8 @@ import pytest
 from schemas import CustomerEvent, Interaction, Routing, UnifiedEvent
 from schemas.cloudevents import header_map
 from schemas.events import utcnow
-from schemas.sealing import KEY_ID_HEADER
-from schemas.topics import CUSTOMERS, ROUTED
+from schemas.sealing import KEY_ID_HEADER, SCHEME_HEADER
+from schemas.topics import CUSTOMERS, INTERACTIONS, ROUTED
 from services.api.auth import Role
 from services.processors.route import record_decisions
 from services.processors.timeline import insert_events
@@ -202,6 +202,18 @@ async def test_delete_is_for_admins_needs_a_reason_and_publishes_a_tombstone(
     assert (await department.get(f"/v1/keys/{key_id}")).status_code == 404
     assert await opened_values(pool, routed) == [None] * len(routed)
     assert await pool.fetchval("SELECT count(*) FROM customer_keys WHERE key_id = $1", key_id) == 0
+    # its raw interactions are sealed with their day's period key (deleted after
+    # OMNIHUB_RAW_RECORD_DAYS, tests/test_period_keys.py) and keyed by a bucket: nothing readable
+    raw = [
+        r
+        for r in await read_all(stack.bootstrap, INTERACTIONS.name)
+        if header_map(r.headers).get("ce_id") == held["event_id"]
+    ]
+    assert raw, "the customer's message is not on the interactions topic"
+    for record in raw:
+        assert header_map(record.headers)[SCHEME_HEADER] == "period"
+        for personal in (b"My invoice", held["phone"].encode(), held["email"].encode()):
+            assert personal not in (record.key or b"") + record.value
     [entry] = await pool.fetch(
         "SELECT * FROM privacy_log WHERE customer_id = $1::uuid AND action = 'delete'", held["id"]
     )

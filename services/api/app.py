@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 
+import asyncpg
 from fastapi import FastAPI
 
 from channels.base import ChannelAdapter, SessionAdapter, SourceAdapter, WebhookAdapter
+from channels.base.source import cancel
 from services.adapters import build_adapters
 from services.api import customers, health, identity, keys, openapi, outage, privacy
 from services.api.auth import TOKENS_CHANNEL, TokenVerifier
@@ -21,6 +24,7 @@ from services.config import Settings
 from services.console import router as console
 from services.db.pool import migrated_pool
 from services.identity.rules import load_rules
+from services.keys.periods import PeriodKeeper, PeriodKeyFollower, PeriodKeyring
 
 #: The body limit of the hub's own API routes (channel routes have their own).
 MAX_BODY = 1_048_576
@@ -56,7 +60,8 @@ def create_app(
         batch_records=settings.publish_batch_records,
         client_id="omnihub-http",
     )
-    publisher = KafkaPublisher(producer)
+    keyring = PeriodKeyring()  # the public keys the adapters seal raw records with
+    publisher = KafkaPublisher(producer, keyring)
     for adapter in adapters.values():
         adapter.attach(publisher)
     sources = SourceSupervisor(a for a in adapters.values() if isinstance(a, SourceAdapter))
@@ -80,25 +85,41 @@ def create_app(
             )
             await app.state.console.feed.start()
         await producer.start()
+        # the hub keeps the period keys; a channel process alone learns them from Kafka
+        keys: PeriodKeyFollower | None = None
+        keeping: asyncio.Task[None] | None = None
+        if pool is not None:
+            keeper = PeriodKeeper(keyring, settings.raw_record_days, "services/api")
+            keeping = asyncio.create_task(keeper.run(pool, producer.send_all))
+        else:
+            keys = PeriodKeyFollower(bootstrap, keyring)
+            await keys.start()
+        keys_pool = None  # a channel process holding client sessions reads customer keys
+        if pool is None and relay.adapters and database_url:
+            keys_pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
         app.state.pool = pool
         app.state.producer = producer
         app.state.publisher = publisher
         app.state.adapters = adapters
         app.state.sources = sources
-        await relay.start()
+        await relay.start(pool or keys_pool)
         await sources.start()
         try:
             yield
         finally:
             await sources.stop()
             await relay.stop()
+            await cancel(keeping)
+            if keys is not None:
+                await keys.stop()
             if core:
                 await app.state.console.feed.stop()
             await producer.stop()
             for adapter in adapters.values():
                 await adapter.close()
-            if pool is not None:
-                await pool.close()
+            for opened in (pool, keys_pool):
+                if opened is not None:
+                    await opened.close()
 
     # the OpenAPI document and its pages only when OMNIHUB_API_DOCS says (off in production)
     docs = settings.api_docs

@@ -10,6 +10,9 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
+from schemas.events import utcnow
+from schemas.sealing import period_of
+
 router = APIRouter()
 
 
@@ -21,8 +24,14 @@ class Readiness(BaseModel):
 
 
 READINESS: dict[int | str, dict[str, Any]] = {
-    200: {"model": Readiness, "description": "PostgreSQL and the broker answer"},
-    503: {"model": Readiness, "description": "PostgreSQL or the broker does not answer"},
+    200: {
+        "model": Readiness,
+        "description": "PostgreSQL and the broker answer, the day's period key is known",
+    },
+    503: {
+        "model": Readiness,
+        "description": "PostgreSQL or the broker does not answer, or the day's key is not known",
+    },
 }
 METRICS: dict[int | str, dict[str, Any]] = {
     200: {
@@ -40,7 +49,8 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", response_model=None, responses=READINESS)
 async def readyz(request: Request) -> Response:
-    """Ready when PostgreSQL (if used) and the broker answer; 503 otherwise."""
+    """Ready when PostgreSQL (if used) and the broker answer and the day's period key is known;
+    503 otherwise."""
     checks: dict[str, Any] = {}
     if request.app.state.pool is not None:
         try:
@@ -58,7 +68,15 @@ async def readyz(request: Request) -> Response:
     for name, adapter in request.app.state.adapters.items():
         health = await adapter.health()
         checks[f"channel:{name}"] = "ok" if health.ok else f"degraded: {health.detail}"
-    ready = checks.get("database", "ok") == "ok" and checks["kafka"] == "ok"
+    # nothing raw can be published before the day's public key is known (services.keys.periods)
+    period = period_of(utcnow())
+    known = period in request.app.state.publisher.keyring.known()
+    checks["period_key"] = "ok" if known else f"waiting for the key of {period}"
+    ready = (
+        checks.get("database", "ok") == "ok"
+        and checks["kafka"] == "ok"
+        and checks["period_key"] == "ok"
+    )
     return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
 

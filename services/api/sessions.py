@@ -1,17 +1,20 @@
 """Relayed commands reach the client sessions this web process holds.
 
-The dispatcher relays a session channel's command on the sessions topic; every web process
-serving such a channel reads all of it (a consumer of its own, from the end, no group) and
-hands each command to its adapter, which delivers it if it holds the session. A delivered
-message's state goes to the delivery topic.
+The dispatcher relays a session channel's command on the sessions topic, sealed with its
+customer's key; every web process serving such a channel reads all of it (a consumer of its
+own, from the end, no group), opens it with the key from PostgreSQL and hands it to its
+adapter, which delivers it if it holds the session. A delivered message's state goes to the
+delivery topic.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
@@ -20,6 +23,8 @@ from channels.base.source import cancel
 from schemas import DeliveryState, DeliveryStatus, OutboundCommand
 from schemas.events import utcnow
 from schemas.topics import SESSIONS
+from services.keys.reader import SealedReader, Unopened
+from services.keys.store import Db
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +40,18 @@ class SessionRelay:
         self.publisher = publisher
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
+        self._reader = SealedReader()
+        self._db: Db | None = None
 
-    async def start(self) -> None:
-        """Start reading from the end of the topic (earlier commands are on the timeline)."""
+    async def start(self, db: Db | None) -> None:
+        """Start reading from the end of the topic (earlier commands are on the timeline);
+        ``db`` holds the customer keys the commands are sealed with."""
         if not self.adapters:
             return
+        if db is None:
+            names = ", ".join(a.name for a in self.adapters)
+            raise RuntimeError(f"{names} hold client sessions: relayed replies need DATABASE_URL")
+        self._db = db
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             group_id=None,
@@ -67,16 +79,36 @@ class SessionRelay:
         while True:
             batches = await self._consumer.getmany(timeout_ms=1000)
             for records in batches.values():
-                for record in records:
-                    await self.handle(record.value)
+                await self._handle_until_done(records)
 
-    async def handle(self, value: bytes | None) -> None:
-        """Deliver one relayed command where this process holds its session."""
-        try:
-            command = OutboundCommand.model_validate_json(value or b"")
-        except ValidationError:
-            log.warning("sessions topic: a record that is not an outbound command; skipped")
-            return
+    async def _handle_until_done(self, records: Sequence[Any]) -> None:
+        """``handle`` again while PostgreSQL (the keys) cannot be reached."""
+        delay = 0.5
+        while True:
+            try:
+                await self.handle(records)
+                return
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("sessions: keys unreachable, retrying in %.1fs: %r", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def handle(self, records: Sequence[Any]) -> None:
+        """Deliver relayed commands where this process holds their sessions."""
+        assert self._db is not None
+        for opened in await self._reader.open_each(self._db, records):
+            if isinstance(opened, Unopened):  # its customer was erased meanwhile, or altered
+                log.warning("sessions topic: a command that does not open; skipped")
+                continue
+            try:
+                command = OutboundCommand.model_validate_json(opened)
+            except ValidationError:
+                log.warning("sessions topic: a record that is not an outbound command; skipped")
+                continue
+            await self._deliver(command)
+
+    async def _deliver(self, command: OutboundCommand) -> None:
+        """Deliver one command where this process holds its session."""
         for adapter in self.adapters:
             if command.channel not in adapter.channels:
                 continue

@@ -39,6 +39,7 @@ from services.bench.load import Request, at_rate, saturate
 from services.bus.producer import Producer
 from services.bus.records import to_record
 from services.config import Settings
+from services.keys.periods import PeriodKeeper, PeriodKeyring
 from services.routing.engine import Router
 from services.stack.embedded import Stack, start_stack
 from services.stack.ports import free_port, wait_for_port
@@ -71,6 +72,9 @@ class Options:
     soak_minutes: float = 0.0
     #: Events/s the soak offers; None: half the capacity measured end to end.
     soak_rate: float | None = None
+    #: The stack as `omnihub up` runs it (durable broker, PostgreSQL with fsync) instead of
+    #: the in-memory broker the phases are compared on across rounds.
+    durable: bool = False
 
 
 @dataclass
@@ -128,15 +132,22 @@ def worker_ready(settings: Settings, proc: subprocess.Popen[bytes]) -> bool:
     return ready_file(settings, "omnihub-processors", proc.pid).exists()
 
 
-async def preload(bootstrap: str, events: Sequence[Interaction]) -> float:
-    """Put events on the interactions topic; returns producer records/s."""
+async def preload(bootstrap: str, conn: asyncpg.Connection, events: Sequence[Interaction]) -> float:
+    """Put events on the interactions topic, sealed with the period's key as the channels
+    publish them; returns producer records/s."""
     producer = Producer(bootstrap, client_id="bench-preload", linger_ms=20, timeout=60)
     await producer.start()
+    keyring = PeriodKeyring()
+    await PeriodKeeper(keyring, days_kept=7, source="bench").keep(conn, producer.send_all)
     start = time.perf_counter()
     for offset in range(0, len(events), 5000):
         await producer.send_all(
-            to_record(INTERACTIONS, e, str(e.event_id), "bench")
-            for e in events[offset : offset + 5000]
+            await keyring.sealed(
+                [
+                    to_record(INTERACTIONS, e, str(e.event_id), "bench")
+                    for e in events[offset : offset + 5000]
+                ]
+            )
         )
     rate = len(events) / (time.perf_counter() - start)
     await producer.stop()
@@ -176,7 +187,7 @@ async def backlog_phase(
     crowd = data.people(opts.customers, opts.multi_share, opts.seed)
     events = data.events(opts.events, crowd, opts.seed + workers, tag)
     say(f"preloading {len(events)} events")
-    produce_rate = await preload(stack.bootstrap, events)
+    produce_rate = await preload(stack.bootstrap, conn, events)
     say(f"starting {workers} processors worker(s)")
     started, machine = time.time(), measure.machine_times()
     new = [procs.start("processors") for _ in range(workers)]
@@ -441,7 +452,7 @@ async def run(opts: Options, say: Callable[[str], None]) -> dict[str, Any]:
     data_dir = Path(tempfile.mkdtemp(prefix="omnihub-bench-"))
     settings = base.model_copy(update={"data_dir": data_dir})
     say("starting the stack")
-    stack = await asyncio.to_thread(start_stack, settings, False)
+    stack = await asyncio.to_thread(start_stack, settings, opts.durable)
     port = free_port()
     api = f"http://127.0.0.1:{port}"
     env = dict(
@@ -493,7 +504,9 @@ async def run(opts: Options, say: Callable[[str], None]) -> dict[str, Any]:
             all_events += [e.event_id for e in one.pop("_events")]
             say("yardstick: plain aiokafka loop and asyncpg writes")
             router = Router.load(settings.routing_rules)
-            plain = await yardstick.plain_loop(stack.bootstrap, opts.events, router)
+            plain = await yardstick.plain_loop(
+                stack.bootstrap, stack.database_url, opts.events, router
+            )
             writes = await yardstick.plain_writes(
                 stack.database_url, data.events(opts.events, data.people(100, 0, 1), 1, "w")
             )

@@ -11,8 +11,13 @@ from schemas.cloudevents import (
     STAGE_HEADER,
     Headers,
 )
+from schemas.sealing import EPHEMERAL_HEADER, KEY_ID_HEADER, SCHEME_HEADER, SEALED_TYPE_HEADER
 from schemas.topics import DEADLETTER
 from services.bus.records import Record
+
+#: A sealed record's seal stays with it (a dead letter keeps the sealed bytes); the reasons a
+#: record was dead-lettered before do not.
+SEAL_HEADERS = frozenset({SCHEME_HEADER, KEY_ID_HEADER, EPHEMERAL_HEADER, SEALED_TYPE_HEADER})
 
 
 def dead_letter(
@@ -35,6 +40,10 @@ def dead_letter(
         (ORIGIN_OFFSET_HEADER, str(offset).encode()),
     ]
     original_type = next((v for k, v in headers if k == "ce_type"), b"")
-    kept = [(k, v) for k, v in headers if not k.startswith("x-omnihub-") and k != "ce_type"]
+    kept = [
+        (k, v)
+        for k, v in headers
+        if k != "ce_type" and (k in SEAL_HEADERS or not k.startswith("x-omnihub-"))
+    ]
     kept += [("ce_type", DEADLETTER.ce_type.encode()), (ORIGINAL_TYPE_HEADER, original_type)]
     return Record(topic=DEADLETTER.name, key=key, value=value or b"", headers=kept + reason)

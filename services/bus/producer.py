@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -18,8 +19,12 @@ from services import tracing
 from services.bus.deadletter import dead_letter
 from services.bus.partitioner import partition, partition_of
 from services.bus.records import Record, to_record
+from services.keys.periods import PeriodKeyring
 
 log = logging.getLogger(__name__)
+
+#: ``services.keys.seal.sealed_for`` bound to a database: records sealed with a customer's key.
+CustomerSeal = Callable[[uuid.UUID, Sequence[Record]], Awaitable[list[Record]]]
 
 
 class Producer:
@@ -225,13 +230,27 @@ def _settle_on(acks: asyncio.Future[Any], done: asyncio.Future[None]) -> None:
 
 
 class KafkaPublisher:
-    """The adapters' Publisher: each event onto its type's topic, commands to session holders."""
+    """The adapters' Publisher: each event onto its type's topic, commands to session holders.
 
-    def __init__(self, producer: Producer) -> None:
+    Raw records (interactions, refused requests) are sealed with the period's public key
+    (``services.keys.periods``): the hub can read them until the period's key is deleted, the
+    adapter that published them never could.
+    """
+
+    def __init__(
+        self,
+        producer: Producer,
+        keyring: PeriodKeyring,
+        customer_seal: CustomerSeal | None = None,
+    ) -> None:
         self.producer = producer
+        self.keyring = keyring
+        #: Seals a relayed command with its customer's key (the dispatcher's, with a database).
+        self.customer_seal = customer_seal
 
     async def dead_letter(self, request: InboundRequest, reason: str, stage: str) -> None:
-        """Publish the raw request body to the dead-letter topic with the reason in headers."""
+        """Publish the raw request body (sealed) to the dead-letter topic with the reason in
+        headers."""
         record = dead_letter(
             topic=f"http:{request.method} {request.url}"[:500],
             partition=-1,
@@ -242,21 +261,27 @@ class KafkaPublisher:
             error=reason,
             stage=stage,
         )
-        await self.producer.send_all([record])
+        await self.producer.send_all(await self.keyring.sealed([record]))
 
     async def publish(self, events: Sequence[ChannelEvent]) -> None:
-        """Publish interactions and delivery states; return once the broker acknowledged all."""
-        await self.producer.send_all(event_record(event) for event in events)
+        """Publish interactions (sealed) and delivery states; return once the broker
+        acknowledged all."""
+        records = [event_record(event) for event in events]
+        raw = [r for r in records if r.topic == INTERACTIONS.name]
+        plain = [r for r in records if r.topic != INTERACTIONS.name]
+        await self.producer.send_all([*await self.keyring.sealed(raw), *plain])
 
     async def relay(self, command: OutboundCommand) -> None:
-        """Publish a command for the processes holding the channel's client sessions."""
-        await self.producer.send_all(
-            [to_record(SESSIONS, command, str(command.command_id), "services/dispatcher")]
-        )
+        """Publish a command, sealed with its customer's key, for the processes holding the
+        channel's client sessions."""
+        if self.customer_seal is None:
+            raise PublishError("relaying needs the customer keys: the dispatcher relays")
+        record = to_record(SESSIONS, command, str(command.command_id), "services/dispatcher")
+        await self.producer.send_all(await self.customer_seal(command.customer_id, [record]))
 
 
 def event_record(event: ChannelEvent) -> Record:
-    """The record of a channel's event on its topic."""
+    """The (plain) record of a channel's event on its topic."""
     if isinstance(event, DeliveryStatus):
         ce_id = receipt_id_for(
             event.channel.value, event.provider_message_id or "", event.state.value

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,6 +28,7 @@ from services.bus.records import Record, to_record
 from services.config import Settings
 from services.dispatcher.send import Outcome, dispatch
 from services.keys.reader import SealedReader
+from services.keys.seal import sealed_for
 from services.worker.app import faust_app, raw_topic
 from services.worker.batches import handle_durably
 from services.worker.decode import decode_batch
@@ -56,13 +58,15 @@ async def dispatch_batch(
         )
     )
     records: list[Record] = list(decoded.dead)
+    interactions: list[Record] = []
     for outcome, trace in sent:
         interaction, status = outcome.interaction, outcome.status
-        records.append(
+        interactions.append(
             to_record(INTERACTIONS, interaction, str(interaction.event_id), SOURCE, trace)
         )
         records.append(to_record(DELIVERY, status, str(status.command_id), SOURCE, trace))
-    await producer.send_all(records)
+    # what was sent is a raw interaction like any other: sealed with the period's key
+    await producer.send_all([*await resources.keyring.sealed(interactions), *records])
 
 
 async def send_traced(
@@ -100,7 +104,12 @@ def served_adapters(settings: Settings, resources: Resources) -> dict[str, Chann
     """The adapters OMNIHUB_CHANNELS names (and the hub API's), each attached to a publisher
     over the dispatcher's producer."""
     adapters = build_adapters(settings.channel_list(), hub_api=True)
-    publisher = KafkaPublisher(resources.producer)
+
+    async def customer_seal(customer_id: uuid.UUID, records: Sequence[Record]) -> list[Record]:
+        pool, _ = await resources.ready()
+        return await sealed_for(pool, customer_id, records)
+
+    publisher = KafkaPublisher(resources.producer, resources.keyring, customer_seal)
     for adapter in adapters.values():
         adapter.attach(publisher)
     log.info("dispatcher serves the adapters %s", ", ".join(adapters))

@@ -22,6 +22,7 @@ from services import tracing
 from services.bus.records import Record
 from services.customers import consent
 from services.identity.resolver import Resolution, resolve
+from services.keys.reader import Unopened
 from services.keys.seal import customer_event_records
 from services.processors import metrics, traces
 from services.processors.pipeline import Batches, Pipeline
@@ -137,14 +138,16 @@ class Work:
 
 
 def prepare_interactions(route: RouteStep) -> Step:
-    """The unify agent's first step, without I/O: decode the batch (invalid records become
-    dead letters), forward delivery receipts in the shape older versions published them
-    (interactions with ``delivery`` set) to the delivery topic, detect the messages'
-    languages."""
+    """The unify agent's first step: open and decode the batch (what does not open or
+    validate becomes a dead letter), forward delivery receipts in the shape older versions
+    published them (interactions with ``delivery`` set) to the delivery topic, detect the
+    messages' languages."""
 
     async def prepare(resources: ProcessorResources, events: Sequence[Any]) -> Work:
         started = time.time_ns()
-        decoded = decode_batch(events, Interaction, stage="unify")
+        decoded = decode_batch(
+            events, Interaction, stage="unify", values=await opened(resources, events)
+        )
         interactions, receipts = split_receipts(decoded.models)
         messages = messages_of((i.event_id, i) for i in interactions)
         return Work(
@@ -158,6 +161,13 @@ def prepare_interactions(route: RouteStep) -> Step:
         )
 
     return prepare
+
+
+async def opened(resources: ProcessorResources, events: Sequence[Any]) -> list[bytes | Unopened]:
+    """The events' values opened: raw records come sealed with their period's key (plain ones,
+    from before sealing or an import, as they are)."""
+    pool, _ = await resources.ready()
+    return await resources.reader.open_each(pool, [event.message for event in events])
 
 
 async def resolve_step(resources: ProcessorResources, work: Work) -> Work:
@@ -241,7 +251,9 @@ def project_steps(route: RouteStep) -> list[Step]:
 
     async def prepare(resources: ProcessorResources, events: Sequence[Any]) -> Work:
         started = time.time_ns()
-        decoded = decode_batch(events, UnifiedEvent, stage="project")
+        decoded = decode_batch(
+            events, UnifiedEvent, stage="project", values=await opened(resources, events)
+        )
         messages = messages_of((e.event_id, e.interaction) for e in decoded.models)
         return Work(
             records=tuple(decoded.dead),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from services.config import Settings
 from services.identity.rules import load_rules
+from services.keys.reader import SealedReader
 from services.processors.route import PublishedMarks
 from services.worker.resources import Resources
 
@@ -19,6 +20,7 @@ class ProcessorResources(Resources):
         super().__init__(settings, bootstrap, database_url, client_id=client_id)
         self.identity_rules = load_rules(settings.identity_rules)
         self.marks = PublishedMarks()
+        self.reader = SealedReader()  # opens the raw records, sealed with their period's key
 
     async def close(self, *args: object, **kwargs: object) -> None:
         """Land the pending published marks, then flush the producer and close the pool (a

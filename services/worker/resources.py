@@ -1,4 +1,4 @@
-"""What a worker's agents share: one PostgreSQL pool and one producer."""
+"""What a worker's agents share: one PostgreSQL pool, one producer and the period keys."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import asyncio
 
 import asyncpg
 
+from channels.base.source import cancel
 from services.bus.producer import Producer
 from services.config import Settings
 from services.db.pool import migrated_pool
+from services.keys.periods import PeriodKeeper, PeriodKeyring
 
 
 class Resources:
@@ -16,6 +18,7 @@ class Resources:
 
     The producer exists from the start (its client is made when it starts, inside the running
     loop), so what publishes through it, a channel adapter's publisher, can be built with it.
+    Like every process with a database, a worker keeps the period keys (``PeriodKeeper``).
     """
 
     def __init__(
@@ -36,6 +39,9 @@ class Resources:
             linger_ms=0,
         )
         self._started = False
+        self.keyring = PeriodKeyring()
+        self._keeper = PeriodKeeper(self.keyring, settings.raw_record_days, client_id)
+        self._keeping: asyncio.Task[None] | None = None
 
     async def ready(self) -> tuple[asyncpg.Pool, Producer]:
         """Return the pool and producer, opening them the first time."""
@@ -52,10 +58,17 @@ class Resources:
             if not self._started:
                 await self.producer.start()
                 self._started = True
+            if self._keeping is None:
+                self._keeping = asyncio.create_task(
+                    self._keeper.run(self._pool, self.producer.send_all), name="period-keys"
+                )
         return self._pool, self.producer
 
     async def close(self, *args: object, **kwargs: object) -> None:
-        """Flush and stop the producer and close the pool (a faust signal receiver)."""
+        """Stop keeping keys, flush and stop the producer and close the pool (a faust signal
+        receiver)."""
+        keeping, self._keeping = self._keeping, None
+        await cancel(keeping)
         if self._started:
             await self.producer.stop()
             self._started = False

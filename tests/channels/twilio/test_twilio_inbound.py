@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from schemas.cloudevents import STAGE_HEADER, header_map
+from schemas.ids import event_id_for
 from schemas.topics import DEADLETTER, INTERACTIONS
 from services.api.app import create_app
 from services.bus.admin import ensure_topics
@@ -26,7 +27,7 @@ from services.config import Settings
 from services.stack.broker import EmbeddedBroker
 from tests.channels.twilio import support as tw
 from tests.channels.twilio.support import customer_of, items, sms
-from tests.support import consume, eventually
+from tests.support import announce_period_keys, consume, eventually, opened_values, read_all
 
 pytestmark = pytest.mark.usefixtures("processors")
 
@@ -61,21 +62,23 @@ async def item(client: httpx.AsyncClient, phone: str, provider_message_id: str) 
     return await eventually(find)
 
 
-def published(records: list[Any], provider_message_id: str) -> list[dict[str, Any]]:
-    """The interactions among ``records`` with that provider id."""
-    found = []
-    for record in records:
-        try:
-            value = json.loads(record.value)
-        except ValueError:  # other tests publish garbage on purpose
-            continue
-        if isinstance(value, dict) and value.get("provider_message_id") == provider_message_id:
-            found.append(value)
-    return found
+def with_sid(records: list[Any], provider_message_id: str) -> list[Any]:
+    """The records among ``records`` of the SMS with that provider id (by its event id: the
+    values are sealed)."""
+    ce_id = str(event_id_for("sms", provider_message_id))
+    return [r for r in records if header_map(r.headers).get("ce_id") == ce_id]
+
+
+async def published(
+    pool: asyncpg.Pool, records: list[Any], provider_message_id: str
+) -> list[dict[str, Any]]:
+    """The interactions among ``records`` with that provider id, opened."""
+    opened = await opened_values(pool, with_sid(records, provider_message_id))
+    return [json.loads(value) for value in opened if value is not None]
 
 
 async def test_signed_sms_is_published_answered_and_on_the_timeline(
-    twilio: httpx.AsyncClient, client: httpx.AsyncClient, stack: Any
+    twilio: httpx.AsyncClient, client: httpx.AsyncClient, stack: Any, pool: asyncpg.Pool
 ) -> None:
     phone = tw.new_phone()
     form = sms(phone)
@@ -85,12 +88,13 @@ async def test_signed_sms_is_published_answered_and_on_the_timeline(
     assert list(ET.fromstring(response.content)) == []  # <Response/>: nothing to say
 
     records = await consume(
-        stack.bootstrap, INTERACTIONS.name, lambda rs: bool(published(rs, form["MessageSid"]))
+        stack.bootstrap, INTERACTIONS.name, lambda rs: bool(with_sid(rs, form["MessageSid"]))
     )
-    [event] = published(records, form["MessageSid"])
+    [event] = await published(pool, records, form["MessageSid"])
     assert (event["channel"], event["direction"], event["kind"]) == ("sms", "inbound", "message")
     assert event["identities"] == [{"type": "phone", "value": phone, "scope": ""}]
-    record = next(r for r in records if event["event_id"].encode() in r.value)
+    [record] = with_sid(records, form["MessageSid"])
+    assert phone.encode() not in record.key + record.value  # sealed, keyed by a bucket
     assert header_map(record.headers)["ce_source"] == "channels/twilio"
 
     entry = await item(client, phone, form["MessageSid"])
@@ -123,10 +127,10 @@ async def test_bad_signatures_get_403_and_nothing_is_published(
     marker = sms(phone, body="marker")
     assert (await tw.post_webhook(twilio, "sms", marker)).status_code == 200
     records = await consume(
-        stack.bootstrap, INTERACTIONS.name, lambda rs: bool(published(rs, marker["MessageSid"]))
+        stack.bootstrap, INTERACTIONS.name, lambda rs: bool(with_sid(rs, marker["MessageSid"]))
     )
     for refused in (tampered, unsigned, foreign):
-        assert published(records, refused["MessageSid"]) == []
+        assert with_sid(records, refused["MessageSid"]) == []
 
 
 async def test_mms_media_are_kept_as_attachments(
@@ -283,18 +287,21 @@ async def test_help_is_answered_with_the_configured_text(
 
 
 async def test_authentic_but_unreadable_webhooks_are_dead_lettered_and_acknowledged(
-    twilio: httpx.AsyncClient, stack: Any
+    twilio: httpx.AsyncClient, stack: Any, pool: asyncpg.Pool
 ) -> None:
     form = {"MessageSid": tw.new_sid("SM"), "Body": "who am I?", "From": "anonymous"}
     response = await tw.post_webhook(twilio, "sms", form)
     assert response.status_code == 200  # Twilio must not retry what can never succeed
+    sid = form["MessageSid"].encode()
 
-    def ours(records: list[Any]) -> bool:
-        return any(form["MessageSid"].encode() in r.value for r in records)
+    async def ours() -> list[Any]:
+        dead = await read_all(stack.bootstrap, DEADLETTER.name)
+        opened = await opened_values(pool, dead)
+        return [r for r, value in zip(dead, opened, strict=True) if value and sid in value]
 
-    dead = await consume(stack.bootstrap, DEADLETTER.name, ours)
-    [record] = [r for r in dead if form["MessageSid"].encode() in r.value]
+    [record] = await eventually(ours)
     assert header_map(record.headers)[STAGE_HEADER] == "channels/twilio"
+    assert sid not in record.value  # the request's body is sealed with the period's key
 
 
 @pytest.fixture
@@ -307,6 +314,7 @@ async def webhooks_on_own_broker(
     broker = EmbeddedBroker(tmp_path)
     broker.start()
     await ensure_topics(broker.bootstrap)
+    await announce_period_keys(broker.bootstrap, stack.database_url)
     settings = Settings(OMNIHUB_DATA_DIR=tmp_path, OMNIHUB_PUBLISH_TIMEOUT=2.0)
     app = create_app(settings, broker.bootstrap, None, channels=["twilio"], core=False)
     async with app.router.lifespan_context(app):
@@ -344,9 +352,9 @@ async def test_the_webhook_fast_path_keeps_the_limits_metrics_and_other_routes(
     later = sms(phone)  # same sender, same partition: it would come after the refused one
     assert (await tw.post_webhook(twilio, "sms", later)).status_code == 200
     records = await consume(
-        stack.bootstrap, INTERACTIONS.name, lambda rs: bool(published(rs, later["MessageSid"]))
+        stack.bootstrap, INTERACTIONS.name, lambda rs: bool(with_sid(rs, later["MessageSid"]))
     )
-    assert published(records, oversized["MessageSid"]) == []
+    assert with_sid(records, oversized["MessageSid"]) == []
 
     metrics = (await twilio.get("/metrics")).text
     counted = [
