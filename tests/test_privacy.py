@@ -16,7 +16,7 @@ from schemas import CustomerEvent, Interaction, Routing, UnifiedEvent
 from schemas.cloudevents import header_map
 from schemas.events import utcnow
 from schemas.sealing import KEY_ID_HEADER, SCHEME_HEADER
-from schemas.topics import CUSTOMERS, INTERACTIONS, ROUTED
+from schemas.topics import ALL_TOPICS, CUSTOMERS, INTERACTIONS, ROUTED
 from services.api.auth import Role
 from services.processors.route import record_decisions
 from services.processors.timeline import insert_events
@@ -85,6 +85,7 @@ async def rich_customer(
         "email": mail,
         "event_id": first.json()["event_id"],
         "command_id": command_id,
+        "reply": text,
     }
 
 
@@ -250,6 +251,16 @@ async def test_delete_is_for_admins_needs_a_reason_and_publishes_a_tombstone(
         ]
         assert CustomerEvent.model_validate_json(notice.value) == tombstone, department
         assert dict(notice.headers)["ce_type"].decode() == CUSTOMERS.ce_type
+
+    # every topic the hub owns, walked record by record: nothing about the customer readable
+    personal = [held["phone"], held["email"], "My invoice is wrong", held["reply"], "Lovelace"]
+    for spec in ALL_TOPICS:
+        for record in await read_all(stack.bootstrap, spec.name):
+            raw = b"".join(
+                [record.key or b"", record.value or b"", *(v for _, v in record.headers)]
+            )
+            found = [p for p in personal if p.encode() in raw]
+            assert not found, (spec.name, record.offset, found)
 
     # a retry (say the first tombstone's ack was lost) publishes the tombstone again
     again = await admin.request("DELETE", url, json={"reason": "retry"})
