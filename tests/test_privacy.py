@@ -3,6 +3,7 @@ with the reason logged without personal data and a tombstone on the customers to
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -18,6 +19,7 @@ from schemas.events import utcnow
 from schemas.sealing import KEY_ID_HEADER, SCHEME_HEADER
 from schemas.topics import ALL_TOPICS, CUSTOMERS, INTERACTIONS, ROUTED
 from services.api.auth import Role
+from services.privacy.erase import erase
 from services.processors.route import record_decisions
 from services.processors.timeline import insert_events
 from services.routing.engine import Decision
@@ -338,3 +340,51 @@ async def test_events_in_flight_do_not_resurrect_a_deleted_timeline(
             "SELECT count(*) FROM routing_decisions WHERE customer_id = $1::uuid", customer_id
         )
     assert (left, decisions) == (0, 0)
+
+
+async def test_an_erasure_waits_for_a_batch_writing_the_customers_decisions(
+    as_role: Any, pool: asyncpg.Pool
+) -> None:
+    """A batch that recorded a decision before the erasure began: the erasure waits for it to
+    commit and then deletes the decision (it once survived, unseen by the erasure's DELETE)."""
+    client = as_role(Role.INTEGRATION)
+    mail = email("racing")
+    await client.post(
+        "/v1/interactions",
+        json={
+            "identities": [{"type": "email", "value": mail}],
+            "text": "first",
+            "provider_message_id": unique("race"),
+        },
+    )
+
+    async def known() -> Any:
+        found = (await client.get("/v1/customers", params={"identity": f"email:{mail}"})).json()
+        return found["customers"][0]["id"] if found["customers"] else None
+
+    customer_id = uuid.UUID(await eventually(known))
+    late = Interaction.create(
+        channel="api",
+        direction="inbound",
+        kind="message",
+        identities=[{"type": "email", "value": mail}],
+        provider_message_id=unique("in-flight"),
+        text="routed while the erasure starts",
+    )
+    event = UnifiedEvent(
+        event_id=late.event_id, customer_id=customer_id, unified_at=utcnow(), interaction=late
+    )
+    decided = [(event, Decision(primary=Routing.model_validate(ROUTING)))]
+    async with pool.acquire() as writer, pool.acquire() as admin:
+        batch = writer.transaction()
+        await batch.start()
+        assert await record_decisions(writer, decided) == {event.event_id}
+        erasing = asyncio.create_task(erase(admin, customer_id, "erasure request", "admin:t"))
+        await asyncio.sleep(1)
+        assert not erasing.done()  # it waits for the batch's lock on the customer
+        await batch.commit()
+        await erasing
+    left = await pool.fetchval(
+        "SELECT count(*) FROM routing_decisions WHERE customer_id = $1", customer_id
+    )
+    assert left == 0

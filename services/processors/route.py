@@ -47,10 +47,16 @@ ROUTED_TOTAL = Metric(
 )
 
 #: The events of a deleted customer (in flight while it was erased) are left out, so they are
-#: neither recorded nor returned to publish. Each row's columns come from its primary routing's
+#: neither recorded nor returned to publish. The customers are locked FOR KEY SHARE, as the
+#: timeline insert does after it in the same transaction: an erasure (FOR UPDATE) waits for this
+#: batch to commit and then deletes its decisions, or this batch waits and sees it deleted.
+#: Each row's columns come from its primary routing's
 #: JSON (parsed once a row, OFFSET 0 keeps the planner from parsing it per column): the write
 #: step has it already, made for the routed record; copies and tags go as array literals.
 _DECISIONS = """
+WITH live AS (
+    SELECT id, status FROM customers WHERE id = ANY($2::uuid[]) ORDER BY id FOR KEY SHARE
+)
 INSERT INTO routing_decisions (event_id, customer_id, department, copies, priority, tags, rule_id,
                                ruleset_version, reason, language, confidence)
 SELECT u.event_id, u.customer_id, r->>'department', u.copies::text[], r->>'priority',
@@ -59,8 +65,8 @@ SELECT u.event_id, u.customer_id, r->>'department', u.copies::text[], r->>'prior
 FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[])
      AS u(event_id, customer_id, routing, copies, tags)
 CROSS JOIN LATERAL (SELECT u.routing::jsonb AS r OFFSET 0) AS parsed
-LEFT JOIN customers ON customers.id = u.customer_id
-WHERE customers.status IS DISTINCT FROM 'deleted'
+LEFT JOIN live ON live.id = u.customer_id
+WHERE live.status IS DISTINCT FROM 'deleted'
 ON CONFLICT (event_id) DO UPDATE SET event_id = EXCLUDED.event_id
 WHERE routing_decisions.published_at IS NULL
 RETURNING event_id
