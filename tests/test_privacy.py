@@ -276,17 +276,14 @@ async def test_delete_is_for_admins_needs_a_reason_and_publishes_a_tombstone(
     assert missing.status_code == 404
 
 
-async def test_events_in_flight_do_not_resurrect_a_deleted_timeline(
-    as_role: Any, pool: asyncpg.Pool
-) -> None:
-    client, admin = as_role(Role.INTEGRATION), as_role(Role.ADMIN)
-    mail = email("late")
+async def emailing_customer(client: httpx.AsyncClient, mail: str) -> uuid.UUID:
+    """The id of a customer made by one message from ``mail``, once it is resolved."""
     await client.post(
         "/v1/interactions",
         json={
             "identities": [{"type": "email", "value": mail}],
             "text": "first",
-            "provider_message_id": unique("a"),
+            "provider_message_id": unique("first"),
         },
     )
 
@@ -294,26 +291,38 @@ async def test_events_in_flight_do_not_resurrect_a_deleted_timeline(
         found = (await client.get("/v1/customers", params={"identity": f"email:{mail}"})).json()
         return found["customers"][0]["id"] if found["customers"] else None
 
-    customer_id = await eventually(known)
-    deleted = await admin.request(
-        "DELETE", f"/v1/customers/{customer_id}", json={"reason": "erasure request"}
-    )
-    assert deleted.status_code == 200
+    return uuid.UUID(await eventually(known))
+
+
+def in_flight(
+    customer_id: uuid.UUID, mail: str, text: str
+) -> tuple[UnifiedEvent, list[tuple[UnifiedEvent, Decision]]]:
+    """An event of the customer's as a processors batch holds it, and its routing decision."""
     late = Interaction.create(
         channel="api",
         direction="inbound",
         kind="message",
         identities=[{"type": "email", "value": mail}],
         provider_message_id=unique("late"),
-        text="unified before the erasure, written after it",
+        text=text,
     )
     event = UnifiedEvent(
-        event_id=late.event_id,
-        customer_id=uuid.UUID(customer_id),
-        unified_at=utcnow(),
-        interaction=late,
+        event_id=late.event_id, customer_id=customer_id, unified_at=utcnow(), interaction=late
     )
-    decided = [(event, Decision(primary=Routing.model_validate(ROUTING)))]
+    return event, [(event, Decision(primary=Routing.model_validate(ROUTING)))]
+
+
+async def test_events_in_flight_do_not_resurrect_a_deleted_timeline(
+    as_role: Any, pool: asyncpg.Pool
+) -> None:
+    client, admin = as_role(Role.INTEGRATION), as_role(Role.ADMIN)
+    mail = email("late")
+    customer_id = await emailing_customer(client, mail)
+    deleted = await admin.request(
+        "DELETE", f"/v1/customers/{customer_id}", json={"reason": "erasure request"}
+    )
+    assert deleted.status_code == 200
+    event, decided = in_flight(customer_id, mail, "unified before the erasure, written after it")
     async with pool.acquire() as conn:  # what the processors' write step does with it
         async with conn.transaction():
             to_publish = await record_decisions(conn, decided)
@@ -349,32 +358,8 @@ async def test_an_erasure_waits_for_a_batch_writing_the_customers_decisions(
     commit and then deletes the decision (it once survived, unseen by the erasure's DELETE)."""
     client = as_role(Role.INTEGRATION)
     mail = email("racing")
-    await client.post(
-        "/v1/interactions",
-        json={
-            "identities": [{"type": "email", "value": mail}],
-            "text": "first",
-            "provider_message_id": unique("race"),
-        },
-    )
-
-    async def known() -> Any:
-        found = (await client.get("/v1/customers", params={"identity": f"email:{mail}"})).json()
-        return found["customers"][0]["id"] if found["customers"] else None
-
-    customer_id = uuid.UUID(await eventually(known))
-    late = Interaction.create(
-        channel="api",
-        direction="inbound",
-        kind="message",
-        identities=[{"type": "email", "value": mail}],
-        provider_message_id=unique("in-flight"),
-        text="routed while the erasure starts",
-    )
-    event = UnifiedEvent(
-        event_id=late.event_id, customer_id=customer_id, unified_at=utcnow(), interaction=late
-    )
-    decided = [(event, Decision(primary=Routing.model_validate(ROUTING)))]
+    customer_id = await emailing_customer(client, mail)
+    event, decided = in_flight(customer_id, mail, "routed while the erasure starts")
     async with pool.acquire() as writer, pool.acquire() as admin:
         batch = writer.transaction()
         await batch.start()

@@ -22,9 +22,10 @@ from channels.base import PublishError
 from channels.base.source import cancel
 from schemas import PeriodKey
 from schemas.events import utcnow
-from schemas.sealing import PeriodSealer, Seal, new_period_keypair, period_of, seal
+from schemas.sealing import PeriodSealer, Seal, new_period_keypair, period_of
 from schemas.topics import PERIOD_KEYS
 from services.bus.records import Record, to_record
+from services.keys.seal import sealed_with
 from services.keys.store import Db
 
 log = logging.getLogger(__name__)
@@ -124,16 +125,9 @@ class PeriodKeyring:
         if not records:
             return []
         sealer = await self.sealer()
-        seal_headers = Seal("period", sealer.period, sealer.ephemeral).headers()
-        return [
-            Record(
-                topic=r.topic,
-                key=r.key,
-                value=seal(sealer.data_key, sealer.period, r.value),
-                headers=[(k, v) for k, v in r.headers if k != "content-type"] + seal_headers,
-            )
-            for r in records
-        ]
+        return sealed_with(
+            records, sealer.data_key, Seal("period", sealer.period, sealer.ephemeral)
+        )
 
 
 class PeriodKeeper:

@@ -23,13 +23,19 @@ class CustomerErased(LookupError):
 
 
 def sealed(records: Sequence[Record], key: CustomerKey) -> list[Record]:
-    """``records`` sealed with ``key``: value sealed, headers naming the seal."""
-    seal_headers = Seal("customer", key.key_id).headers()
+    """``records`` sealed with a customer's ``key``."""
+    return sealed_with(records, key.key, Seal("customer", key.key_id))
+
+
+def sealed_with(records: Sequence[Record], key: bytes, named: Seal) -> list[Record]:
+    """``records`` sealed under ``key`` (either scheme's data key): value sealed, headers
+    naming the seal."""
+    seal_headers = named.headers()
     return [
         Record(
             topic=r.topic,
             key=r.key,
-            value=seal(key.key, key.key_id, r.value),
+            value=seal(key, named.key_id, r.value),
             headers=without_content_type(r.headers) + seal_headers,
         )
         for r in records
