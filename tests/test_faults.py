@@ -376,7 +376,12 @@ async def test_nothing_accepted_is_lost_or_doubled_while_parts_are_killed(
 
         sent = await eventually(sent_once, timeout=90, interval=1)
         twice = {text for text, n in sent.items() if n > 1}
-        assert all(n <= 2 for n in sent.values()), sent
+        # the named window: each dispatcher kill can interrupt one attempt of a command after
+        # the provider took it, and every attempt after that says so
+        repeats = len(killed["dispatcher"])
+        assert all(n <= 1 + repeats for n in sent.values()), {
+            t: n for t, n in sent.items() if n > 1
+        }
         if twice:  # only where the timeline owns up to it
             flagged = await pool.fetch(
                 "SELECT interaction->'attributes'->>'may_have_been_sent_twice' AS flag"
