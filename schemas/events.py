@@ -113,13 +113,23 @@ class _Model(BaseModel):
 
 
 class Attachment(_Model):
-    """Metadata of a file sent with an interaction; the bytes stay with the provider."""
+    """Metadata of a file sent with an interaction; the bytes stay with the provider (``url``)
+    or in the hub's blob store (``blob``), never in the event."""
 
     name: StorableStr | None = Field(default=None, max_length=255)
     content_type: StorableStr | None = Field(default=None, max_length=255)
     size: int | None = Field(default=None, ge=0)
     url: StorableStr | None = Field(default=None, max_length=2048)
     provider_id: StorableStr | None = Field(default=None, max_length=255)
+    blob: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/[0-9]{1,3}$",
+        description="the file in the hub's blob store: <event id>/<n>",
+    )
+    content_id: StorableStr | None = Field(
+        default=None, max_length=255, description="what a cid: URL in the message's HTML names"
+    )
+    inline: bool = Field(default=False, description="shown inside the message, not as a file")
 
 
 class Purpose(StrEnum):
@@ -283,6 +293,9 @@ class OutboundCommand(_Model):
     subject: StorableStr | None = Field(default=None, max_length=MAX_SUBJECT)
     in_reply_to: uuid.UUID | None = None
     thread: ThreadRef | None = None
+    attachments: list[Attachment] = Field(
+        default_factory=list, max_length=100, description="files from the hub's blob store"
+    )
     requested_by: StorableStr = Field(default="", max_length=255)
     created_at: AwareDatetime = Field(default_factory=utcnow)
     attributes: StorableDict[Scalar] = Field(default_factory=dict)

@@ -23,6 +23,10 @@ from services.stack.ports import free_port, wait_for_port
 from services.stack.postgres import EmbeddedPostgres
 from tests.support import start_component, stop_process
 
+# Every hub process the suite starts serves the email channel's SMTP server: on a port of the
+# system's choosing, so processes started side by side never fight over 2525.
+os.environ.setdefault("OMNIHUB_SMTP_PORT", "0")
+
 
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

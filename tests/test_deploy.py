@@ -211,8 +211,12 @@ def test_a_new_channel_gets_its_own_compose_service_and_deployment() -> None:
     assert service["environment"]["OMNIHUB_HTTP_PORT"] == 8080
     assert "FAKEGRAM_BOT_TOKEN" in service["environment"]  # the shared block, with its settings
     assert "/readyz" in " ".join(service["healthcheck"]["test"])
-    assert service["ports"] == ["${OMNIHUB_CHANNEL_FAKEGRAM_PORT:-8081}:8080"]
-    assert services["channel-twilio"]["ports"] == ["${OMNIHUB_CHANNEL_TWILIO_PORT:-8082}:8080"]
+    # each channel process its own host port, from 8081 in the order of their names
+    channel_services = sorted(name for name in services if name.startswith("channel-"))
+    assert [services[name]["ports"][0] for name in channel_services] == [
+        f"${{OMNIHUB_CHANNEL_{name[8:].upper()}_PORT:-{8081 + i}}}:8080"
+        for i, name in enumerate(channel_services)
+    ]
     assert services["api"]["environment"]["OMNIHUB_CHANNELS"] == "api"
     for kept in ("kafka", "postgres", "migrate", "api", "processors", "dispatcher"):
         assert kept in services

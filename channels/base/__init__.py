@@ -3,6 +3,7 @@ inbound side can take (``WebhookAdapter``, ``SourceAdapter``, ``SessionAdapter``
 ``Manifest``, and the pieces adapters share."""
 
 from channels.base.adapter import ChannelAdapter, ChannelEvent, Health, InboundRequest, SendResult
+from channels.base.blobs import BlobMissing, BlobStore, FileBlobStore, blob_id
 from channels.base.delivery import UNRESOLVED_COMMAND
 from channels.base.errors import (
     ChannelError,
@@ -12,7 +13,7 @@ from channels.base.errors import (
     SignatureError,
     UnsupportedMediaType,
 )
-from channels.base.manifest import ChannelInfo, Manifest
+from channels.base.manifest import ChannelInfo, Listener, Manifest
 from channels.base.publisher import Publisher, PublishError
 from channels.base.session import (
     ClientConnection,
@@ -22,19 +23,24 @@ from channels.base.session import (
     SessionRoute,
 )
 from channels.base.source import PollingSource, SourceAdapter
+from channels.base.state import SourceState, StateValue
 from channels.base.webhook import Audience, Route, WebhookAdapter, WebhookReply, receive
 
 __all__ = [
     "UNRESOLVED_COMMAND",
     "Audience",
+    "BlobMissing",
+    "BlobStore",
     "ChannelAdapter",
     "ChannelError",
     "ChannelEvent",
     "ChannelInfo",
     "ClientConnection",
+    "FileBlobStore",
     "Health",
     "HeldSessions",
     "InboundRequest",
+    "Listener",
     "Manifest",
     "ParseError",
     "PayloadTooLarge",
@@ -49,8 +55,11 @@ __all__ = [
     "SessionRoute",
     "SignatureError",
     "SourceAdapter",
+    "SourceState",
+    "StateValue",
     "UnsupportedMediaType",
     "WebhookAdapter",
     "WebhookReply",
+    "blob_id",
     "receive",
 ]

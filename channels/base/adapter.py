@@ -13,7 +13,9 @@ from urllib.parse import parse_qsl
 from schemas import Channel, DeliveryState, DeliveryStatus, Interaction, OutboundCommand
 
 if TYPE_CHECKING:
+    from channels.base.blobs import BlobStore
     from channels.base.publisher import Publisher
+    from channels.base.state import SourceState
 
 #: What a channel hands the hub: interactions, and delivery states of messages the hub sent.
 ChannelEvent: TypeAlias = Interaction | DeliveryStatus
@@ -104,10 +106,22 @@ class ChannelAdapter(ABC):
     channels: ClassVar[frozenset[Channel]]
 
     _publisher: Publisher | None = None
+    _blobs: BlobStore | None = None
+    _state: SourceState | None = None
 
-    def attach(self, publisher: Publisher) -> None:
-        """Take the publisher the adapter publishes (and relays) through."""
+    def attach(
+        self,
+        publisher: Publisher,
+        *,
+        blobs: BlobStore | None = None,
+        state: SourceState | None = None,
+    ) -> None:
+        """Take the publisher the adapter publishes (and relays) through, the hub's blob
+        store for files that arrive with messages, and a source's durable state (None where
+        the process has no database)."""
         self._publisher = publisher
+        self._blobs = blobs
+        self._state = state
 
     @property
     def publisher(self) -> Publisher:
@@ -115,6 +129,18 @@ class ChannelAdapter(ABC):
         if self._publisher is None:
             raise RuntimeError(f"channel {self.name}: no publisher attached")
         return self._publisher
+
+    @property
+    def blobs(self) -> BlobStore:
+        """The attached blob store; RuntimeError without one."""
+        if self._blobs is None:
+            raise RuntimeError(f"channel {self.name}: no blob store attached")
+        return self._blobs
+
+    @property
+    def state(self) -> SourceState | None:
+        """The attached source state, None in a process without a database."""
+        return self._state
 
     @abstractmethod
     async def send(self, command: OutboundCommand) -> SendResult:

@@ -27,6 +27,20 @@ class ChannelInfo:
 
 
 @dataclass(frozen=True)
+class Listener:
+    """A port a source adapter listens on besides the HTTP port (an SMTP server): deploys
+    publish it and set its host setting to listen on every interface."""
+
+    #: The port's name in Kubernetes (``smtp``): 15 characters at most, lower case.
+    name: str
+    #: The port inside the container.
+    port: int
+    #: The settings (environment variables) that set the port and the listening address.
+    port_setting: str
+    host_setting: str
+
+
+@dataclass(frozen=True)
 class Manifest:
     """One channel adapter's registration."""
 
@@ -43,6 +57,8 @@ class Manifest:
     with_hub_api: bool = False
     #: An adapter that needs no process of its own to receive (it only sends).
     send_only: bool = False
+    #: Ports its source listens on besides HTTP.
+    listeners: tuple[Listener, ...] = ()
 
     def info(self, channel: Channel) -> ChannelInfo | None:
         """This manifest's knowledge of ``channel``, if it serves it."""

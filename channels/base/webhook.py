@@ -157,6 +157,11 @@ class WebhookAdapter(ChannelAdapter):
     def parse(self, request: InboundRequest, route: Route) -> list[ChannelEvent]:
         """Turn a verified request into events; pure, no I/O; ParseError if it can't."""
 
+    async def ingest(self, request: InboundRequest, route: Route) -> list[ChannelEvent]:
+        """``parse``, plus what must be stored before the events are published (the files a
+        message carries, in the hub's blob store); ParseError like ``parse``."""
+        return self.parse(request, route)
+
     def acknowledge(
         self, request: InboundRequest, route: Route, events: list[ChannelEvent]
     ) -> WebhookReply:
@@ -208,7 +213,7 @@ async def receive(
         return adapter.respond(request, route)
     try:
         try:
-            events = adapter.parse(request, route)
+            events = await adapter.ingest(request, route)
         except NotAllowed as exc:
             return error_reply(route, 403, str(exc))
         except ParseError as exc:

@@ -1,1 +1,20 @@
-"""Email: the channel of issue #29 (MIME parsing so far; not registered as a channel yet)."""
+"""Email: an SMTP server, IMAP polling and the mail services' inbound webhooks in; a relay
+out. Parsing is in :mod:`channels.email.mime`, threading in :mod:`channels.email.threads`."""
+
+from channels.base import ChannelInfo, Listener, Manifest
+from channels.email.adapter import EmailAdapter
+from channels.email.config import EmailSettings
+from schemas import Channel, IdentityType
+
+MANIFEST = Manifest(
+    name="email",
+    title="Email: SMTP server, IMAP polling and inbound webhooks in, a relay out",
+    adapter=EmailAdapter,
+    channels=(
+        ChannelInfo(Channel.EMAIL, label="Email", icon="@", recipients=(IdentityType.EMAIL,)),
+    ),
+    settings=(EmailSettings,),
+    listeners=(Listener("smtp", 2525, "OMNIHUB_SMTP_PORT", "OMNIHUB_SMTP_HOST"),),
+)
+
+__all__ = ["MANIFEST", "EmailAdapter"]

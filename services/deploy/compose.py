@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from channels.base import Listener
 from services.deploy.catalog import Process, Sources
 from services.deploy.production import PRODUCTION
 from services.deploy.text import GENERATED, comment, quoted
@@ -44,6 +45,15 @@ def compose_variables(sources: Sources) -> list[ComposeVariable]:
             f"<OMNIHUB_PUBLIC_URL>/channels/{p.name}/ to it.",
         )
         for p in sources.processes
+    ]
+    found += [
+        ComposeVariable(
+            listener_variable(p, listener),
+            str(listener.port),
+            f"Host port of the {p.name} channel's {listener.name} server.",
+        )
+        for p in sources.processes
+        for listener in p.manifest.listeners
     ]
     clash = sorted({v.name for v in found} & set(sources.variables))
     if clash:
@@ -236,9 +246,9 @@ CHANNEL = """\
     environment:
       <<: *omnihub-env
       OMNIHUB_HTTP_HOST: 0.0.0.0
-      OMNIHUB_HTTP_PORT: 8080
+      OMNIHUB_HTTP_PORT: 8080{listener_env}
     ports:
-      - "${{{port_variable}:-{port}}}:8080"
+      - "${{{port_variable}:-{port}}}:8080"{listener_ports}
     depends_on: *after-migrate
     # Ready = the producer reaches Kafka (503 otherwise); the body reports the adapter's health.
     healthcheck: *readyz-healthcheck
@@ -280,7 +290,20 @@ def channel(process: Process) -> str:
         service=process.service,
         port_variable=process.port_variable,
         port=process.port,
+        listener_env="".join(
+            f"\n      {item.host_setting}: 0.0.0.0\n      {item.port_setting}: {item.port}"
+            for item in process.manifest.listeners
+        ),
+        listener_ports="".join(
+            f'\n      - "${{{listener_variable(process, item)}:-{item.port}}}:{item.port}"'
+            for item in process.manifest.listeners
+        ),
     )
+
+
+def listener_variable(process: Process, listener: Listener) -> str:
+    """The docker-compose.yml variable of a listener's host port."""
+    return f"{process.port_variable[: -len('_PORT')]}_{listener.name.upper()}_PORT"
 
 
 def shared_environment(sources: Sources) -> list[str]:

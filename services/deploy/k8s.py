@@ -6,6 +6,7 @@ and one Deployment and Service per channel adapter that runs alone."""
 
 from __future__ import annotations
 
+from channels.base import Listener
 from services.deploy.catalog import Process, Sources, Variable
 from services.deploy.production import PRODUCTION
 from services.deploy.text import GENERATED, comment, quoted
@@ -135,7 +136,29 @@ def channel(process: Process) -> str:
         name=process.name,
         replicas=replicas,
         why=why,
+        **listener_parts(process.manifest.listeners),
     )
+
+
+def listener_parts(listeners: tuple[Listener, ...]) -> dict[str, str]:
+    """The container ports, environment and Service ports of a channel's other listeners
+    (every interface inside the pod; the Service exposes each on its own port)."""
+    env = "".join(
+        f"\n            - {{name: {item.host_setting}, value: 0.0.0.0}}"
+        f'\n            - {{name: {item.port_setting}, value: "{item.port}"}}'
+        for item in listeners
+    )
+    return {
+        "listener_ports": "".join(
+            f"\n            - {{name: {item.name}, containerPort: {item.port}}}"
+            for item in listeners
+        ),
+        "listener_env": f"\n          env:{env}" if listeners else "",
+        "service_ports": "".join(
+            f"\n    - {{name: {item.name}, port: {item.port}, targetPort: {item.name}}}"
+            for item in listeners
+        ),
+    }
 
 
 MIGRATE = """\
@@ -340,10 +363,10 @@ spec:
           image: omnihub:0.1.0
           args: ["run", "channel", "{name}"]
           ports:
-            - {{name: http, containerPort: 8080}}
+            - {{name: http, containerPort: 8080}}{listener_ports}
           envFrom:
             - configMapRef: {{name: omnihub-config}}
-            - secretRef: {{name: omnihub-secrets}}
+            - secretRef: {{name: omnihub-secrets}}{listener_env}
           livenessProbe:
             httpGet: {{path: /healthz, port: http}}
             periodSeconds: 10
@@ -376,5 +399,5 @@ metadata:
 spec:
   selector: {{app.kubernetes.io/name: omnihub, app.kubernetes.io/component: {service}}}
   ports:
-    - {{name: http, port: 80, targetPort: http}}
+    - {{name: http, port: 80, targetPort: http}}{service_ports}
 """
