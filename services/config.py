@@ -177,6 +177,21 @@ class Settings(BaseSettings):
         ),
     )
 
+    blob_dir_setting: Path | None = Field(
+        default=None,
+        alias="OMNIHUB_BLOB_DIR",
+        description=(
+            "Where the files that arrive with messages (email attachments) are kept; every"
+            " process that receives or serves them must see the same directory (a shared"
+            " volume). Unset: `blobs` under OMNIHUB_DATA_DIR"
+        ),
+    )
+
+    @property
+    def blob_dir(self) -> Path:
+        """The blob store's directory."""
+        return self.blob_dir_setting or self.data_dir / "blobs"
+
     def channel_list(self) -> list[str]:
         """The adapters to serve, from OMNIHUB_CHANNELS (comma-separated; empty means all)."""
         return [name.strip() for name in self.channels.split(",") if name.strip()]

@@ -504,6 +504,40 @@ def test_outbound_messages_are_not_routed() -> None:
     assert decision.primary is None and decision.routings == ()
 
 
+def test_automatic_mail_is_routed_nowhere_whatever_it_says() -> None:
+    text = "I am out of the office until Monday. For invoices and refunds call accounting."
+    person = SHIPPED.route(Message(channel="email", subject="Refund", text=text))
+    assert person.primary is not None
+    machine = SHIPPED.route(
+        Message(
+            channel="email",
+            subject="Refund",
+            text=text,
+            attributes={"automatic": "auto-submitted: auto-replied"},
+        )
+    )
+    assert machine.primary is None and machine.routings == ()
+
+
+def test_the_inbox_hint_decides_where_no_rule_matches_and_rules_still_win() -> None:
+    vague = Message(channel="email", text="Hello, please see the attached file.")
+    assert SHIPPED.route(vague).primary.department is not Department.FINANCE  # type: ignore[union-attr]
+    hinted = SHIPPED.route(
+        Message(channel="email", text=vague.text, attributes={"department_hint": "finance"})
+    )
+    assert hinted.primary is not None
+    assert hinted.primary.department is Department.FINANCE
+    assert hinted.primary.rule_id == "channel-hint" and "address" in hinted.primary.reason
+    opt_out = SHIPPED.route(
+        Message(channel="sms", text="STOP", attributes={"department_hint": "finance"})
+    )
+    assert opt_out.primary is not None and opt_out.primary.rule_id != "channel-hint"
+    unknown = SHIPPED.route(
+        Message(channel="email", text=vague.text, attributes={"department_hint": "nowhere"})
+    )
+    assert unknown.primary is not None and unknown.primary.rule_id != "channel-hint"
+
+
 # --- the example sets and the quality bar ------------------------------------------------------
 
 

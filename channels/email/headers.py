@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import UTC, datetime
+from email import header as rfc2047
 from email import policy, utils
 from email.message import Message
 
@@ -109,10 +110,19 @@ def message_ids(value: str | None) -> list[str]:
     a bare id without brackets (seen from broken clients) is taken as it is."""
     if not value:
         return []
+    if "=?" in value:  # encoded words: not allowed here, but what some libraries fold into
+        value = _encoded_words(value)
     ids = _MSG_ID.findall(value)
     if not ids and (bare := value.strip()) and not any(c.isspace() for c in bare):
         ids = [bare]
     return [_bounded(i) for i in ids]
+
+
+def _encoded_words(value: str) -> str:
+    try:
+        return str(rfc2047.make_header(rfc2047.decode_header(value)))
+    except Exception:  # a broken encoded word: the value as written
+        return value
 
 
 def _bounded(message_id: str) -> str:

@@ -9,7 +9,13 @@ from contextlib import asynccontextmanager
 import asyncpg
 from fastapi import FastAPI
 
-from channels.base import ChannelAdapter, SessionAdapter, SourceAdapter, WebhookAdapter
+from channels.base import (
+    ChannelAdapter,
+    FileBlobStore,
+    SessionAdapter,
+    SourceAdapter,
+    WebhookAdapter,
+)
 from channels.base.source import cancel
 from services.adapters import build_adapters
 from services.api import customers, health, identity, keys, openapi, outage, privacy
@@ -62,8 +68,9 @@ def create_app(
     )
     keyring = PeriodKeyring()  # the public keys the adapters seal raw records with
     publisher = KafkaPublisher(producer, keyring)
+    blobs = FileBlobStore(settings.blob_dir)
     for adapter in adapters.values():
-        adapter.attach(publisher)
+        adapter.attach(publisher, blobs=blobs)
     sources = SourceSupervisor(a for a in adapters.values() if isinstance(a, SourceAdapter))
     relay = SessionRelay(
         bootstrap, (a for a in adapters.values() if isinstance(a, SessionAdapter)), publisher

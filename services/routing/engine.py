@@ -17,6 +17,11 @@ from services.routing.loader import load
 from services.routing.model import Rule, Ruleset
 from services.routing.text import Words, words
 
+#: Attributes channels set that routing obeys: mail a machine sent, and the department the
+#: address it was sent to stands for (used when no rule matches, before the classifier).
+AUTOMATIC = "automatic"
+DEPARTMENT_HINT = "department_hint"
+
 #: The message's text fields, as conditions name them.
 FIELDS = ("subject", "text")
 
@@ -175,9 +180,10 @@ class Router:
         rule that withdraws marketing consent still routes to marketing, which must process
         the unsubscribe (so a replayed or repeated "STOP" is routed the same way).
         """
-        if message.direction == Direction.OUTBOUND.value:
-            # the system's invariant, not configuration: what the hub itself sent is never a
-            # department's work, whatever a ruleset says
+        if message.direction == Direction.OUTBOUND.value or message.attributes.get(AUTOMATIC):
+            # the system's invariants, not configuration: what the hub itself sent, and mail
+            # a machine sent (an out-of-office, a list), is never a department's work,
+            # whatever a ruleset says; answering machines would answer each other forever
             return Decision(primary=None, language=None)
         language, how = self.language_of(message, detected)
         ctx = self.context(message, language, customer or {}, withdrawn)
@@ -260,7 +266,11 @@ class Router:
         ruleset = self.ruleset
         department, rule_id, confidence = ruleset.fallback, "fallback", None
         reasons = [*notes, "no rule matched"]
-        if self.classifier is not None and ruleset.classifier is not None:
+        hint = _hint(message)
+        if hint is not None and not (blocked and hint is Department.MARKETING):
+            department, rule_id = hint, "channel-hint"
+            reasons.append(f"the channel's hint: {hint.value} (the address it was sent to)")
+        elif self.classifier is not None and ruleset.classifier is not None:
             guess = self.classifier.predict(message.subject, message.text)
             if guess is not None:
                 confidence = round(guess.confidence, 4)
@@ -276,7 +286,7 @@ class Router:
         return Decision(
             primary=Routing(
                 department=department,
-                tags=list(ruleset.fallback_tags) if rule_id == "fallback" else ["classifier"],
+                tags=list(ruleset.fallback_tags) if rule_id == "fallback" else [rule_id],
                 rule_id=rule_id,
                 ruleset_version=self.version,
                 reason="; ".join(reasons),
@@ -286,6 +296,15 @@ class Router:
             language=language,
             withdraw_consent=withdraw,
         )
+
+
+def _hint(message: Message) -> Department | None:
+    """The department the channel says the message was addressed to (an inbox's)."""
+    value = message.attributes.get(DEPARTMENT_HINT)
+    try:
+        return Department(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def _words(text: str | None) -> list[str]:

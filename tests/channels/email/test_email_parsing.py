@@ -745,3 +745,19 @@ def test_any_message_with_header_fields_parses(
     if b"message-id" not in raw.lower():
         assert result.message_id.startswith("sha256:")
     assert_storable(result)
+
+
+def test_message_ids_folded_into_encoded_words_are_read() -> None:
+    # Python's own email package folds a long In-Reply-To into RFC 2047 words
+    long_id = (
+        "0123456789abcdef0123456789abcdef.qqqqqqqqqqqqqqqqqqqqqqqqqq.abcdefghijklmnop@acme.example"
+    )
+    raw = message(
+        "From: a@example.org\nTo: support@acme.example\nMessage-ID: <x@y>\n"
+        "In-Reply-To: =?utf-8?q?=3C"
+        + long_id[:40]
+        + "?=\n =?utf-8?q?"
+        + long_id[40:].replace(".", "=2E").replace("@", "=40")
+        + "=3E?=\n"
+    )
+    assert parse(raw).in_reply_to == long_id
