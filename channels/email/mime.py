@@ -25,13 +25,14 @@ from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import BytesParser
 
+from channels.base.html import sanitized_html
 from channels.email import headers
 from channels.email.authresults import authentication, dmarc_failed
 from channels.email.automatic import automatic
 from channels.email.bounces import Bounce, bounce
 from channels.email.charsets import decode, storable
 from channels.email.headers import normalized_subject
-from channels.email.htmltext import html_to_text, sanitized_html
+from channels.email.htmltext import html_to_text
 from channels.email.payload import payload_bytes, subparts
 from channels.email.quotes import new_part
 

@@ -142,7 +142,7 @@ def _interaction(
     if parsed.html is not None:
         html_blob = blob_id(event_id, HTML_BLOB)
         files.append((html_blob, parsed.html.encode("utf-8", "replace")))
-        attributes["email_html_blob"] = html_blob
+        attributes["html_blob"] = html_blob
     hint = next((i.department for i in inboxes if i.department is not None), None)
     if hint is not None:
         attributes["department_hint"] = hint.value
@@ -235,20 +235,20 @@ def _attributes(
     ours = {i.address for i in inboxes}
     attributes: dict[str, str | int | float | bool | None] = {"email_via": envelope.via}
     optional = {
-        "email_from_name": parsed.from_name,
+        "sender_name": parsed.from_name,
         "email_reply_to": parsed.reply_to,
         "email_inboxes": ", ".join(i.address for i in inboxes),
         "email_to": ", ".join(a for a in parsed.to if a not in ours),
-        "email_cc": ", ".join(a for a in parsed.cc if a not in ours),
+        "participants": ", ".join(a for a in parsed.cc if a not in ours),
         "email_references": " ".join(parsed.references[-_REFERENCES_KEPT:]),
-        "email_history": history,
+        "history": history,
         "automatic": parsed.automatic,
     }
     attributes.update({k: _bounded(v, _ATTRIBUTE_LIMIT) for k, v in optional.items() if v})
     for method, result in parsed.authentication.items():
         attributes[f"auth_{method}"] = result
     if parsed.dmarc_failed:
-        attributes["dmarc_failed"] = True
+        attributes["sender_unverified"] = "DMARC failed: the From address may be forged"
     if len(parsed.attachments) > MAX_ATTACHMENTS:
         attributes["email_attachments_dropped"] = len(parsed.attachments) - MAX_ATTACHMENTS
     return attributes

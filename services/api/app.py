@@ -108,6 +108,7 @@ def create_app(
         app.state.producer = producer
         app.state.publisher = publisher
         app.state.adapters = adapters
+        app.state.blobs = blobs
         app.state.sources = sources
         await relay.start(pool or keys_pool)
         await sources.start()

@@ -13,6 +13,7 @@ from services.console import (
     auth_pages,
     customer_actions,
     customer_pages,
+    message_files,
     queue_pages,
 )
 from services.console.guard import Forbidden, SignInRequired, sign_in_url
@@ -33,7 +34,14 @@ class ConsoleState:
 
 def install(app: FastAPI) -> None:
     """Add the console's routes, static files and error handlers to ``app``."""
-    for module in (auth_pages, queue_pages, customer_pages, customer_actions, admin_pages):
+    for module in (
+        auth_pages,
+        queue_pages,
+        customer_pages,
+        customer_actions,
+        admin_pages,
+        message_files,
+    ):
         app.include_router(module.router, include_in_schema=False)  # pages, not the API
     app.mount(
         "/console/static",

@@ -45,13 +45,41 @@
     setDelivery(meta, it.delivery);
     if (it.logged_by) meta.appendChild(el("span", "logged-by", "logged by " + it.logged_by));
     li.appendChild(meta);
+    if (it.unverified) {
+      var warning = el("p", "warning unverified",
+        "\u26a0 " + it.unverified + ". Not linked to any customer by this address.");
+      warning.setAttribute("role", "alert");
+      li.appendChild(warning);
+    }
+    if (it.automatic) {
+      li.appendChild(el("p", "automatic", "Sent automatically: not routed, never answered automatically."));
+    }
+    if (it.sender_name || it.participants) {
+      var sender = el("div", "sender");
+      if (it.sender_name) sender.appendChild(el("span", "sender-name", it.sender_name));
+      if (it.participants) sender.appendChild(el("span", "participants", " Cc: " + it.participants));
+      li.appendChild(sender);
+    }
     if (it.subject) li.appendChild(el("div", "subject", it.subject));
     if (it.text) li.appendChild(el("p", "text", it.text));
+    if (it.history) {
+      var history = el("details", "history");
+      history.appendChild(el("summary", null, "Quoted history"));
+      history.appendChild(el("pre", null, it.history));
+      li.appendChild(history);
+    }
+    if (it.has_html) {
+      var sent = el("a", "as-sent", "View as sent");
+      sent.href = "/console/messages/" + encodeURIComponent(it.event_id) + "/html";
+      sent.rel = "noopener noreferrer";
+      sent.target = "_blank";
+      li.appendChild(sent);
+    }
     if (it.attachments && it.attachments.length) {
       var list = el("ul", "attachments");
       it.attachments.forEach(function (a) {
         var entry = el("li");
-        if (a.url && /^https?:\/\//.test(a.url)) {
+        if (a.url && (/^https?:\/\//.test(a.url) || /^\/console\/messages\//.test(a.url))) {
           var link = el("a", null, a.label);
           link.href = a.url;
           link.rel = "noopener noreferrer nofollow";

@@ -92,7 +92,7 @@ async def test_a_message_is_answered_250_once_published_with_its_files_stored(
     assert event["attributes"]["email_via"] == "smtp"
     assert event["attributes"]["email_inboxes"] == "support@acme.example"
     assert "wrote:" not in (event["text"] or "")  # the new part; the history is kept beside
-    assert "wrote:" in event["attributes"]["email_history"]
+    assert "wrote:" in event["attributes"]["history"]
     [attachment] = [a for a in event["attachments"] if not a["inline"]]
     stored = await FileBlobStore(tmp_path / "blobs").get(attachment["blob"])
     assert len(stored) == attachment["size"] > 0
@@ -112,7 +112,7 @@ async def test_one_event_for_a_message_to_two_inboxes_sent_twice(
     assert {e["event_id"] for e in events} and len({e["event_id"] for e in events}) == 1
     attributes = events[0]["attributes"]
     assert attributes["email_inboxes"] == "support@acme.example, billing@acme.example"
-    assert attributes["email_cc"] == "boss@example.org"  # a participant, not an identity
+    assert attributes["participants"] == "boss@example.org"  # a participant, not an identity
     assert [i["value"] for i in events[0]["identities"]] == [sender]
     assert attributes["department_hint"] == "finance"
 
@@ -230,7 +230,7 @@ async def test_automatic_mail_and_dmarc_failures_are_marked(
     [auto] = await published(stack, pool, ooo_mid)
     assert auto["attributes"]["automatic"].startswith("auto-submitted")
     [forged] = await published(stack, pool, phish_mid)
-    assert forged["attributes"]["dmarc_failed"] is True
+    assert "DMARC" in forged["attributes"]["sender_unverified"]
     assert forged["attributes"]["auth_dmarc"] == "fail"
     identity = forged["identities"][0]
     assert identity["type"] == "external" and identity["scope"] == "email-dmarc-fail"
