@@ -21,6 +21,7 @@ from services.db.pool import create_pool
 from services.stack.embedded import Stack, start_stack
 from services.stack.ports import free_port, wait_for_port
 from services.stack.postgres import EmbeddedPostgres
+from tests.channels.email.support import email_env
 from tests.support import start_component, stop_process
 
 # Every hub process the suite starts serves the email channel's SMTP server: on a port of the
@@ -44,7 +45,21 @@ def stack(data_dir: Path) -> Iterator[Stack]:
 
 
 @pytest.fixture(scope="session")
-def component_env(stack: Stack, data_dir: Path, twilio_env: dict[str, str]) -> dict[str, str]:
+def mail_relay() -> Iterator[Any]:
+    """The SMTP relay the hub's outbound mail goes to: a real server on loopback that keeps
+    what it receives."""
+    from tests.channels.email.support import RecordingRelay
+
+    relay = RecordingRelay(free_port())
+    relay.start()
+    yield relay
+    relay.stop()
+
+
+@pytest.fixture(scope="session")
+def component_env(
+    stack: Stack, data_dir: Path, twilio_env: dict[str, str], mail_relay: Any
+) -> dict[str, str]:
     """Environment of a component process pointed at the session stack."""
     return dict(
         os.environ,
@@ -54,6 +69,7 @@ def component_env(stack: Stack, data_dir: Path, twilio_env: dict[str, str]) -> d
         OMNIHUB_LOG_LEVEL="WARNING",
         OMNIHUB_API_DOCS="true",  # tests/test_api.py reads /openapi.json
         **twilio_env,
+        **email_env(mail_relay),
     )
 
 

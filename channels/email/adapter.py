@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from channels.base import Health, SendError, SendResult, SourceAdapter
+from channels.base import Health, SendResult, SourceAdapter
 from channels.email.config import EmailSettings
 from channels.email.intake import MailIntake
+from channels.email.relay_config import RelaySettings
+from channels.email.send import EmailSender
 from channels.email.smtp import InboxHandler, SmtpServer
 from channels.email.threads import ThreadSigner
 from schemas import Channel, OutboundCommand
@@ -19,14 +21,18 @@ class EmailAdapter(SourceAdapter):
     name: ClassVar[str] = "email"
     channels: ClassVar[frozenset[Channel]] = frozenset({Channel.EMAIL})
 
-    def __init__(self, settings: EmailSettings | None = None) -> None:
+    def __init__(
+        self, settings: EmailSettings | None = None, relay: RelaySettings | None = None
+    ) -> None:
         self.settings = settings or EmailSettings()
+        self.relay = relay or RelaySettings()
         self.signer = ThreadSigner(self.settings.key(), self.settings.inbox_list[0].domain)
         self.intake = MailIntake(self.settings, self.signer)
         self.handler = InboxHandler(
             self.settings, self.signer, self.intake, lambda: self.publisher, lambda: self.blobs
         )
         self.smtp = SmtpServer(self.settings, self.handler)
+        self.sender = EmailSender(self.relay, self.signer, lambda blob: self.blobs.get(blob))
 
     async def start(self) -> None:
         """Start the SMTP server."""
@@ -37,13 +43,24 @@ class EmailAdapter(SourceAdapter):
         await self.smtp.stop()
 
     async def send(self, command: OutboundCommand) -> SendResult:
-        """Send through the relay."""
-        raise SendError("no outbound relay configured", code="not_configured")
+        """Send through the relay, from the inbox the customer wrote to (the command's
+        ``inbox``, when it is one of ours), else the first inbox."""
+        named = command.attributes.get("inbox")
+        inbox = self.settings.inbox(named) if isinstance(named, str) else None
+        inbox = inbox or self.settings.inbox_list[0]
+        return await self.sender.send(command, inbox.address, self.settings.sender_name)
 
     async def health(self) -> Health:
-        """Healthy while the SMTP server listens."""
-        port = self.smtp.port
-        if port is None:
-            return Health(ok=False, detail="SMTP server not listening")
+        """Healthy while the SMTP server listens (in a process that receives) and the relay
+        is configured (no network call)."""
+        missing = self.relay.missing()
+        if missing:
+            return Health(ok=False, detail=f"not set: {', '.join(missing)}")
         inboxes = ", ".join(i.address for i in self.settings.inbox_list)
-        return Health(ok=True, detail=f"SMTP on port {port} for {inboxes}")
+        port = self.smtp.port
+        listening = f"SMTP on port {port}" if port is not None else "not receiving here"
+        return Health(ok=True, detail=f"{listening} for {inboxes}")
+
+    async def close(self) -> None:
+        """Close the relay client."""
+        await self.sender.close()

@@ -50,6 +50,12 @@ class EmailSettings(BaseSettings):
         description="Comma-separated addresses mail is accepted for, each optionally with the "
         "department its mail goes to when no rule decides: billing@acme.example=finance",
     )
+    sender_name: str | None = Field(
+        default=None,
+        alias="EMAIL_SENDER_NAME",
+        max_length=200,
+        description='Display name of the hub\'s outbound mail ("Acme Support")',
+    )
     smtp_host: str = Field(
         default="127.0.0.1",
         alias="OMNIHUB_SMTP_HOST",

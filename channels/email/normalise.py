@@ -237,10 +237,10 @@ def _attributes(
     optional = {
         "sender_name": parsed.from_name,
         "email_reply_to": parsed.reply_to,
-        "email_inboxes": ", ".join(i.address for i in inboxes),
+        "inboxes": ", ".join(i.address for i in inboxes),
         "email_to": ", ".join(a for a in parsed.to if a not in ours),
         "participants": ", ".join(a for a in parsed.cc if a not in ours),
-        "email_references": " ".join(parsed.references[-_REFERENCES_KEPT:]),
+        "references": " ".join(parsed.references[-_REFERENCES_KEPT:]),
         "history": history,
         "automatic": parsed.automatic,
     }

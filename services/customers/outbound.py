@@ -6,14 +6,17 @@ sends the command and reports its delivery state.
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
 from channels import registry
-from schemas import Channel, Identity, IdentityType, OutboundCommand
+from schemas import Channel, Identity, IdentityType, OutboundCommand, ThreadRef
 from schemas.topics import OUTBOUND
 from services.bus.producer import Producer
 from services.bus.records import to_record
@@ -34,6 +37,55 @@ def default_recipient(channel: Channel, identities: Sequence[dict[str, Any]]) ->
     return Identity.model_construct(
         type=IdentityType(chosen["type"]), scope=chosen.get("scope") or "", value=chosen["value"]
     )
+
+
+#: What an inbound interaction's attributes say that a reply on its channel needs: the chain
+#: of message ids it answers, the others it was sent to (a reply keeps them), the address of
+#: ours it reached (the reply comes from there). Channels set them; none names a channel.
+REPLY_ATTRIBUTES = {"references": "references", "participants": "cc", "inboxes": "inbox"}
+_REPLY_PREFIX = re.compile(r"^\s*re\s*:", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ReplyContext:
+    """How a reply joins the conversation of the message it answers."""
+
+    thread: ThreadRef | None
+    subject: str | None
+    attributes: dict[str, str]
+
+
+async def reply_context(
+    conn: asyncpg.Connection, customer_id: uuid.UUID, event_id: uuid.UUID, channel: Channel
+) -> ReplyContext | None:
+    """The conversation, subject and reply attributes of the customer's message ``event_id``
+    when the reply goes out on its channel; None otherwise."""
+    row = await conn.fetchrow(
+        "SELECT channel, thread_id, provider_message_id, subject,"
+        " interaction->'attributes' AS attributes"
+        " FROM timeline WHERE event_id = $1 AND customer_id = $2",
+        event_id,
+        customer_id,
+    )
+    if row is None or row["channel"] != channel.value:
+        return None
+    found = row["attributes"] or {}
+    if isinstance(found, str):
+        found = json.loads(found)
+    attributes = {
+        target: str(found[source]).split(",")[0].strip()
+        if target == "inbox"
+        else str(found[source])
+        for source, target in REPLY_ATTRIBUTES.items()
+        if found.get(source)
+    }
+    thread = None
+    if row["thread_id"]:
+        thread = ThreadRef(id=row["thread_id"], reply_to=row["provider_message_id"])
+    subject = row["subject"]
+    if subject and not _REPLY_PREFIX.match(subject):
+        subject = f"Re: {subject}"
+    return ReplyContext(thread, subject[:998] if subject else None, attributes)
 
 
 class NoSuchCustomer(LookupError):
@@ -69,6 +121,13 @@ async def queue_message(
         to = default_recipient(channel, found["identities"])
         if to is None:
             raise NoRecipient(f"the customer has no identity {channel.value} can deliver to")
+    thread, attributes = None, {}
+    if in_reply_to is not None:
+        async with pool.acquire() as conn:
+            answered = await reply_context(conn, customer_id, in_reply_to, channel)
+        if answered is not None:
+            thread, attributes = answered.thread, answered.attributes
+            subject = subject or answered.subject
     command = OutboundCommand(
         customer_id=customer_id,
         channel=channel,
@@ -76,7 +135,9 @@ async def queue_message(
         text=text,
         subject=subject,
         in_reply_to=in_reply_to,
+        thread=thread,
         requested_by=requested_by,
+        attributes=attributes,
     )
     record = to_record(OUTBOUND, command, str(command.command_id), source)
     try:  # sealed with the customer's key: erasing the customer shreds the command too

@@ -17,7 +17,7 @@ from typing import Any
 
 import faust
 
-from channels.base import ChannelAdapter
+from channels.base import ChannelAdapter, FileBlobStore
 from schemas import OutboundCommand
 from schemas.cloudevents import Trace
 from schemas.topics import DELIVERY, INTERACTIONS, OUTBOUND
@@ -110,8 +110,9 @@ def served_adapters(settings: Settings, resources: Resources) -> dict[str, Chann
         return await sealed_for(pool, customer_id, records)
 
     publisher = KafkaPublisher(resources.producer, resources.keyring, customer_seal)
+    blobs = FileBlobStore(settings.blob_dir)  # the files outbound messages carry
     for adapter in adapters.values():
-        adapter.attach(publisher)
+        adapter.attach(publisher, blobs=blobs)
     log.info("dispatcher serves the adapters %s", ", ".join(adapters))
     return adapters
 

@@ -86,3 +86,39 @@ def decoded(values: list[bytes | None]) -> list[dict[str, Any]]:
 def new_command_id() -> uuid.UUID:
     """A fresh outbound command id."""
     return uuid.uuid4()
+
+
+class RecordingRelay:
+    """An SMTP relay on loopback (aiosmtpd, in a thread of its own) that keeps what it
+    receives: where the hub's outbound mail goes in the tests."""
+
+    def __init__(self, port: int) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.received: list[tuple[str, list[str], bytes]] = []
+        self.controller = Controller(self, hostname="127.0.0.1", port=port)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.received.append(
+            (envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
+        )
+        return "250 2.0.0 OK"
+
+    def start(self) -> None:
+        self.controller.start()
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+    def url(self) -> str:
+        """OMNIHUB_SMTP_RELAY_URL of this relay (plain SMTP: it is on loopback)."""
+        return f"smtp://127.0.0.1:{self.controller.port}?starttls=0"
+
+
+def email_env(relay: RecordingRelay) -> dict[str, str]:
+    """The email channel's settings of the suite's hub processes."""
+    return {
+        "EMAIL_INBOXES": INBOXES,
+        "EMAIL_SIGNING_KEY": KEY,
+        "OMNIHUB_SMTP_RELAY_URL": relay.url(),
+    }

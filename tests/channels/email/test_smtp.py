@@ -90,7 +90,7 @@ async def test_a_message_is_answered_250_once_published_with_its_files_stored(
     assert event["provider_message_id"] == mid
     assert event["identities"][0]["value"] == "jane.doe@example.org"
     assert event["attributes"]["email_via"] == "smtp"
-    assert event["attributes"]["email_inboxes"] == "support@acme.example"
+    assert event["attributes"]["inboxes"] == "support@acme.example"
     assert "wrote:" not in (event["text"] or "")  # the new part; the history is kept beside
     assert "wrote:" in event["attributes"]["history"]
     [attachment] = [a for a in event["attachments"] if not a["inline"]]
@@ -111,7 +111,7 @@ async def test_one_event_for_a_message_to_two_inboxes_sent_twice(
     events = await published(stack, pool, mid)
     assert {e["event_id"] for e in events} and len({e["event_id"] for e in events}) == 1
     attributes = events[0]["attributes"]
-    assert attributes["email_inboxes"] == "support@acme.example, billing@acme.example"
+    assert attributes["inboxes"] == "support@acme.example, billing@acme.example"
     assert attributes["participants"] == "boss@example.org"  # a participant, not an identity
     assert [i["value"] for i in events[0]["identities"]] == [sender]
     assert attributes["department_hint"] == "finance"

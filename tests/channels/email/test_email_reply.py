@@ -1,0 +1,126 @@
+"""An agent's reply to an email: sent by the dispatcher through the relay (a real SMTP server
+on loopback) from the inbox the customer wrote to, threaded as mail clients thread, keeping
+Cc; the customer's answer to it lands in the same conversation."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from email import message_from_bytes, policy
+from pathlib import Path
+from typing import Any
+
+import aiosmtplib
+import asyncpg
+import pytest
+
+from channels.base import FileBlobStore
+from channels.email import EmailAdapter
+from services.bus.producer import Producer
+from tests.channels.email.support import mail, settings
+from tests.console_support import ConsoleHttp, csrf_of, make_user
+from tests.support import eventually, sealing_publisher, unique
+
+pytestmark = pytest.mark.usefixtures("processors", "dispatcher")
+
+
+@pytest.fixture
+async def adapter(
+    stack: Any, producer: Producer, data_dir: Path, tmp_path: Path
+) -> AsyncIterator[EmailAdapter]:
+    """The email adapter receiving in-process; the session's dispatcher sends."""
+    email = EmailAdapter(settings(tmp_path))
+    email.attach(
+        await sealing_publisher(producer, stack.database_url),
+        blobs=FileBlobStore(data_dir / "blobs"),
+    )
+    await email.start()
+    yield email
+    await email.stop()
+
+
+async def receive(adapter: EmailAdapter, raw: bytes, sender: str, to: str) -> None:
+    await aiosmtplib.send(
+        raw, sender=sender, recipients=[to], hostname="127.0.0.1", port=adapter.smtp.port
+    )
+
+
+async def row_of(pool: asyncpg.Pool, mid: str) -> Any:
+    async def find() -> Any:
+        return await pool.fetchrow(
+            "SELECT event_id, customer_id, thread_id FROM timeline WHERE provider_message_id = $1",
+            mid,
+        )
+
+    return await eventually(find, timeout=60)
+
+
+async def test_a_reply_is_threaded_from_the_inbox_written_to_and_answers_land_in_it(
+    adapter: EmailAdapter, api_url: str, pool: asyncpg.Pool, mail_relay: Any
+) -> None:
+    customer = f"{unique('reply')}@example.org"
+    raw, mid = mail(
+        f"Jane <{customer}>",
+        "billing@acme.example",
+        subject="Invoice 77",
+        Cc="accounts@example.org",
+        References="<earlier@mail.example.org>",
+    )
+    await receive(adapter, raw, customer, "billing@acme.example")
+    first = await row_of(pool, mid)
+
+    agent = ConsoleHttp(api_url)
+    try:
+        await agent.sign_in((await make_user(pool, "agent", ["finance"])).username)
+        page = await agent.get(
+            f"/console/customers/{first['customer_id']}?reply_to={first['event_id']}"
+        )
+        answer = await agent.post(
+            f"/console/customers/{first['customer_id']}/reply",
+            {
+                "csrf": csrf_of(page.text),
+                "channel": "email",
+                "text": "We corrected invoice 77. <b>Sorry</b>!",
+                "in_reply_to": str(first["event_id"]),
+            },
+        )
+        assert answer.status_code == 303, answer.text[-500:]
+    finally:
+        await agent.close()
+
+    def sent() -> Any:
+        for envelope_from, recipients, data in mail_relay.received:
+            if customer in recipients:
+                return envelope_from, recipients, message_from_bytes(data, policy=policy.default)
+        return None
+
+    async def arrived() -> Any:
+        return sent()
+
+    _, recipients, message = await eventually(arrived, timeout=60)
+    assert set(recipients) == {customer, "accounts@example.org"}  # reply-all keeps Cc
+    assert message["From"].addresses[0].addr_spec == "billing@acme.example"
+    assert message["Subject"] == "Re: Invoice 77"
+    assert message["In-Reply-To"] == f"<{mid}>"
+    references = str(message["References"]).split()
+    assert references[:2] == ["<earlier@mail.example.org>", f"<{mid}>"]
+    ours = str(message["Message-ID"]).strip("<>")
+    assert adapter.signer.thread_of_message_id(ours) is not None
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    assert "<b>Sorry</b>" in text and "&lt;b&gt;Sorry&lt;/b&gt;" in html
+    assert message["Auto-Submitted"] is None  # an agent's reply is a person's mail
+
+    async def delivered() -> Any:
+        return await pool.fetchval(
+            "SELECT state FROM outbound_messages WHERE customer_id = $1 AND state = 'sent'",
+            first["customer_id"],
+        )
+
+    assert await eventually(delivered, timeout=30) == "sent"
+
+    # the customer answers our message from a client that keeps only In-Reply-To
+    again, again_mid = mail(
+        customer, str(message["Reply-To"]), subject="Re: Invoice 77", In_Reply_To=f"<{ours}>"
+    )
+    await receive(adapter, again, customer, "billing@acme.example")
+    assert (await row_of(pool, again_mid))["thread_id"] == first["thread_id"]
