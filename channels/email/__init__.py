@@ -5,6 +5,7 @@ from channels.base import ChannelInfo, Listener, Manifest
 from channels.email.adapter import EmailAdapter
 from channels.email.config import EmailSettings
 from channels.email.relay_config import RelaySettings
+from channels.email.webhook_config import InboundWebhookSettings
 from schemas import Channel, IdentityType
 
 MANIFEST = Manifest(
@@ -14,7 +15,7 @@ MANIFEST = Manifest(
     channels=(
         ChannelInfo(Channel.EMAIL, label="Email", icon="@", recipients=(IdentityType.EMAIL,)),
     ),
-    settings=(EmailSettings, RelaySettings),
+    settings=(EmailSettings, RelaySettings, InboundWebhookSettings),
     listeners=(Listener("smtp", 2525, "OMNIHUB_SMTP_PORT", "OMNIHUB_SMTP_HOST"),),
 )
 

@@ -159,7 +159,7 @@ def _interaction(
         text=_bounded(new, MAX_TEXT) or None,
         attachments=attachments,
         provider_message_id=parsed.message_id,
-        source=f"channels/email/{envelope.via}",
+        source="channels/email",
         attributes=attributes,
     )
     return Normalised(events=[interaction], files=files)

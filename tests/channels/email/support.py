@@ -18,6 +18,8 @@ from tests.support import unique
 CORPUS = Path(__file__).parent / "corpus"
 INBOXES = "support@acme.example, billing@acme.example=finance"
 KEY = "test-email-signing-key-0123456789abcdef"
+#: The signing key the Mailgun sample was signed with (tests/channels/email/samples).
+MAILGUN_KEY = "key-test-0123456789abcdef"
 _MESSAGE_ID = re.compile(rb"^Message-ID:[^\r\n]*\r?\n", re.IGNORECASE | re.MULTILINE)
 
 
@@ -121,4 +123,7 @@ def email_env(relay: RecordingRelay) -> dict[str, str]:
         "EMAIL_INBOXES": INBOXES,
         "EMAIL_SIGNING_KEY": KEY,
         "OMNIHUB_SMTP_RELAY_URL": relay.url(),
+        "MAILGUN_WEBHOOK_SIGNING_KEY": MAILGUN_KEY,
+        "POSTMARK_INBOUND_USER": "postmark",
+        "POSTMARK_INBOUND_PASSWORD": "s3cret pass",
     }
