@@ -219,6 +219,11 @@ class DeliveryStatus(_Model):
     provider_message_id: StorableStr | None = Field(default=None, max_length=512)
     error_code: StorableStr | None = Field(default=None, max_length=64)
     error_message: StorableStr | None = Field(default=None, max_length=2000)
+    undeliverable: bool = Field(
+        default=False,
+        description="the provider says the recipient's address cannot receive at all (a hard "
+        "bounce): the hub marks it undeliverable on the customer's profile",
+    )
 
     @property
     def partition_key(self) -> bytes:

@@ -114,6 +114,7 @@ def _bounce(parsed: ParsedEmail, signer: ThreadSigner, received_at: datetime) ->
             occurred_at=received_at,
             provider_message_id=original,
             error_code=report.status,
+            undeliverable=report.hard,
             error_message=_bounded(
                 f"{', '.join(report.recipients)}: {report.diagnostic or 'delivery failed'}", 2000
             ),

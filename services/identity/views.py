@@ -9,6 +9,7 @@ import asyncpg
 
 _WHY = """
 SELECT i.type, i.scope, i.value, i.matching, i.created_at,
+       i.undeliverable_since, i.undeliverable_reason,
        l.action, l.rule, l.reason, l.event_id, l.actor, l.at, l.other_customer,
        (SELECT count(*) FROM identity_link_log h
          WHERE (h.type, h.scope, h.value) = (i.type, i.scope, i.value)) AS decisions
@@ -59,6 +60,11 @@ async def identities(conn: asyncpg.Connection, customer_id: uuid.UUID) -> list[d
                 "from_customer": _text(r["other_customer"]),
             },
             "decisions": r["decisions"],
+            "undeliverable": (
+                {"since": _text(r["undeliverable_since"]), "reason": r["undeliverable_reason"]}
+                if r["undeliverable_since"] is not None
+                else None
+            ),
         }
         for r in rows
     ]

@@ -35,7 +35,7 @@ from services.processors.receipts import (
 )
 from services.processors.route import Routed, RouteStep, messages_of
 from services.processors.shared import ProcessorResources
-from services.processors.timeline import insert_events, write_states
+from services.processors.timeline import insert_events, mark_undeliverable, write_states
 from services.routing.engine import Languages, Message
 from services.worker import metrics as worker_metrics
 from services.worker.app import raw_topic
@@ -280,6 +280,7 @@ async def delivery_step(resources: ProcessorResources, events: Sequence[Any]) ->
         async with pool.acquire() as conn:
             states = await resolve_receipts(conn, decoded.models)
             await write_states(conn, states)
+            await mark_undeliverable(conn, states)
             await claim_parked(conn, states)
         if tracing.enabled():
             traces.delivery_spans(decoded, started)

@@ -86,6 +86,36 @@ async def insert_events(
     return int(status.rsplit(" ", 1)[-1])
 
 
+#: The recipients of commands a provider called undeliverable, marked so on their identity
+#: (the recipient is the outbound message's identity on the timeline); the newest report wins.
+_UNDELIVERABLE = """
+UPDATE identities i SET undeliverable_since = u.at, undeliverable_reason = u.reason
+FROM (
+    SELECT DISTINCT ON (r->>'type', coalesce(r->>'scope', ''), r->>'value')
+           r->>'type' AS type, coalesce(r->>'scope', '') AS scope, r->>'value' AS value,
+           s.at, s.reason
+    FROM unnest($1::uuid[], $2::timestamptz[], $3::text[]) AS s(command_id, at, reason)
+    JOIN timeline t ON t.command_id = s.command_id
+    CROSS JOIN LATERAL jsonb_array_elements(t.interaction->'identities') AS r
+    ORDER BY r->>'type', coalesce(r->>'scope', ''), r->>'value', s.at DESC
+) u
+WHERE (i.type, i.scope, i.value) = (u.type, u.scope, u.value)
+  AND (i.undeliverable_since IS NULL OR i.undeliverable_since < u.at)
+"""
+
+
+async def mark_undeliverable(conn: asyncpg.Connection, states: Sequence[DeliveryStatus]) -> None:
+    """Mark the recipients of the states that say their address cannot receive."""
+    hard = [s for s in states if s.undeliverable]
+    if hard:
+        await conn.execute(
+            _UNDELIVERABLE,
+            [s.command_id for s in hard],
+            [s.occurred_at for s in hard],
+            [" ".join(p for p in (s.error_code, s.error_message) if p)[:500] for s in hard],
+        )
+
+
 async def write_states(conn: asyncpg.Connection, states: Sequence[DeliveryStatus]) -> int:
     """Record delivery states; the timeline shows the highest-ranked one per message."""
     if not states:

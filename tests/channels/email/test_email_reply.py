@@ -16,7 +16,7 @@ import pytest
 from channels.base import FileBlobStore
 from channels.email import EmailAdapter
 from services.bus.producer import Producer
-from tests.channels.email.support import mail, settings
+from tests.channels.email.support import CORPUS, mail, settings
 from tests.console_support import ConsoleHttp, csrf_of, make_user
 from tests.support import eventually, sealing_publisher, unique
 
@@ -124,3 +124,58 @@ async def test_a_reply_is_threaded_from_the_inbox_written_to_and_answers_land_in
     )
     await receive(adapter, again, customer, "billing@acme.example")
     assert (await row_of(pool, again_mid))["thread_id"] == first["thread_id"]
+
+
+async def test_a_hard_bounce_fails_the_reply_and_marks_the_address(
+    adapter: EmailAdapter, api_url: str, pool: asyncpg.Pool, mail_relay: Any
+) -> None:
+    customer = f"{unique('bounce')}@example.org"
+    raw, mid = mail(customer, "support@acme.example", subject="Hello")
+    await receive(adapter, raw, customer, "support@acme.example")
+    first = await row_of(pool, mid)
+    agent = ConsoleHttp(api_url)
+    try:
+        user = await make_user(pool, "agent", ["after_sales"])
+        await agent.sign_in(user.username)
+        page = await agent.get(f"/console/customers/{first['customer_id']}")
+        await agent.post(
+            f"/console/customers/{first['customer_id']}/reply",
+            {"csrf": csrf_of(page.text), "channel": "email", "text": "Hi!"},
+        )
+
+        async def sent() -> Any:
+            return next((d for _, rcpt, d in mail_relay.received if customer in rcpt), None)
+
+        ours = message_from_bytes(await eventually(sent, timeout=60), policy=policy.default)
+        report = (
+            (CORPUS / "dsn_bounce.eml")
+            .read_bytes()
+            .replace(
+                b"<179541933799.5335.1.conv-43@acme.example>", str(ours["Message-ID"]).encode()
+            )
+            .replace(b"nobody@example.org", customer.encode())
+        )
+        async with aiosmtplib.SMTP(hostname="127.0.0.1", port=adapter.smtp.port) as client:
+            await client.mail("")
+            await client.rcpt("support@acme.example")
+            await client.data(report)
+
+        async def failed() -> Any:
+            return await pool.fetchrow(
+                "SELECT o.state FROM outbound_messages o"
+                " JOIN identities i ON i.customer_id = o.customer_id"
+                " WHERE o.customer_id = $1 AND i.undeliverable_since IS NOT NULL",
+                first["customer_id"],
+            )
+
+        await eventually(failed, timeout=60)
+        profile = await agent.get(f"/console/customers/{first['customer_id']}")
+        assert "undeliverable since" in profile.text and "5.1.1" in profile.text
+        states = await pool.fetch(
+            "SELECT d.state, d.error_code FROM delivery_states d JOIN outbound_messages o"
+            " USING (command_id) WHERE o.customer_id = $1",
+            first["customer_id"],
+        )
+        assert ("failed", "5.1.1") in {(s["state"], s["error_code"]) for s in states}
+    finally:
+        await agent.close()
