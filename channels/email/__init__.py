@@ -4,6 +4,7 @@ out. Parsing is in :mod:`channels.email.mime`, threading in :mod:`channels.email
 from channels.base import ChannelInfo, Listener, Manifest
 from channels.email.adapter import EmailAdapter
 from channels.email.config import EmailSettings
+from channels.email.imap_config import ImapSettings
 from channels.email.relay_config import RelaySettings
 from channels.email.webhook_config import InboundWebhookSettings
 from schemas import Channel, IdentityType
@@ -15,7 +16,7 @@ MANIFEST = Manifest(
     channels=(
         ChannelInfo(Channel.EMAIL, label="Email", icon="@", recipients=(IdentityType.EMAIL,)),
     ),
-    settings=(EmailSettings, RelaySettings, InboundWebhookSettings),
+    settings=(EmailSettings, RelaySettings, InboundWebhookSettings, ImapSettings),
     listeners=(Listener("smtp", 2525, "OMNIHUB_SMTP_PORT", "OMNIHUB_SMTP_HOST"),),
 )
 

@@ -11,12 +11,15 @@ from channels.base import (
     Health,
     InboundRequest,
     ParseError,
+    PublishError,
     Route,
     SendResult,
     SourceAdapter,
     WebhookAdapter,
 )
 from channels.email.config import EmailSettings
+from channels.email.imap import ImapSources
+from channels.email.imap_config import ImapSettings
 from channels.email.intake import MailIntake, Prepared, Unusable
 from channels.email.normalise import Envelope
 from channels.email.relay_config import RelaySettings
@@ -43,8 +46,11 @@ class EmailAdapter(SourceAdapter, WebhookAdapter):
         settings: EmailSettings | None = None,
         relay: RelaySettings | None = None,
         webhooks: InboundWebhookSettings | None = None,
+        imap: ImapSettings | None = None,
     ) -> None:
         self.settings = settings or EmailSettings()
+        self.imap = imap or ImapSettings()
+        self.mailboxes: ImapSources | None = None
         self.relay = relay or RelaySettings()
         self.webhooks = webhooks or InboundWebhookSettings()
         self.max_body_bytes = self.webhooks.max_body_bytes
@@ -57,12 +63,36 @@ class EmailAdapter(SourceAdapter, WebhookAdapter):
         self.sender = EmailSender(self.relay, self.signer, lambda blob: self.blobs.get(blob))
 
     async def start(self) -> None:
-        """Start the SMTP server."""
+        """Start the SMTP server, and the IMAP pollers where the process has a database to
+        keep their place in."""
         await self.smtp.start()
+        if self.imap.accounts and self.state is not None:
+            self.mailboxes = ImapSources(self.imap, self.state, self._from_mailbox, self._poison)
+            await self.mailboxes.start()
 
     async def stop(self) -> None:
-        """Stop the SMTP server (unanswered messages are the senders' to retry)."""
+        """Stop the pollers and the SMTP server (unanswered messages are the senders' to
+        retry; a message a poller had not published is fetched again)."""
+        mailboxes, self.mailboxes = self.mailboxes, None
+        if mailboxes is not None:
+            await mailboxes.stop()
         await self.smtp.stop()
+
+    def failure(self) -> BaseException | None:
+        """What stopped a poller by itself (the framework restarts the source)."""
+        return self.mailboxes.failure() if self.mailboxes is not None else None
+
+    async def _from_mailbox(self, raw: bytes, origin: str) -> None:
+        """A polled message: published (or dead-lettered) before the poller moves past it;
+        PublishError, the store's failures included, makes it try again later."""
+        account = origin.removeprefix("imap:").partition("/")[0]
+        try:
+            await self.intake.take(raw, Envelope(via=f"imap:{account}"), self.publisher, self.blobs)
+        except OSError as exc:
+            raise PublishError(f"the blob store did not take the files: {exc}") from exc
+
+    async def _poison(self, data: bytes, origin: str, reason: str) -> None:
+        await self.intake.dead_letter(data, Envelope(via=origin), reason, self.publisher)
 
     def verify(self, request: InboundRequest, route: Route) -> None:
         """The provider's own check: Mailgun's HMAC, Postmark's basic auth, SendGrid's
@@ -103,6 +133,11 @@ class EmailAdapter(SourceAdapter, WebhookAdapter):
         missing = self.relay.missing()
         if missing:
             return Health(ok=False, detail=f"not set: {', '.join(missing)}")
+        if self.imap.accounts and self.state is None:
+            return Health(ok=False, detail="IMAP accounts need DATABASE_URL to keep their place")
+        problems = self.mailboxes.problems() if self.mailboxes is not None else {}
+        if problems:
+            return Health(ok=False, detail="; ".join(f"{k}: {v}" for k, v in problems.items()))
         inboxes = ", ".join(i.address for i in self.settings.inbox_list)
         port = self.smtp.port
         listening = f"SMTP on port {port}" if port is not None else "not receiving here"

@@ -24,6 +24,7 @@ from services.api.channel_routes import ChannelRoutes
 from services.api.limits import BodyLimit
 from services.api.metrics import RequestMetrics
 from services.api.sessions import SessionRelay
+from services.api.source_state import PgSourceState
 from services.api.sources import SourceSupervisor
 from services.bus.producer import KafkaPublisher, Producer
 from services.config import Settings
@@ -104,6 +105,15 @@ def create_app(
         keys_pool = None  # a channel process holding client sessions reads customer keys
         if pool is None and relay.adapters and database_url:
             keys_pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+        # sources keep their place (an IMAP folder's last UID) in the database, where there is one
+        state_pool = pool
+        if state_pool is None and sources.sources and database_url:
+            state_pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+        if state_pool is not None:
+            for adapter in adapters.values():
+                adapter.attach(
+                    publisher, blobs=blobs, state=PgSourceState(state_pool, adapter.name)
+                )
         app.state.pool = pool
         app.state.producer = producer
         app.state.publisher = publisher
@@ -125,7 +135,7 @@ def create_app(
             await producer.stop()
             for adapter in adapters.values():
                 await adapter.close()
-            for opened in (pool, keys_pool):
+            for opened in (pool, keys_pool, state_pool if state_pool is not pool else None):
                 if opened is not None:
                     await opened.close()
 
