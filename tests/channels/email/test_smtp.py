@@ -5,6 +5,7 @@ message however often and to however many inboxes it comes."""
 from __future__ import annotations
 
 import email
+import ssl
 import uuid
 from collections.abc import AsyncIterator
 from email import policy
@@ -23,7 +24,9 @@ from schemas.topics import DEADLETTER, DELIVERY, INTERACTIONS
 from services.bus.admin import ensure_topics
 from services.bus.producer import Producer
 from services.stack.broker import EmbeddedBroker
+from tests.channels.email.dovecot import self_signed
 from tests.channels.email.support import (
+    CORPUS,
     KEY,
     corpus,
     decoded,
@@ -259,3 +262,46 @@ async def test_451_when_the_broker_does_not_acknowledge(stack: Any, tmp_path: Pa
             await producer.stop()
     finally:
         broker.stop()
+
+
+async def test_every_corpus_message_is_published_or_dead_lettered_and_none_breaks_the_server(
+    hub: EmailAdapter,
+) -> None:
+    # not messages, and failure reports about mail this hub never sent: dead letters
+    dead = {"empty.eml", "garbage.eml", "dsn_bounce.eml", "qmail_bounce.eml"}
+    outcomes: dict[str, Outcome] = {}
+    for path in sorted(CORPUS.glob("*.eml")):
+        raw, _ = corpus(path.name)
+        before = dict(hub.handler.counts)
+        async with aiosmtplib.SMTP(hostname="127.0.0.1", port=hub.smtp.port) as client:
+            await client.mail("")
+            await client.rcpt("support@acme.example")
+            answer = await client.data(raw)
+            assert answer.code == 250, (path.name, answer)
+        [outcome] = [k for k in before if hub.handler.counts[k] == before[k] + 1]
+        outcomes[path.name] = outcome
+    assert {n for n, o in outcomes.items() if o is Outcome.DEAD_LETTERED} == dead
+    assert all(o is Outcome.PUBLISHED for n, o in outcomes.items() if n not in dead)
+
+
+async def test_starttls_when_a_certificate_is_configured(
+    stack: Any, producer: Producer, tmp_path: Path, pool: Any
+) -> None:
+    cert, key = self_signed(tmp_path)
+    adapter = EmailAdapter(
+        settings(tmp_path, EMAIL_SMTP_TLS_CERT=str(cert), EMAIL_SMTP_TLS_KEY=str(key))
+    )
+    await started(adapter, producer, stack.database_url, tmp_path / "blobs")
+    try:
+        raw, mid = mail("tls@example.org")
+        trust = ssl.create_default_context(cafile=str(cert))
+        async with aiosmtplib.SMTP(
+            hostname="localhost", port=adapter.smtp.port, start_tls=False, tls_context=trust
+        ) as client:
+            await client.ehlo()
+            assert client.supports_extension("starttls")
+            await client.starttls()
+            await client.sendmail("tls@example.org", ["support@acme.example"], raw)
+        assert await published(stack, pool, mid)
+    finally:
+        await adapter.stop()
