@@ -353,6 +353,15 @@ def bench(
         bool,
         typer.Option(help="run the hub on omnihub up's durable stack, not the in-memory broker"),
     ] = False,
+    email_messages: Annotated[
+        int, typer.Option(min=0, help="messages of each email ingress measurement; 0: none")
+    ] = 2_000,
+    email_connections: Annotated[
+        int, typer.Option(min=1, help="SMTP client sessions sending at once")
+    ] = 8,
+    email_only: Annotated[
+        bool, typer.Option(help="only email ingress (and the plain loop it is scaled by)")
+    ] = False,
 ) -> None:
     """Measure throughput and latency of the whole hub; prints one JSON object."""
     import uvloop
@@ -381,6 +390,9 @@ def bench(
         soak_minutes=soak,
         soak_rate=soak_rate,
         durable=durable,
+        email_messages=email_messages if not email_only else max(1, email_messages),
+        email_connections=email_connections,
+        email_only=email_only,
     )
     err = Console(stderr=True)
     with Progress(console=err, transient=False) as progress:

@@ -30,7 +30,7 @@ from services.api.app import create_app
 from services.api.auth import Role, create_token
 from services.config import Settings
 from tests.support import eventually, unique
-from tests.test_token_scopes import CUSTOMER, MATRIX
+from tests.test_token_scopes import CUSTOMER, EVENT, MATRIX
 
 #: What every answer below is held to: a status the operation lists, with the media type,
 #: body schema and headers it lists for that status.
@@ -84,7 +84,12 @@ def test_each_route_lists_the_scope_it_needs_and_the_answers_of_a_token(
     needed = {(method, path.split("?")[0]): scope.value for method, path, scope, _ in MATRIX}
     listed: dict[tuple[str, str], str] = {}
     for method, path, operation in operations(description):
-        concrete = path.replace("{customer_id}", CUSTOMER).replace("{key_id}", CUSTOMER)
+        concrete = (
+            path.replace("{customer_id}", CUSTOMER)
+            .replace("{key_id}", CUSTOMER)
+            .replace("{event_id}", EVENT)
+            .replace("{index}", "1")
+        )
         responses = operation["responses"]
         if scopes := scopes_of(operation):
             (listed[(method, concrete)],) = scopes
@@ -121,6 +126,8 @@ def test_media_types_are_those_the_routes_answer_with(description: dict[str, Any
         media = {m for answer in operation["responses"].values() for m in answer["content"]}
         if path == "/metrics":
             assert media == {CONTENT_TYPE_LATEST}
+        elif path.endswith("/files/{index}"):  # a file, of its stored type; refusals in JSON
+            assert media == {"application/octet-stream", "application/json"}, (method, path)
         elif path.startswith("/channels/"):
             assert media <= {"text/xml; charset=utf-8", "text/plain; charset=utf-8"} | {
                 "application/json"  # the body limit's 413, before the adapter is asked
@@ -165,8 +172,12 @@ def call(operation: Any, customer: str | None = None) -> tuple[str, str, dict[st
     parameters."""
     some = customer or str(uuid.uuid4())
     parameters = {
-        name: some for name in ("customer_id", "key_id") if "{" + name + "}" in operation.path
+        name: some
+        for name in ("customer_id", "key_id", "event_id")
+        if "{" + name + "}" in operation.path
     }
+    if "{index}" in operation.path:
+        parameters["index"] = "1"
     return operation.method.upper(), operation.path.format(**parameters), parameters
 
 

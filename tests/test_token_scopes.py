@@ -28,12 +28,19 @@ from services.api.auth import ALL_CHANNELS, ROLE_SCOPES, Role, Scope, create_tok
 from tests.support import ROOT, eventually, unique
 
 CUSTOMER = "00000000-0000-4000-8000-00000000c0de"  # no such customer: 404 once authorized
+EVENT = "00000000-0000-4000-8000-0000000e0e47"  # nor event
 
 #: (method, path, the scope it needs, a body); every /v1 route and the API channel's route.
 MATRIX: list[tuple[str, str, Scope, Any]] = [
     ("GET", "/v1/customers?identity=email:nobody@example.com", Scope.CUSTOMERS_READ, None),
     ("GET", f"/v1/customers/{CUSTOMER}", Scope.CUSTOMERS_READ, None),
     ("GET", f"/v1/customers/{CUSTOMER}/timeline", Scope.CUSTOMERS_READ, None),
+    (
+        "GET",
+        f"/v1/customers/{CUSTOMER}/interactions/{EVENT}/files/1",
+        Scope.CUSTOMERS_READ,
+        None,
+    ),
     ("GET", f"/v1/customers/{CUSTOMER}/identities", Scope.CUSTOMERS_READ, None),
     (
         "POST",
@@ -101,6 +108,8 @@ def test_the_matrix_covers_every_v1_route_and_client_route() -> None:
             method,
             path.split("?")[0]
             .replace(CUSTOMER, "{customer_id}")
+            .replace(EVENT, "{event_id}")
+            .replace("/files/1", "/files/{index}")
             .replace("keys/{customer_id}", "keys/{key_id}"),
         )
         for method, path, _, _ in MATRIX

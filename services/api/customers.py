@@ -5,16 +5,16 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from channels.base import PublishError
+from channels.base import PublishError, blob_id
 from schemas import Channel, Identity
 from schemas.events import MAX_SUBJECT, MAX_TEXT
 from schemas.identities import StorableStr
 from services.api.auth import Principal, Scope, require
 from services.api.errors import answers, bus_unavailable
-from services.customers import outbound, store
+from services.customers import files, outbound, store
 from services.identity import manual
 
 router = APIRouter(prefix="/v1/customers")
@@ -56,6 +56,28 @@ async def get_customer(
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such customer")
     return found
+
+
+@router.get(
+    "/{customer_id}/interactions/{event_id}/files/{index}",
+    responses={
+        **answers({404: "no such customer, interaction or file"}),
+        200: {"content": {"application/octet-stream": {}}, "description": "the file"},
+    },
+    response_class=Response,
+)
+async def get_file(
+    request: Request, principal: Reader, customer_id: uuid.UUID, event_id: uuid.UUID, index: int
+) -> Response:
+    """A file one of the customer's interactions brought (its ``attachments[].blob`` is
+    ``<event id>/<index>``), always as a download of its stored type."""
+    async with request.app.state.pool.acquire() as conn:
+        live = await manual.live_id(conn, customer_id)
+    if live is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such customer")
+    blob = blob_id(event_id, index)
+    attachment = files.attachment_of(await files.interaction_of(request, event_id, live), blob)
+    return files.file_response(await files.read_blob(request, blob), attachment)
 
 
 @router.get("/{customer_id}/timeline", responses=NOT_FOUND)

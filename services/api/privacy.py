@@ -62,6 +62,7 @@ async def delete_customer(
             customer_id,
             reason,
             actor(principal),
+            request.app.state.blobs,
         )
     except NotFound:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such customer") from None

@@ -5,7 +5,9 @@ two), 3. the yardstick (plain aiokafka loop and plain asyncpg writes over the sa
 4. ingress per web process (API channel and signed Twilio webhooks), 5. end to end through the
 channels at saturation, 6. latency at the same load again, after all that, 7. start-up time,
 peak memory, lost and duplicated events, timeline page cost, 8. the embedded broker's memory
-and durable storages side by side (services/bench/storage.py). The latency and end-to-end phases
+and durable storages side by side (services/bench/storage.py), 9. email ingress: one SMTP
+process beside a bare aiosmtpd, and through to the timeline (services/bench/email_ingress.py;
+``--email-only`` runs it alone). The latency and end-to-end phases
 report the CPU every process spent an event: the embedded broker's grows with the small batches
 its partitions hold, which is why latency is measured twice. With ``--soak``, a soak at half
 the measured capacity follows phase 6 (services/bench/soak.py).
@@ -75,6 +77,12 @@ class Options:
     #: The stack as `omnihub up` runs it (durable broker, PostgreSQL with fsync) instead of
     #: the in-memory broker the phases are compared on across rounds.
     durable: bool = False
+    #: Messages of each email ingress measurement (services/bench/email_ingress.py); 0: none.
+    email_messages: int = 2_000
+    #: SMTP client sessions sending at once in the email section.
+    email_connections: int = 8
+    #: Only the email section (and the plain loop its per-second target is scaled by).
+    email_only: bool = False
 
 
 @dataclass
@@ -441,9 +449,12 @@ class Hub:
 
 def steps(opts: Options) -> int:
     """How many times ``run`` calls its ``say`` (for a progress bar)."""
-    from services.bench import soak  # it builds on this module's helpers
+    from services.bench import email_ingress, soak  # they build on this module's helpers
 
-    return (3 if opts.latency_only else 13) + soak.steps(opts)
+    if opts.email_only:
+        return 2 + email_ingress.steps(opts)
+    email = 0 if opts.latency_only else email_ingress.steps(opts)
+    return (3 if opts.latency_only else 13) + soak.steps(opts) + email
 
 
 async def run(opts: Options, say: Callable[[str], None]) -> dict[str, Any]:
@@ -466,6 +477,9 @@ async def run(opts: Options, say: Callable[[str], None]) -> dict[str, Any]:
         TWILIO_ACCOUNT_SID=TWILIO_ACCOUNT,
         TWILIO_FROM_NUMBER="+14155551212",
         OMNIHUB_PUBLIC_URL=api,
+        # the web process serves the email channel too: its SMTP server, not measured, on a
+        # port of the system's choosing (2525 may be another hub's)
+        OMNIHUB_SMTP_PORT="0",
     )
     procs = Procs(env, data_dir)
     procs.sample()
@@ -483,6 +497,15 @@ async def run(opts: Options, say: Callable[[str], None]) -> dict[str, Any]:
     await watch.start()
     all_events: list[uuid.UUID] = []
     try:
+        if opts.email_only:
+            from services.bench import email_ingress
+
+            report.update(await email_ingress.alone(opts, settings, stack, procs, conn, watch, say))
+            report["peak_memory_mb"] = dict(procs.peak_mb)
+            report["machine"]["cpu_steal_share"] = measure.steal_share(
+                machine, measure.machine_times()
+            )
+            return report
         say(f"web process and {opts.workers} worker(s)")
         procs.start("api")
         await asyncio.to_thread(wait_for_port, "127.0.0.1", port, 60)
@@ -549,6 +572,13 @@ async def run(opts: Options, say: Callable[[str], None]) -> dict[str, Any]:
 
             report["soak"] = await soak.soak(hub, report, say)  # counts its own events
         all_events += hub.sent
+        if not opts.latency_only and opts.email_messages:
+            from services.bench import email_ingress
+
+            plain_rate = report["yardstick"]["plain_aiokafka_loop_events_per_second"]
+            report["email"] = await email_ingress.section(  # counts its own messages
+                opts, settings, stack, procs, conn, watch, plain_rate, say
+            )
 
         if not opts.latency_only:
             say("timeline page cost: 10 events vs a long history")

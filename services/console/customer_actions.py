@@ -210,6 +210,7 @@ async def delete(request: Request, session: Actor, customer_id: uuid.UUID) -> Re
             customer_id,
             reason,
             session.user.actor,
+            request.app.state.blobs,
         )
     except (NotFound, manual.ManualError) as exc:
         return await customer_page(request, session, customer_id, f"Cannot delete: {exc}", 409)

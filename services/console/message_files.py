@@ -1,77 +1,29 @@
-"""What a message brought besides its text, for agents: its files (attachments, inline
-images) from the hub's blob store, and its HTML, sanitised. Served only to signed-in agents,
-only for files the timeline says belong to the event, and never rendered by the browser as a
-page of ours: a file is always a download (Content-Disposition: attachment, nosniff, a
-sandboxing CSP), and the HTML view runs no script and loads no remote image until asked."""
+"""What a message brought besides its text, for signed-in agents: its files (see
+:mod:`services.customers.files`) and its HTML, sanitised, which runs no script and loads no
+remote image until the agent asks."""
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
-from typing import Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, Response
 
-from channels.base import BlobMissing, BlobStore, blob_id
+from channels.base import blob_id
 from channels.base.html import sanitized_html
 from services.console.guard import Viewer
+from services.customers.files import (
+    FILE_HEADERS,
+    attachment_of,
+    file_response,
+    interaction_of,
+    read_blob,
+)
 
 router = APIRouter(prefix="/console")
 
-#: A media type as stored (type/subtype, no parameters): anything else is served as bytes.
-_MEDIA_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$")
 _CID = re.compile(r"""(src\s*=\s*["']?)cid:([^"'\s>]+)""", re.IGNORECASE)
-#: A downloaded file can do nothing even if a browser renders it anyway.
-FILE_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'none'; sandbox",
-    "Cache-Control": "private, no-store",
-    "Referrer-Policy": "no-referrer",
-}
-
-
-async def interaction_of(request: Request, event_id: uuid.UUID) -> dict[str, Any]:
-    """The interaction of a timeline event (404 when there is none)."""
-    async with request.app.state.pool.acquire() as conn:
-        found = await conn.fetchval(
-            "SELECT interaction FROM timeline WHERE event_id = $1", event_id
-        )
-    if found is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such message")
-    return found if isinstance(found, dict) else json.loads(found)
-
-
-def attachment_of(interaction: dict[str, Any], blob: str) -> dict[str, Any]:
-    """The attachment of ``interaction`` stored as ``blob`` (404 when none is)."""
-    for attachment in interaction.get("attachments") or []:
-        if attachment.get("blob") == blob:
-            return dict(attachment)
-    raise HTTPException(status.HTTP_404_NOT_FOUND, "no such file")
-
-
-def file_response(data: bytes, attachment: dict[str, Any]) -> Response:
-    """A stored file as a download of its stored type and name."""
-    media = str(attachment.get("content_type") or "").lower()
-    name = str(attachment.get("name") or "attachment")
-    ascii_name = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:100] or "attachment"
-    disposition = f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"
-    return Response(
-        data,
-        media_type=media if _MEDIA_TYPE.match(media) else "application/octet-stream",
-        headers={**FILE_HEADERS, "Content-Disposition": disposition},
-    )
-
-
-async def read_blob(request: Request, blob: str) -> bytes:
-    """The stored bytes (404 once erased or never stored)."""
-    store: BlobStore = request.app.state.blobs
-    try:
-        return await store.get(blob)
-    except BlobMissing:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "the file is no longer kept") from None
 
 
 @router.get("/messages/{event_id}/files/{index}")

@@ -8,7 +8,8 @@ unreadable wherever they are kept. Kept: the ``customers`` row with status ``del
 name (so the id keeps answering 404 and aliases stay resolvable), link log rows about values
 the customer no longer holds (they are another customer's history), ``outbound_messages``
 rows (send-once bookkeeping: command id, channel, provider id and state, no address or
-content), and the privacy log entry.
+content), and the privacy log entry. The blob store's files of the customer's events
+(attachments, a message's HTML) are deleted after the rows, once the deletion committed.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import uuid
 
 import asyncpg
 
+from channels.base import BlobStore
 from schemas import CustomerEvent
 from services.identity import manual, store
 from services.keys import store as sealing_keys
@@ -55,9 +57,14 @@ class NotFound(LookupError):
 
 
 async def erase(
-    conn: asyncpg.Connection, customer_id: uuid.UUID, reason: str, actor: str
+    conn: asyncpg.Connection,
+    customer_id: uuid.UUID,
+    reason: str,
+    actor: str,
+    blobs: BlobStore | None = None,
 ) -> CustomerEvent:
     """Delete the customer (or the survivor it was merged into); return the tombstone event.
+    The files their messages brought (``blobs``) are deleted once the rows are.
 
     Deleting a deleted customer deletes nothing and returns its tombstone again, so a caller
     whose publish failed can retry.
@@ -110,6 +117,9 @@ async def erase(
             ids,
         )
         await log.record(conn, live, "delete", masked, actor)
+    if blobs is not None:
+        for event_id in event_ids:
+            await blobs.delete_event(event_id)
     return _tombstone(live, aliases, masked)
 
 

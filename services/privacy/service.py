@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 
+from channels.base import BlobStore
 from schemas import CustomerEvent
 from schemas.topics import CUSTOMERS, ROUTED
 from services.bus.producer import Producer
@@ -31,7 +32,12 @@ async def export_customer(
 
 
 async def delete_customer(
-    pool: asyncpg.Pool, producer: Producer, customer_id: uuid.UUID, reason: str, actor: str
+    pool: asyncpg.Pool,
+    producer: Producer,
+    customer_id: uuid.UUID,
+    reason: str,
+    actor: str,
+    blobs: BlobStore | None = None,
 ) -> CustomerEvent:
     """Delete, then publish the ``customer.deleted`` tombstone on the customers topic and on
     every department's topic (acked): a department holds copies of the customer's interactions
@@ -41,7 +47,7 @@ async def delete_customer(
     deletion is committed; calling again re-publishes the tombstone).
     """
     async with pool.acquire() as conn:
-        event = await erase(conn, customer_id, reason, actor)
+        event = await erase(conn, customer_id, reason, actor, blobs)
     record = to_record(CUSTOMERS, event, str(event.event_id), SOURCE)
     await producer.send_all(
         [record, *(dataclasses.replace(record, topic=spec.name) for spec in ROUTED.values())]

@@ -4,6 +4,7 @@ signed-in agents only, and the warning on a sender that failed DMARC."""
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -13,10 +14,12 @@ from typing import Any
 
 import aiosmtplib
 import asyncpg
+import httpx
 import pytest
 
-from channels.base import FileBlobStore
+from channels.base import BlobMissing, FileBlobStore
 from channels.email import EmailAdapter
+from services.api.auth import Role
 from services.bus.producer import Producer
 from tests.channels.email.support import corpus, message_id, settings
 from tests.console_support import ConsoleHttp, make_user
@@ -147,3 +150,49 @@ async def test_a_sender_failing_dmarc_is_shown_with_a_warning(
     row = await row_of(pool, mid)
     page = await agent.get(f"/console/customers/{row['customer_id']}")
     assert "DMARC failed" in page.text and 'role="alert"' in page.text
+
+
+async def test_erasing_the_customer_deletes_the_files_their_mail_brought(
+    adapter: EmailAdapter, api_url: str, pool: asyncpg.Pool, data_dir: Path, tokens: Any
+) -> None:
+    sender = f"{unique('erase')}@example.org"
+    raw, mid = html_mail(sender)
+    await send(adapter, raw, sender)
+    row = await row_of(pool, mid)
+    store = FileBlobStore(data_dir / "blobs")
+    event = row["event_id"]
+    assert await store.get(f"{event}/0")  # the HTML
+    headers = {"authorization": f"Bearer {tokens[Role.ADMIN]}"}
+    async with httpx.AsyncClient(base_url=api_url, headers=headers, timeout=30) as admin:
+        answer = await admin.request(
+            "DELETE", f"/v1/customers/{row['customer_id']}", json={"reason": "erasure request"}
+        )
+        assert answer.status_code == 200, answer.text
+    for index in range(4):
+        with pytest.raises(BlobMissing):
+            await store.get(f"{event}/{index}")
+
+
+async def test_the_api_serves_a_customers_files_to_a_reader_only(
+    adapter: EmailAdapter, api_url: str, pool: asyncpg.Pool, tokens: Any
+) -> None:
+    sender = f"{unique('api')}@example.org"
+    raw, mid = html_mail(sender)
+    await send(adapter, raw, sender)
+    row = await row_of(pool, mid)
+    event, customer = row["event_id"], row["customer_id"]
+    interaction = await pool.fetchval("SELECT interaction FROM timeline WHERE event_id = $1", event)
+    interaction = json.loads(interaction) if isinstance(interaction, str) else interaction
+    svg = next(a for a in interaction["attachments"] if a["name"] == "drawing.svg")
+    index = svg["blob"].split("/")[1]
+    url = f"/v1/customers/{customer}/interactions/{event}/files/{index}"
+    async with httpx.AsyncClient(base_url=api_url, timeout=30) as http:
+        assert (await http.get(url)).status_code == 401
+        reader = {"authorization": f"Bearer {tokens[Role.AGENT]}"}
+        answer = await http.get(url, headers=reader)
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["content-disposition"].startswith("attachment;")
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert b"<svg" in answer.content
+        other = f"/v1/customers/{uuid.uuid4()}/interactions/{event}/files/{index}"
+        assert (await http.get(other, headers=reader)).status_code == 404
