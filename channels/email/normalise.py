@@ -44,6 +44,10 @@ _REFERENCES_KEPT = 20
 _ATTRIBUTE_LIMIT = MAX_HISTORY
 #: What an opaque identity value may hold (schemas.identities); other addresses are hashed.
 _OPAQUE = re.compile(r"^[\w.:@+\-/=]{1,256}$")
+#: A reply's subject prefix (a forward's starts a conversation of its own).
+_REPLY = re.compile(
+    r"^\s*(?:re|aw|sv|antw|res|rv|ответ|отв)\s*(?:\[\d+\]|\(\d+\))?\s*[:\uff1a]", re.IGNORECASE
+)
 #: The scope of a sender whose From failed DMARC: a customer of its own, linked to nobody.
 UNVERIFIED_SCOPE = "email-dmarc-fail"
 
@@ -133,8 +137,9 @@ def _interaction(
     if not sender:
         raise NoSender("no From address and an empty envelope sender")
     addressed = tuple(dict.fromkeys((*envelope.recipients, *parsed.to, *parsed.cc)))
-    inboxes, thread = _inboxes_and_thread(addressed, settings, signer)
-    thread = _thread_of_references(parsed, signer) or thread or _unsigned(parsed, sender)
+    inboxes, signed = _inboxes_and_thread(addressed, settings, signer)
+    signed = _thread_of_references(parsed, signer) or signed
+    thread = signed or _unsigned(parsed, sender)
     new, history = parsed.new_part()
     occurred = parsed.date if parsed.date and _believable(parsed.date, received_at) else None
     event_id = event_id_for(Channel.EMAIL.value, parsed.message_id)
@@ -144,6 +149,14 @@ def _interaction(
         html_blob = blob_id(event_id, HTML_BLOB)
         files.append((html_blob, parsed.html.encode("utf-8", "replace")))
         attributes["html_blob"] = html_blob
+    topic = parsed.normalized_subject.casefold()[:200]
+    if topic:
+        # the timeline joins a reply whose client dropped every reference to the customer's
+        # latest conversation of the same subject (services/processors/timeline.py)
+        attributes["thread_subject"] = topic
+        guess = not signed and not parsed.references and not parsed.in_reply_to
+        if guess and _REPLY.match(parsed.subject or ""):
+            attributes["thread_guess"] = True
     hint = next((i.department for i in inboxes if i.department is not None), None)
     if hint is not None:
         attributes["department_hint"] = hint.value

@@ -9,6 +9,9 @@ import asyncpg
 
 from schemas import DeliveryStatus, UnifiedEvent
 
+#: A reply a channel could only guess the conversation of (attribute ``thread_guess``: its
+#: client dropped every reference) joins the customer's latest conversation on that channel
+#: with the same ``thread_subject`` in the last 30 days; otherwise it starts its own.
 #: Events land on the live customer their customer id answers as: the customers' rows are
 #: locked FOR KEY SHARE in the same statement, so a batch written here either waits for a merge
 #: or erasure that holds them FOR UPDATE and follows its alias (the locked row is re-read once
@@ -26,7 +29,16 @@ INSERT INTO timeline (event_id, customer_id, occurred_at, received_at, channel, 
                       interaction, projected_at)
 SELECT u.e, coalesce(live.id_now, u.c), (j->>'occurred_at')::timestamptz,
        (j->>'received_at')::timestamptz, j->>'channel', j->>'direction', j->>'kind',
-       j->>'subject', j->>'text', j->>'language', j->'thread'->>'id', j->>'provider_message_id',
+       j->>'subject', j->>'text', j->>'language',
+       CASE WHEN j->'attributes'->'thread_guess' = 'true' THEN coalesce((
+           SELECT t.thread_id FROM timeline t
+           WHERE t.customer_id = coalesce(live.id_now, u.c) AND t.channel = j->>'channel'
+             AND t.occurred_at > (j->>'occurred_at')::timestamptz - interval '30 days'
+             AND t.thread_id IS NOT NULL
+             AND t.interaction->'attributes'->'thread_subject' = j->'attributes'->'thread_subject'
+           ORDER BY t.occurred_at DESC LIMIT 1), j->'thread'->>'id')
+       ELSE j->'thread'->>'id' END,
+       j->>'provider_message_id',
        u.cmd, j, clock_timestamp()
 FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[]) AS u(e, c, cmd, i)
 CROSS JOIN LATERAL (SELECT u.i::jsonb AS j OFFSET 0) AS parsed  -- OFFSET 0: parsed once a row

@@ -102,3 +102,25 @@ async def _send(port: int, raw: bytes, sender: str, *recipients: str) -> bool:
             return False
         raise
     return True
+
+
+async def test_a_reply_without_references_joins_its_subject_and_a_forward_starts_anew(
+    smtp_port: int, stack: Any, pool: asyncpg.Pool
+) -> None:
+    await announce_period_keys(stack.bootstrap, stack.database_url)
+    sender = f"{unique('subject')}@example.org"
+    first, first_mid = mail(sender, subject="Broken heater in room 4")
+    await eventually(lambda: _send(smtp_port, first, sender, "support@acme.example"), timeout=30)
+    thread = (await timeline_row(pool, first_mid))["thread_id"]
+    # a client that keeps no In-Reply-To nor References: the subject is all there is
+    reply, reply_mid = mail(sender, subject="RE: Broken  heater in room 4")
+    await _send(smtp_port, reply, sender, "support@acme.example")
+    assert (await timeline_row(pool, reply_mid))["thread_id"] == thread
+    forward, forward_mid = mail(sender, subject="Fwd: Broken heater in room 4")
+    await _send(smtp_port, forward, sender, "support@acme.example")
+    assert (await timeline_row(pool, forward_mid))["thread_id"] != thread
+    # someone else's reply of the same subject is not this customer's conversation
+    other = f"{unique('other')}@example.org"
+    theirs, theirs_mid = mail(other, subject="Re: Broken heater in room 4")
+    await _send(smtp_port, theirs, other, "support@acme.example")
+    assert (await timeline_row(pool, theirs_mid))["thread_id"] != thread
