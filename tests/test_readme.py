@@ -94,6 +94,7 @@ def test_readme_first_interaction_runs_as_written(tmp_path: Path) -> None:
     env.update(
         OMNIHUB_DATA_DIR=str(tmp_path / "data"),
         OMNIHUB_HTTP_PORT=str(port),
+        OMNIHUB_SMTP_PORT=str(free_port()),  # the README's mail goes to the stack's SMTP server
         OMNIHUB_LOG_LEVEL="WARNING",
         COLUMNS="200",
     )
