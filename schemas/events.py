@@ -219,10 +219,10 @@ class DeliveryStatus(_Model):
     provider_message_id: StorableStr | None = Field(default=None, max_length=512)
     error_code: StorableStr | None = Field(default=None, max_length=64)
     error_message: StorableStr | None = Field(default=None, max_length=2000)
-    undeliverable: bool = Field(
-        default=False,
-        description="the provider says the recipient's address cannot receive at all (a hard "
-        "bounce): the hub marks it undeliverable on the customer's profile",
+    undeliverable: Identity | None = Field(
+        default=None,
+        description="the address the provider says cannot receive at all (a hard bounce): "
+        "the hub marks it undeliverable on the profile of the customer it was sent to",
     )
 
     @property

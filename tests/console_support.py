@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 from collections.abc import Sequence
 from http.cookies import SimpleCookie
 from typing import Any
@@ -16,7 +13,7 @@ import httpx
 from schemas import Department
 from services.console import sessions, users
 from services.console.auth_pages import PRE_COOKIE
-from tests.support import unique
+from tests.support import installed, unique
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -36,14 +33,7 @@ _PRE = re.compile(r'name="pre_token" value="([^"]+)"')
 
 def ensure_chromium() -> str:
     """Debian's chromium, installed with apt-get when missing (CI runs as root)."""
-    if not os.path.exists(CHROMIUM):
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        apt = shutil.which("apt-get") or "apt-get"
-        install = [apt, "install", "-y", "-qq", "chromium"]
-        if subprocess.run(install, env=env, check=False).returncode != 0:
-            subprocess.run([apt, "update", "-qq"], env=env, check=True)
-            subprocess.run(install, env=env, check=True)
-    return CHROMIUM
+    return installed(CHROMIUM, "chromium")
 
 
 async def make_user(pool: asyncpg.Pool, role: str, departments: Sequence[str] = ()) -> users.User:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
+import ipaddress
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +21,10 @@ from typing import Any, TypeVar
 import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from schemas.sealing import Seal, open_sealed
 from services.bus.producer import KafkaPublisher, Producer
@@ -219,3 +226,49 @@ def bench_report(*args: str) -> dict[str, Any]:
     assert result.returncode == 0, result.stderr[-2000:]
     report: dict[str, Any] = json.loads(result.stdout)
     return report
+
+
+def installed(path: str, package: str) -> str:
+    """``path``, installing Debian's ``package`` with apt-get when it is missing (CI runs as
+    root; the package lists are refreshed only when the first attempt fails)."""
+    if not os.path.exists(path):
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        apt = shutil.which("apt-get") or "apt-get"
+        install = [apt, "install", "-y", "-qq", package]
+        if subprocess.run(install, env=env, check=False).returncode != 0:
+            subprocess.run([apt, "update", "-qq"], env=env, check=True)
+            subprocess.run(install, env=env, check=True)
+    return path
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for localhost and 127.0.0.1 and its key: what the TLS tests trust."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    alt = x509.SubjectAlternativeName(
+        [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(alt, critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_file.chmod(0o600)
+    return cert_file, key_file

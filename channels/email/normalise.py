@@ -118,12 +118,22 @@ def _bounce(parsed: ParsedEmail, signer: ThreadSigner, received_at: datetime) ->
             occurred_at=received_at,
             provider_message_id=original,
             error_code=report.status,
-            undeliverable=report.hard,
+            undeliverable=_address_identity(report.recipients) if report.hard else None,
             error_message=_bounded(
                 f"{', '.join(report.recipients)}: {report.diagnostic or 'delivery failed'}", 2000
             ),
         )
     ]
+
+
+def _address_identity(addresses: Sequence[str]) -> Identity | None:
+    """The first of ``addresses`` that is a valid email identity."""
+    for address in addresses:
+        try:
+            return Identity(type=IdentityType.EMAIL, value=address)
+        except ValueError:
+            continue
+    return None
 
 
 def _interaction(

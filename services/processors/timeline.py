@@ -98,33 +98,33 @@ async def insert_events(
     return int(status.rsplit(" ", 1)[-1])
 
 
-#: The recipients of commands a provider called undeliverable, marked so on their identity
-#: (the recipient is the outbound message's identity on the timeline); the newest report wins.
+#: Addresses a provider said cannot receive, marked so on the identity of the customer the
+#: command was for (recorded by the dispatcher before it sent, so a report arriving before the
+#: sent message reached the timeline still finds it); the newest report wins.
 _UNDELIVERABLE = """
 UPDATE identities i SET undeliverable_since = u.at, undeliverable_reason = u.reason
-FROM (
-    SELECT DISTINCT ON (r->>'type', coalesce(r->>'scope', ''), r->>'value')
-           r->>'type' AS type, coalesce(r->>'scope', '') AS scope, r->>'value' AS value,
-           s.at, s.reason
-    FROM unnest($1::uuid[], $2::timestamptz[], $3::text[]) AS s(command_id, at, reason)
-    JOIN timeline t ON t.command_id = s.command_id
-    CROSS JOIN LATERAL jsonb_array_elements(t.interaction->'identities') AS r
-    ORDER BY r->>'type', coalesce(r->>'scope', ''), r->>'value', s.at DESC
-) u
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[])
+     AS u(command_id, type, scope, value, at, reason)
+JOIN outbound_messages o ON o.command_id = u.command_id
+JOIN customers c ON c.id = o.customer_id
 WHERE (i.type, i.scope, i.value) = (u.type, u.scope, u.value)
+  AND i.customer_id = coalesce(c.merged_into, c.id)
   AND (i.undeliverable_since IS NULL OR i.undeliverable_since < u.at)
 """
 
 
 async def mark_undeliverable(conn: asyncpg.Connection, states: Sequence[DeliveryStatus]) -> None:
-    """Mark the recipients of the states that say their address cannot receive."""
-    hard = [s for s in states if s.undeliverable]
+    """Mark the addresses the states say cannot receive."""
+    hard = [(s, s.undeliverable) for s in states if s.undeliverable is not None]
     if hard:
         await conn.execute(
             _UNDELIVERABLE,
-            [s.command_id for s in hard],
-            [s.occurred_at for s in hard],
-            [" ".join(p for p in (s.error_code, s.error_message) if p)[:500] for s in hard],
+            [s.command_id for s, _ in hard],
+            [i.type.value for _, i in hard],
+            [i.scope for _, i in hard],
+            [i.value for _, i in hard],
+            [s.occurred_at for s, _ in hard],
+            [" ".join(p for p in (s.error_code, s.error_message) if p)[:500] for s, _ in hard],
         )
 
 

@@ -5,11 +5,8 @@ made on demand. Mail gets in by IMAP APPEND, as any client would put it there.""
 from __future__ import annotations
 
 import asyncio
-import datetime
 import imaplib
-import ipaddress
 import json
-import os
 import re
 import shutil
 import ssl
@@ -22,12 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 from services.stack.ports import free_port, wait_for_port
+from tests.support import installed, self_signed
 
 DOVECOT = "/usr/sbin/dovecot"
 #: Dovecot refuses root as a mail user; mail is stored as this one.
@@ -39,14 +32,7 @@ _APPENDUID = re.compile(rb"\[APPENDUID (\d+) (\d+)\]")
 
 def ensure_dovecot() -> str:
     """Debian's dovecot IMAP server, installed with apt-get when missing (CI runs as root)."""
-    if not os.path.exists(DOVECOT):
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        apt = shutil.which("apt-get") or "apt-get"
-        install = [apt, "install", "-y", "-qq", "dovecot-imapd"]
-        if subprocess.run(install, env=env, check=False).returncode != 0:
-            subprocess.run([apt, "update", "-qq"], env=env, check=True)
-            subprocess.run(install, env=env, check=True)
-    return DOVECOT
+    return installed(DOVECOT, "dovecot-imapd")
 
 
 def version() -> tuple[int, int]:
@@ -54,39 +40,6 @@ def version() -> tuple[int, int]:
     out = subprocess.run([DOVECOT, "--version"], capture_output=True, text=True, check=True)
     major, minor = out.stdout.split()[0].split(".")[:2]
     return int(major), int(minor)
-
-
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    """A certificate for localhost and 127.0.0.1 and its key: what the TLS tests trust."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    alt = x509.SubjectAlternativeName(
-        [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    )
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(alt, critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    key_file.chmod(0o600)
-    return cert_file, key_file
 
 
 class _Introspection(BaseHTTPRequestHandler):

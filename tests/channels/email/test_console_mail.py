@@ -20,27 +20,11 @@ import pytest
 from channels.base import BlobMissing, FileBlobStore
 from channels.email import EmailAdapter
 from services.api.auth import Role
-from services.bus.producer import Producer
-from tests.channels.email.support import corpus, message_id, settings
+from tests.channels.email.support import corpus, message_id
 from tests.console_support import ConsoleHttp, make_user
-from tests.support import eventually, sealing_publisher, unique
+from tests.support import eventually, unique
 
 pytestmark = pytest.mark.usefixtures("processors")
-
-
-@pytest.fixture
-async def adapter(
-    stack: Any, producer: Producer, data_dir: Path, tmp_path: Path
-) -> AsyncIterator[EmailAdapter]:
-    """The email adapter in-process, storing files where the session's API serves them."""
-    email = EmailAdapter(settings(tmp_path))
-    email.attach(
-        await sealing_publisher(producer, stack.database_url),
-        blobs=FileBlobStore(data_dir / "blobs"),
-    )
-    await email.start()
-    yield email
-    await email.stop()
 
 
 @pytest.fixture

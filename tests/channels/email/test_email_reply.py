@@ -4,38 +4,19 @@ Cc; the customer's answer to it lands in the same conversation."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from email import message_from_bytes, policy
-from pathlib import Path
 from typing import Any
 
 import aiosmtplib
 import asyncpg
 import pytest
 
-from channels.base import FileBlobStore
 from channels.email import EmailAdapter
-from services.bus.producer import Producer
-from tests.channels.email.support import CORPUS, mail, settings
+from tests.channels.email.support import CORPUS, mail
 from tests.console_support import ConsoleHttp, csrf_of, make_user
-from tests.support import eventually, sealing_publisher, unique
+from tests.support import eventually, unique
 
 pytestmark = pytest.mark.usefixtures("processors", "dispatcher")
-
-
-@pytest.fixture
-async def adapter(
-    stack: Any, producer: Producer, data_dir: Path, tmp_path: Path
-) -> AsyncIterator[EmailAdapter]:
-    """The email adapter receiving in-process; the session's dispatcher sends."""
-    email = EmailAdapter(settings(tmp_path))
-    email.attach(
-        await sealing_publisher(producer, stack.database_url),
-        blobs=FileBlobStore(data_dir / "blobs"),
-    )
-    await email.start()
-    yield email
-    await email.stop()
 
 
 async def receive(adapter: EmailAdapter, raw: bytes, sender: str, to: str) -> None:
