@@ -24,6 +24,8 @@ class ChannelInfo:
     icon: str
     #: Identity types the channel delivers to, by preference; None: any identity.
     recipients: tuple[IdentityType, ...] | None
+    #: Whether the channel's messages carry files (``OutboundCommand.attachments``).
+    sends_files: bool = False
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,13 @@ MANIFEST = Manifest(
     title="Email: SMTP server, IMAP polling and inbound webhooks in, a relay out",
     adapter=EmailAdapter,
     channels=(
-        ChannelInfo(Channel.EMAIL, label="Email", icon="@", recipients=(IdentityType.EMAIL,)),
+        ChannelInfo(
+            Channel.EMAIL,
+            label="Email",
+            icon="@",
+            recipients=(IdentityType.EMAIL,),
+            sends_files=True,
+        ),
     ),
     settings=(EmailSettings, RelaySettings, InboundWebhookSettings, ImapSettings),
     listeners=(Listener("smtp", 2525, "OMNIHUB_SMTP_PORT", "OMNIHUB_SMTP_HOST"),),

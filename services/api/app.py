@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 
@@ -35,6 +36,9 @@ from services.keys.periods import PeriodKeeper, PeriodKeyFollower, PeriodKeyring
 
 #: The body limit of the hub's own API routes (channel routes have their own).
 MAX_BODY = 1_048_576
+#: The console's reply form carries the files an agent attaches.
+REPLY_FORM = re.compile(r"^/console/customers/[^/]+/reply$")
+MAX_REPLY_BODY = 26_214_400
 
 
 def create_app(
@@ -160,7 +164,7 @@ def create_app(
     openapi.install(app, adapters)
     # the last added runs first: metrics, then the channels' routes (each with its own body
     # limit), then the body limit and FastAPI for everything else
-    app.add_middleware(BodyLimit, max_bytes=MAX_BODY)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY, wider=((REPLY_FORM, MAX_REPLY_BODY),))
     app.add_middleware(ChannelRoutes, adapters=adapters, publisher=publisher)
     app.add_middleware(RequestMetrics)
     return app

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from channels.base import PublishError, blob_id
+from channels.base import PublishError
 from schemas import Channel, Identity
 from schemas.events import MAX_SUBJECT, MAX_TEXT
 from schemas.identities import StorableStr
@@ -69,15 +69,14 @@ async def get_customer(
 async def get_file(
     request: Request, principal: Reader, customer_id: uuid.UUID, event_id: uuid.UUID, index: int
 ) -> Response:
-    """A file one of the customer's interactions brought (its ``attachments[].blob`` is
-    ``<event id>/<index>``), always as a download of its stored type."""
+    """The ``index``-th file (from 1) of one of the customer's interactions, as listed in its
+    ``attachments``, always as a download of its stored type."""
     async with request.app.state.pool.acquire() as conn:
         live = await manual.live_id(conn, customer_id)
     if live is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such customer")
-    blob = blob_id(event_id, index)
-    attachment = files.attachment_of(await files.interaction_of(request, event_id, live), blob)
-    return files.file_response(await files.read_blob(request, blob), attachment)
+    attachment = files.attachment_of(await files.interaction_of(request, event_id, live), index)
+    return files.file_response(await files.read_blob(request, attachment["blob"]), attachment)
 
 
 @router.get("/{customer_id}/timeline", responses=NOT_FOUND)

@@ -3,26 +3,37 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Sequence
 from typing import Any
 
 Scope = dict[str, Any]
 
 
 class BodyLimit:
-    """Answers 413 when Content-Length or the streamed body exceeds ``max_bytes``."""
+    """Answers 413 when Content-Length or the streamed body exceeds ``max_bytes`` (or, on a
+    path one of ``wider`` matches, that pattern's limit: a form that carries files)."""
 
-    def __init__(self, app: Any, max_bytes: int) -> None:
+    def __init__(
+        self, app: Any, max_bytes: int, wider: Sequence[tuple[re.Pattern[str], int]] = ()
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.wider = tuple(wider)
+
+    def limit(self, path: str) -> int:
+        """The largest body taken on ``path``."""
+        return next((n for pattern, n in self.wider if pattern.match(path)), self.max_bytes)
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         """Pass small requests through; cut off large ones."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.limit(scope.get("path", ""))
         length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await self._refuse(send)
+        if length is not None and length.isdigit() and int(length) > limit:
+            await self._refuse(send, limit)
             return
         seen = 0
         refused = False
@@ -32,7 +43,7 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > limit:
                     refused = True
                     raise _TooLarge
             return message
@@ -40,10 +51,10 @@ class BodyLimit:
         try:
             await self.app(scope, limited_receive, send)
         except _TooLarge:
-            await self._refuse(send)
+            await self._refuse(send, limit)
 
-    async def _refuse(self, send: Any) -> None:
-        body = json.dumps({"detail": f"request body larger than {self.max_bytes} bytes"}).encode()
+    async def _refuse(self, send: Any, limit: int) -> None:
+        body = json.dumps({"detail": f"request body larger than {limit} bytes"}).encode()
         await send(
             {
                 "type": "http.response.start",

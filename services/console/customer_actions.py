@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
+from channels import registry
 from channels.base import PublishError
 from schemas import CustomerEvent, Department, Identity
 from schemas.events import MAX_SUBJECT, MAX_TEXT
@@ -60,6 +61,12 @@ async def send_reply(request: Request, session: Actor, customer_id: uuid.UUID) -
         return await customer_page(
             request, session, customer_id, f"You cannot reply on that channel ({why}).", 422
         )
+    info = registry.channel_info(chosen.channel)
+    if form.files and not (info and info.sends_files):
+        label = info.label if info else chosen.channel.value
+        return await customer_page(
+            request, session, customer_id, f"{label} messages cannot carry files.", 422
+        )
     try:
         await outbound.queue_message(
             request.app.state.pool,
@@ -72,6 +79,8 @@ async def send_reply(request: Request, session: Actor, customer_id: uuid.UUID) -
             in_reply_to=uuid.UUID(replying_to["event_id"]) if replying_to else None,
             requested_by=session.user.actor,
             source="services/console",
+            files=[(f.name, f.content_type, f.data) for f in form.files],
+            blobs=request.app.state.blobs,
         )
     except PublishError:
         return await customer_page(request, session, customer_id, BUS_DOWN, 503)

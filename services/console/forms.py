@@ -1,8 +1,10 @@
-"""Reading HTML form posts (application/x-www-form-urlencoded) without extra dependencies."""
+"""Reading HTML form posts: urlencoded ones by hand, multipart ones (a reply with files) with
+python-multipart, through Starlette."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from fastapi import Request
@@ -17,12 +19,27 @@ def storable(text: str) -> bool:
     return _UNSTORABLE.search(text) is None
 
 
-class Form(dict[str, str]):
-    """A posted form: the last value of each field; ``many`` for repeated fields."""
+#: Files one form may carry (a reply's attachments).
+MAX_FILES = 10
 
-    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+
+@dataclass(frozen=True)
+class Upload:
+    """A file posted with a form."""
+
+    name: str
+    content_type: str
+    data: bytes
+
+
+class Form(dict[str, str]):
+    """A posted form: the last value of each field; ``many`` for repeated fields; ``files``
+    posted with it (multipart forms only)."""
+
+    def __init__(self, pairs: list[tuple[str, str]], files: list[Upload] | None = None) -> None:
         super().__init__(pairs)
         self._pairs = pairs
+        self.files = files or []
 
     def many(self, name: str) -> list[str]:
         """Every value of a repeated field (checkboxes, multi-selects)."""
@@ -50,6 +67,10 @@ async def read_form(request: Request) -> Form:
     if isinstance(cached, Form):
         return cached
     content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        form = await _multipart(request)
+        request.state.form = form
+        return form
     body = await request.body()
     pairs: list[tuple[str, str]] = []
     if content_type.startswith("application/x-www-form-urlencoded") and body:
@@ -61,3 +82,20 @@ async def read_form(request: Request) -> Form:
     form = Form(pairs)
     request.state.form = form
     return form
+
+
+async def _multipart(request: Request) -> Form:
+    """A multipart form: its text fields (each at most MAX_FORM_BYTES) and its files (a
+    field with a file name, empty ones left out: a file input nobody used)."""
+    parsed = await request.form(max_files=MAX_FILES, max_fields=200, max_part_size=MAX_FORM_BYTES)
+    pairs: list[tuple[str, str]] = []
+    files: list[Upload] = []
+    for key, value in parsed.multi_items():
+        if isinstance(value, str):
+            pairs.append((key, value))
+        elif value.filename:
+            data = await value.read()
+            kind = (value.content_type or "application/octet-stream").split(";")[0].strip()
+            files.append(Upload(value.filename, kind, data))
+    await parsed.close()
+    return Form(pairs, files)

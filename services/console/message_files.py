@@ -10,7 +10,6 @@ import uuid
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, Response
 
-from channels.base import blob_id
 from channels.base.html import sanitized_html
 from services.console.guard import Viewer
 from services.customers.files import (
@@ -31,9 +30,8 @@ async def message_file(
     request: Request, session: Viewer, event_id: uuid.UUID, index: int
 ) -> Response:
     """One file of a message, as a download."""
-    blob = blob_id(event_id, index)
-    attachment = attachment_of(await interaction_of(request, event_id), blob)
-    return file_response(await read_blob(request, blob), attachment)
+    attachment = attachment_of(await interaction_of(request, event_id), index)
+    return file_response(await read_blob(request, attachment["blob"]), attachment)
 
 
 @router.get("/messages/{event_id}/html")
@@ -48,17 +46,16 @@ async def message_html(
         raise HTTPException(status.HTTP_404_NOT_FOUND, "this message has no HTML")
     html = (await read_blob(request, blob)).decode("utf-8", "replace")
     by_cid = {
-        a["content_id"]: a["blob"]
-        for a in interaction.get("attachments") or []
+        a["content_id"]: position
+        for position, a in enumerate(interaction.get("attachments") or [], start=1)
         if a.get("content_id") and a.get("blob")
     }
 
     def local(match: re.Match[str]) -> str:
-        found = by_cid.get(match.group(2))
-        if found is None:
+        position = by_cid.get(match.group(2))
+        if position is None:
             return f"{match.group(1)}data:,"
-        index = found.partition("/")[2]
-        return f"{match.group(1)}/console/messages/{event_id}/files/{index}"
+        return f"{match.group(1)}/console/messages/{event_id}/files/{position}"
 
     shown = _CID.sub(local, sanitized_html(html, remote_images=images))
     remote = "https: http:" if images else ""

@@ -55,15 +55,14 @@ def when(iso: str) -> str:
     return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _attachment(found: dict[str, Any], event_id: str) -> dict[str, Any]:
+def _attachment(found: dict[str, Any], event_id: str, position: int) -> dict[str, Any]:
     parts = [found.get("name") or "attachment", found.get("content_type") or ""]
     if found.get("size") is not None:
         parts.append(f"{found['size']} bytes")
     url = found.get("url") or ""
     safe_url = url if url.startswith(("https://", "http://")) else None
-    blob = found.get("blob") or ""
-    if blob.startswith(f"{event_id}/"):  # in the hub's blob store: served to agents only
-        safe_url = f"/console/messages/{event_id}/files/{blob.partition('/')[2]}"
+    if found.get("blob"):  # in the hub's blob store: served to agents only
+        safe_url = f"/console/messages/{event_id}/files/{position}"
     return {"label": " · ".join(p for p in parts if p), "url": safe_url}
 
 
@@ -94,7 +93,10 @@ def item_view(raw: dict[str, Any], attributes: dict[str, Any]) -> dict[str, Any]
         "text": raw["text"],
         "address": first.get("value"),
         "identity": first or None,
-        "attachments": [_attachment(a, raw["event_id"]) for a in raw["attachments"]],
+        "attachments": [
+            _attachment(a, raw["event_id"], position)
+            for position, a in enumerate(raw["attachments"], start=1)
+        ],
         # what channels add: the quoted history below the new part, the message's own HTML,
         # who else it was sent to, a sender whose address failed authentication, mail a
         # machine sent

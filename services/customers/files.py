@@ -43,11 +43,12 @@ async def interaction_of(
     return found if isinstance(found, dict) else json.loads(found)
 
 
-def attachment_of(interaction: dict[str, Any], blob: str) -> dict[str, Any]:
-    """The attachment of ``interaction`` stored as ``blob`` (404 when none is)."""
-    for attachment in interaction.get("attachments") or []:
-        if attachment.get("blob") == blob:
-            return dict(attachment)
+def attachment_of(interaction: dict[str, Any], index: int) -> dict[str, Any]:
+    """The ``index``-th attachment of ``interaction`` (from 1) with its bytes in the blob
+    store (404 otherwise: no such attachment, or one listed without its bytes)."""
+    attachments = interaction.get("attachments") or []
+    if 1 <= index <= len(attachments) and attachments[index - 1].get("blob"):
+        return dict(attachments[index - 1])
     raise HTTPException(status.HTTP_404_NOT_FOUND, "no such file")
 
 

@@ -16,7 +16,8 @@ from typing import Any
 import asyncpg
 
 from channels import registry
-from schemas import Channel, Identity, IdentityType, OutboundCommand, ThreadRef
+from channels.base import BlobStore, blob_id
+from schemas import Attachment, Channel, Identity, IdentityType, OutboundCommand, ThreadRef
 from schemas.topics import OUTBOUND
 from services.bus.producer import Producer
 from services.bus.records import to_record
@@ -108,10 +109,13 @@ async def queue_message(
     to: Identity | None = None,
     in_reply_to: uuid.UUID | None = None,
     source: str = "services/api",
+    files: Sequence[tuple[str, str, bytes]] = (),
+    blobs: BlobStore | None = None,
 ) -> OutboundCommand:
     """Publish the command once the broker acknowledged it (PublishError when not).
 
-    ``to`` defaults to the customer's first identity the channel can deliver to.
+    ``to`` defaults to the customer's first identity the channel can deliver to; ``files``
+    (name, type, bytes) are stored in ``blobs`` under the command before it is published.
     """
     async with pool.acquire() as conn:
         found = await store.customer(conn, customer_id)
@@ -128,7 +132,22 @@ async def queue_message(
         if answered is not None:
             thread, attributes = answered.thread, answered.attributes
             subject = subject or answered.subject
+    command_id = uuid.uuid4()
+    attachments: list[Attachment] = []
+    if files:
+        if blobs is None:
+            raise ValueError("files need the blob store")
+        for index, (name, content_type, data) in enumerate(files, start=1):
+            blob = blob_id(command_id, index)
+            await blobs.put(blob, data)  # stored before the command can be sent
+            attachments.append(
+                Attachment(
+                    name=name[:255], content_type=content_type[:255], size=len(data), blob=blob
+                )
+            )
     command = OutboundCommand(
+        command_id=command_id,
+        attachments=attachments,
         customer_id=customer_id,
         channel=channel,
         to=to,

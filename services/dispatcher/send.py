@@ -72,6 +72,7 @@ def _outcome(
         thread=command.thread,
         subject=command.subject,
         text=command.text,
+        attachments=command.attachments,
         provider_message_id=f"command:{command.command_id}",
         provider_ids=provider_ids,
         source="services/dispatcher",

@@ -117,9 +117,9 @@ async def erase(
             ids,
         )
         await log.record(conn, live, "delete", masked, actor)
-    if blobs is not None:
-        for event_id in event_ids:
-            await blobs.delete_event(event_id)
+    if blobs is not None:  # files arrive with events and leave with commands
+        for owner in [*event_ids, *commands]:
+            await blobs.delete_event(owner)
     return _tombstone(live, aliases, masked)
 
 

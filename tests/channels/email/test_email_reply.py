@@ -4,6 +4,8 @@ Cc; the customer's answer to it lands in the same conversation."""
 
 from __future__ import annotations
 
+import re
+import uuid
 from email import message_from_bytes, policy
 from typing import Any
 
@@ -158,5 +160,54 @@ async def test_a_hard_bounce_fails_the_reply_and_marks_the_address(
             first["customer_id"],
         )
         assert ("failed", "5.1.1") in {(s["state"], s["error_code"]) for s in states}
+    finally:
+        await agent.close()
+
+
+async def test_an_agent_attaches_files_to_a_reply(
+    adapter: EmailAdapter, api_url: str, pool: asyncpg.Pool, mail_relay: Any
+) -> None:
+    customer = f"{unique('files')}@example.org"
+    raw, mid = mail(customer, "support@acme.example", subject="Send me the manual")
+    await receive(adapter, raw, customer, "support@acme.example")
+    first = await row_of(pool, mid)
+    pdf = b"%PDF-1.4 the manual " + uuid.uuid4().bytes
+    agent = ConsoleHttp(api_url)
+    try:
+        await agent.sign_in((await make_user(pool, "agent", ["after_sales"])).username)
+        page = await agent.get(f"/console/customers/{first['customer_id']}")
+        assert 'enctype="multipart/form-data"' in page.text
+        fields = {
+            "csrf": csrf_of(page.text),
+            "channel": "email",
+            "text": "Here it is.",
+            "in_reply_to": str(first["event_id"]),
+        }
+        answer = await agent.request(
+            "POST",
+            f"/console/customers/{first['customer_id']}/reply",
+            data=fields,
+            files=[("files", ("manual.pdf", pdf, "application/pdf"))],
+        )
+        assert answer.status_code == 303, answer.text[-500:]
+
+        async def sent() -> Any:
+            return next((d for _, rcpt, d in mail_relay.received if customer in rcpt), None)
+
+        message = message_from_bytes(await eventually(sent, timeout=60), policy=policy.default)
+        [attached] = list(message.iter_attachments())
+        assert attached.get_filename() == "manual.pdf"
+        assert attached.get_content() == pdf
+
+        # the sent message is on the timeline with its file, which the agent can download
+        async def shown() -> Any:
+            page = await agent.get(f"/console/customers/{first['customer_id']}")
+            found = re.search(
+                r'href="(/console/messages/[^"]+/files/1)"[^>]*>manual\.pdf', page.text
+            )
+            return found[1] if found else None
+
+        download = await agent.get(await eventually(shown, timeout=60))
+        assert download.status_code == 200 and download.content == pdf
     finally:
         await agent.close()
