@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
+import os
 import ssl
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -17,13 +19,27 @@ import asyncpg
 import pytest
 from pydantic import ValidationError
 
-from channels.base import PublishError
+from channels.base import FileBlobStore, PublishError
+from channels.email import EmailAdapter
 from channels.email.imap import ImapSources, MailboxPoller, origin
 from channels.email.imap_client import ImapError, mailbox
 from channels.email.imap_config import ImapAccount, ImapSettings
+from schemas.topics import INTERACTIONS
 from services.api.source_state import PgSourceState
+from services.stack.ports import free_port, wait_for_port
 from tests.channels.email.dovecot import Dovecot
-from tests.support import eventually, unique
+from tests.channels.email.support import of_message
+from tests.channels.email.support import settings as email_settings
+from tests.support import (
+    announce_period_keys,
+    consume,
+    eventually,
+    read_all,
+    sealing_publisher,
+    start_component,
+    stop_process,
+    unique,
+)
 
 SEEN = r"\Seen"
 #: IDLE tests poll only every 29 minutes: what arrives sooner came by IDLE.
@@ -492,13 +508,6 @@ def test_the_settings_refuse_what_cannot_work(tmp_path: Path) -> None:
 async def test_the_adapter_publishes_polled_mail_and_a_restart_publishes_nothing_twice(
     dovecot: Dovecot, stack: Any, pool: asyncpg.Pool, producer: Any, tmp_path: Path
 ) -> None:
-    from channels.base import FileBlobStore
-    from channels.email import EmailAdapter
-    from schemas.topics import INTERACTIONS
-    from tests.channels.email.support import of_message
-    from tests.channels.email.support import settings as email_settings
-    from tests.support import consume, read_all, sealing_publisher
-
     user = dovecot.user()
     imap = account(dovecot, user)
     first = message("polled by the hub")
@@ -534,3 +543,42 @@ async def test_the_adapter_publishes_polled_mail_and_a_restart_publishes_nothing
     records = await read_all(stack.bootstrap, INTERACTIONS.name)
     assert len(of_message(records, first_id)) == 1  # published once across the restart
     assert len(of_message(records, later_id)) == 1
+
+
+async def test_omnihub_run_channel_email_polls_a_mailbox(
+    dovecot: Dovecot, stack: Any, tmp_path: Path, component_env: dict[str, str]
+) -> None:
+    # a channel process learns the period keys from their topic, as the hub announces them
+    await announce_period_keys(stack.bootstrap, stack.database_url)
+    user = dovecot.user()
+    raw = message("polled by a channel process")
+    mid = raw.split(b"Message-ID: <")[1].split(b">")[0].decode()
+    await dovecot.append(user, raw)
+    http = free_port()
+    env = dict(
+        component_env,
+        OMNIHUB_HTTP_PORT=str(http),
+        OMNIHUB_DATA_DIR=str(tmp_path),
+        EMAIL_IMAP_ACCOUNTS=json.dumps(
+            [
+                {
+                    "name": unique("proc"),
+                    "host": "127.0.0.1",
+                    "port": dovecot.port,
+                    "security": "none",
+                    "user": user,
+                    "password": dovecot.passwords[user],
+                }
+            ]
+        ),
+    )
+    assert os.environ.get("OMNIHUB_SMTP_PORT") == "0"  # the suite's: no clash with 2525
+    proc = start_component("channel email", env, tmp_path / "channel.log")
+    try:
+        wait_for_port("127.0.0.1", http, 30, alive=lambda: proc.poll() is None)
+        records = await consume(
+            stack.bootstrap, INTERACTIONS.name, lambda rs: bool(of_message(rs, mid)), timeout=60
+        )
+        assert len(of_message(records, mid)) == 1
+    finally:
+        stop_process(proc)
