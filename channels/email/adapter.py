@@ -112,6 +112,8 @@ class EmailAdapter(SourceAdapter, WebhookAdapter):
             return self.intake.prepare(raw, Envelope(via=route.path.partition("/")[0]))
         except Unusable as exc:
             raise ParseError(str(exc)) from exc
+        except Exception as exc:  # a message no test foresaw: dead-lettered, never a 500
+            raise ParseError(f"unexpected {type(exc).__name__}: {exc}") from exc
 
     def parse(self, request: InboundRequest, route: Route) -> list[ChannelEvent]:
         """The events of the message the webhook carries (pure)."""

@@ -84,11 +84,20 @@ class InboxHandler:
             mail_from=envelope.mail_from or None,
             recipients=tuple(normalise_email(a) for a in envelope.rcpt_tos),
         )
+        publisher = self._publisher()
         try:
-            outcome = await self.intake.take(raw, mail, self._publisher(), self._blobs())
+            outcome = await self.intake.take(raw, mail, publisher, self._blobs())
         except (PublishError, OSError) as exc:
             log.warning("email: answered 451 to %s: %s", session.peer, exc)
             return TRY_LATER
+        except Exception as exc:  # a message no test foresaw: kept, never a 5xx that loses it
+            log.exception("email: could not take a message; dead-lettering it")
+            try:
+                reason = f"unexpected {type(exc).__name__}: {exc}"
+                await self.intake.dead_letter(raw, mail, reason, publisher)
+            except Exception:
+                return TRY_LATER
+            outcome = Outcome.DEAD_LETTERED
         self.counts[outcome] += 1
         return OK
 

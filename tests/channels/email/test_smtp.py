@@ -305,3 +305,17 @@ async def test_starttls_when_a_certificate_is_configured(
         assert await published(stack, pool, mid)
     finally:
         await adapter.stop()
+
+
+async def test_a_message_the_parser_chokes_on_is_kept_not_refused(
+    hub: EmailAdapter, stack: Any, pool: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw, _ = mail("odd@example.org", subject=unique("odd"))
+
+    def choke(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a parser bug")
+
+    monkeypatch.setattr(hub.intake, "prepare", choke)
+    before = hub.handler.counts[Outcome.DEAD_LETTERED]
+    await smtp(hub, raw, "odd@example.org")  # 250: a 5xx would make the sender bounce it
+    assert hub.handler.counts[Outcome.DEAD_LETTERED] == before + 1
