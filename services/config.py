@@ -183,7 +183,33 @@ class Settings(BaseSettings):
         description=(
             "Where the files that arrive with messages (email attachments) are kept; every"
             " process that receives or serves them must see the same directory (a shared"
-            " volume). Unset: `blobs` under OMNIHUB_DATA_DIR"
+            " volume). Unset: `blobs` under OMNIHUB_DATA_DIR. Ignored with OMNIHUB_BLOB_S3_URL"
+        ),
+    )
+    blob_s3_url: str | None = Field(
+        default=None,
+        alias="OMNIHUB_BLOB_S3_URL",
+        description=(
+            "Keep the blobs in S3 instead, as `s3://bucket/optional/prefix` (objects"
+            " `<prefix>/<event id>/<n>`): what processes without a shared volume need (each"
+            " Kubernetes pod has its own data directory). Credentials: the standard AWS chain"
+            " (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, `AWS_PROFILE`, IRSA, instance role)"
+        ),
+    )
+    blob_s3_endpoint: str | None = Field(
+        default=None,
+        alias="OMNIHUB_BLOB_S3_ENDPOINT",
+        description=(
+            "The S3 endpoint URL of an S3-compatible store (SeaweedFS, MinIO, e.g."
+            " `http://seaweedfs:8333`; addressed path-style); unset: AWS S3"
+        ),
+    )
+    blob_s3_region: str | None = Field(
+        default=None,
+        alias="OMNIHUB_BLOB_S3_REGION",
+        description=(
+            "The region the S3 blob store's requests are signed for; unset: botocore's"
+            " (`AWS_DEFAULT_REGION`, the AWS config file's `region`)"
         ),
     )
 

@@ -12,7 +12,6 @@ from fastapi import FastAPI
 
 from channels.base import (
     ChannelAdapter,
-    FileBlobStore,
     SessionAdapter,
     SourceAdapter,
     WebhookAdapter,
@@ -27,6 +26,7 @@ from services.api.metrics import RequestMetrics
 from services.api.sessions import SessionRelay
 from services.api.source_state import PgSourceState
 from services.api.sources import SourceSupervisor
+from services.blobs import blob_store, close_blob_store
 from services.bus.producer import KafkaPublisher, Producer
 from services.config import Settings
 from services.console import router as console
@@ -73,7 +73,7 @@ def create_app(
     )
     keyring = PeriodKeyring()  # the public keys the adapters seal raw records with
     publisher = KafkaPublisher(producer, keyring)
-    blobs = FileBlobStore(settings.blob_dir)
+    blobs = blob_store(settings)
     for adapter in adapters.values():
         adapter.attach(publisher, blobs=blobs)
     sources = SourceSupervisor(a for a in adapters.values() if isinstance(a, SourceAdapter))
@@ -139,6 +139,7 @@ def create_app(
             await producer.stop()
             for adapter in adapters.values():
                 await adapter.close()
+            await close_blob_store(blobs)
             for opened in (pool, keys_pool, state_pool if state_pool is not pool else None):
                 if opened is not None:
                     await opened.close()

@@ -17,12 +17,13 @@ from typing import Any
 
 import faust
 
-from channels.base import ChannelAdapter, FileBlobStore
+from channels.base import BlobStore, ChannelAdapter
 from schemas import OutboundCommand
 from schemas.cloudevents import Trace
 from schemas.topics import DELIVERY, INTERACTIONS, OUTBOUND
 from services import tracing
 from services.adapters import build_adapters
+from services.blobs import blob_store, close_blob_store
 from services.bus.producer import KafkaPublisher
 from services.bus.records import Record, to_record
 from services.config import Settings
@@ -100,9 +101,11 @@ async def send_traced(
     return outcome, tracing.carried_by(span)
 
 
-def served_adapters(settings: Settings, resources: Resources) -> dict[str, ChannelAdapter]:
+def served_adapters(
+    settings: Settings, resources: Resources, blobs: BlobStore
+) -> dict[str, ChannelAdapter]:
     """The adapters OMNIHUB_CHANNELS names (and the hub API's), each attached to a publisher
-    over the dispatcher's producer."""
+    over the dispatcher's producer and to ``blobs``, the files outbound messages carry."""
     adapters = build_adapters(settings.channel_list(), hub_api=True)
 
     async def customer_seal(customer_id: uuid.UUID, records: Sequence[Record]) -> list[Record]:
@@ -110,7 +113,6 @@ def served_adapters(settings: Settings, resources: Resources) -> dict[str, Chann
         return await sealed_for(pool, customer_id, records)
 
     publisher = KafkaPublisher(resources.producer, resources.keyring, customer_seal)
-    blobs = FileBlobStore(settings.blob_dir)  # the files outbound messages carry
     for adapter in adapters.values():
         adapter.attach(publisher, blobs=blobs)
     log.info("dispatcher serves the adapters %s", ", ".join(adapters))
@@ -121,7 +123,8 @@ def create_app(settings: Settings, bootstrap: str, database_url: str) -> faust.A
     """Build the dispatcher's faust app."""
     app = faust_app(APP_ID, settings, bootstrap)
     resources = Resources(settings, bootstrap, database_url, client_id=APP_ID)
-    adapters = served_adapters(settings, resources)
+    blobs = blob_store(settings)  # closed at shutdown (an S3 store's client)
+    adapters = served_adapters(settings, resources, blobs)
     reader = SealedReader()  # opens the commands, sealed with their customers' keys
 
     async def dispatcher(stream: Any) -> None:
@@ -139,6 +142,7 @@ def create_app(settings: Settings, bootstrap: str, database_url: str) -> faust.A
                 await adapter.close()
             except Exception:
                 log.exception("closing adapter %s failed", adapter.name)
+        await close_blob_store(blobs)
         await resources.close()
 
     app.agent(raw_topic(app, OUTBOUND.name), name="omnihub.dispatch", concurrency=1)(dispatcher)
