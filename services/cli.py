@@ -355,10 +355,10 @@ def bench(
     ] = False,
     email_messages: Annotated[
         int, typer.Option(min=0, help="messages of each email ingress measurement; 0: none")
-    ] = 2_000,
+    ] = 1_000,
     email_connections: Annotated[
         int, typer.Option(min=1, help="SMTP client sessions sending at once")
-    ] = 8,
+    ] = 20,
     email_only: Annotated[
         bool, typer.Option(help="only email ingress (and the plain loop it is scaled by)")
     ] = False,

@@ -78,9 +78,10 @@ class Options:
     #: the in-memory broker the phases are compared on across rounds.
     durable: bool = False
     #: Messages of each email ingress measurement (services/bench/email_ingress.py); 0: none.
-    email_messages: int = 2_000
-    #: SMTP client sessions sending at once in the email section.
-    email_connections: int = 8
+    email_messages: int = 1_000
+    #: SMTP client sessions sending at once in the email section (Postfix's default
+    #: destination concurrency limit).
+    email_connections: int = 20
     #: Only the email section (and the plain loop its per-second target is scaled by).
     email_only: bool = False
 
