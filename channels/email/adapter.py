@@ -123,10 +123,7 @@ class EmailAdapter(SourceAdapter, WebhookAdapter):
         """Parse in a worker thread (a webhook may carry 30 MB of mail), store the files,
         hand back the events; nothing for our own message coming back."""
         prepared = await asyncio.to_thread(self._prepare, request, route)
-        if prepared.normalised.echo:
-            return []
-        await self.intake.store(prepared, self.blobs)
-        return prepared.events
+        return await self.intake.settle(prepared, self.blobs, route.path)
 
     async def send(self, command: OutboundCommand) -> SendResult:
         """Send through the relay, from the inbox the customer wrote to (the command's

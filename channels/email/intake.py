@@ -67,11 +67,16 @@ class MailIntake:
             raise Unusable(f"not a valid interaction: {exc}") from exc
         return Prepared(parsed, normalised)
 
-    async def store(self, prepared: Prepared, blobs: BlobStore) -> None:
-        """Write the message's files; OSError when the store cannot take them."""
+    async def settle(self, prepared: Prepared, blobs: BlobStore, via: str) -> list[ChannelEvent]:
+        """Write the message's files and hand back its events to publish; none for our own
+        message coming back (dropped). OSError when the store cannot take the files."""
+        if prepared.normalised.echo:
+            log.info("email: dropped our own message coming back (%s)", via)
+            return []
         files = prepared.normalised.files
         if files:
             await asyncio.gather(*(blobs.put(blob, data) for blob, data in files))
+        return prepared.events
 
     async def take(
         self, raw: bytes, envelope: Envelope, publisher: Publisher, blobs: BlobStore
@@ -83,12 +88,11 @@ class MailIntake:
         except Unusable as exc:
             await self.dead_letter(raw, envelope, str(exc), publisher)
             return Outcome.DEAD_LETTERED
+        events = await self.settle(prepared, blobs, envelope.via)
         if prepared.normalised.echo:
-            log.info("email: dropped our own message coming back (%s)", envelope.via)
             return Outcome.ECHO
-        await self.store(prepared, blobs)
-        if prepared.events:
-            await publisher.publish(prepared.events)
+        if events:
+            await publisher.publish(events)
         return Outcome.PUBLISHED
 
     async def dead_letter(

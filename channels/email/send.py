@@ -87,6 +87,12 @@ class _Temporary(Exception):
         self.error = error
 
 
+def _answered(exc: aiosmtplib.SMTPResponseException, stage: str) -> Exception:
+    """What a refusal at ``stage`` raises: _Temporary for a 4xx, the SendError for a 5xx."""
+    error = _reply_error(exc, stage)
+    return _Temporary(error) if error.retryable else error
+
+
 @dataclass
 class _Outcome:
     """What one transaction did with each recipient."""
@@ -349,10 +355,7 @@ class EmailSender:
         try:
             await client.connect()
         except aiosmtplib.SMTPResponseException as exc:
-            error = _reply_error(exc, "connecting")
-            if error.retryable:
-                raise _Temporary(error) from exc
-            raise error from exc
+            raise _answered(exc, "connecting") from exc
         except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPTimeoutError, OSError) as exc:
             if isinstance(exc, ssl.SSLCertVerificationError) or isinstance(
                 exc.__cause__, ssl.SSLCertVerificationError
@@ -413,10 +416,7 @@ class EmailSender:
             if not outcome.accepted:
                 return outcome
         except aiosmtplib.SMTPResponseException as exc:
-            error = _reply_error(exc, "sender")
-            if error.retryable:
-                raise _Temporary(error) from exc
-            raise error from exc
+            raise _answered(exc, "sender") from exc
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as exc:
             raise _Temporary(
                 SendError(f"relay connection lost: {exc}", code="network", retryable=True)
@@ -424,10 +424,7 @@ class EmailSender:
         try:
             await client.data(data)
         except aiosmtplib.SMTPResponseException as exc:
-            error = _reply_error(exc, "data")
-            if error.retryable:
-                raise _Temporary(error) from exc
-            raise error from exc
+            raise _answered(exc, "data") from exc
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as exc:
             code = "timeout" if isinstance(exc, TimeoutError) else "network"
             raise SendError(

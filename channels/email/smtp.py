@@ -52,14 +52,16 @@ class InboxHandler:
         #: Messages taken, by outcome (metrics and tests read these).
         self.counts: dict[Outcome, int] = dict.fromkeys(Outcome, 0)
 
-    def ours(self, address: str) -> bool:
-        """Whether ``address`` is one of our inboxes or a signed reply address of one."""
+    def ours(self, address: str) -> str | None:
+        """``address`` normalised, if it is one of our inboxes or a signed reply address of
+        one; None otherwise."""
         try:
             normalised = normalise_email(address)
         except ValueError:
-            return False
+            return None
         signed = self.signer.thread_of_address(normalised)
-        return self.settings.inbox(signed[0] if signed else normalised) is not None
+        found = self.settings.inbox(signed[0] if signed else normalised)
+        return normalised if found is not None else None
 
     async def handle_RCPT(
         self,
@@ -69,11 +71,12 @@ class InboxHandler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
-        if not self.ours(address):
+        recipient = self.ours(address)
+        if recipient is None:
             return f"550 5.1.1 <{address[:256]}>: no such mailbox here"
         if len(envelope.rcpt_tos) >= self.settings.max_recipients:
             return "452 4.5.3 Too many recipients"
-        envelope.rcpt_tos.append(address)
+        envelope.rcpt_tos.append(recipient)  # normalised once, here
         envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 OK"
 
@@ -82,7 +85,7 @@ class InboxHandler:
         mail = MailEnvelope(
             via="smtp",
             mail_from=envelope.mail_from or None,
-            recipients=tuple(normalise_email(a) for a in envelope.rcpt_tos),
+            recipients=tuple(envelope.rcpt_tos),
         )
         publisher = self._publisher()
         try:

@@ -106,13 +106,12 @@ def create_app(
         else:
             keys = PeriodKeyFollower(bootstrap, keyring)
             await keys.start()
-        keys_pool = None  # a channel process holding client sessions reads customer keys
-        if pool is None and relay.adapters and database_url:
-            keys_pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
-        # sources keep their place (an IMAP folder's last UID) in the database, where there is one
-        state_pool = pool
-        if state_pool is None and sources.sources and database_url:
-            state_pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+        # a channel process alone still reads customer keys (client sessions) and keeps its
+        # sources' place (an IMAP folder's last UID) in the database, where there is one
+        side_pool = None
+        if pool is None and database_url and (relay.adapters or sources.sources):
+            side_pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+        state_pool = pool or side_pool
         if state_pool is not None:
             for adapter in adapters.values():
                 adapter.attach(
@@ -124,7 +123,7 @@ def create_app(
         app.state.adapters = adapters
         app.state.blobs = blobs
         app.state.sources = sources
-        await relay.start(pool or keys_pool)
+        await relay.start(state_pool)
         await sources.start()
         try:
             yield
@@ -140,7 +139,7 @@ def create_app(
             for adapter in adapters.values():
                 await adapter.close()
             await close_blob_store(blobs)
-            for opened in (pool, keys_pool, state_pool if state_pool is not pool else None):
+            for opened in (pool, side_pool):
                 if opened is not None:
                     await opened.close()
 

@@ -6,6 +6,7 @@ sends the command and reports its delivery state.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -117,34 +118,27 @@ async def queue_message(
     ``to`` defaults to the customer's first identity the channel can deliver to; ``files``
     (name, type, bytes) are stored in ``blobs`` under the command before it is published.
     """
+    answered = None
     async with pool.acquire() as conn:
         found = await store.customer(conn, customer_id)
+        if found is not None and in_reply_to is not None:  # on the live customer's timeline
+            answered = await reply_context(conn, uuid.UUID(found["id"]), in_reply_to, channel)
     if found is None:
         raise NoSuchCustomer(str(customer_id))
     if to is None:
         to = default_recipient(channel, found["identities"])
         if to is None:
             raise NoRecipient(f"the customer has no identity {channel.value} can deliver to")
-    thread, attributes = None, {}
-    if in_reply_to is not None:
-        async with pool.acquire() as conn:
-            answered = await reply_context(conn, customer_id, in_reply_to, channel)
-        if answered is not None:
-            thread, attributes = answered.thread, answered.attributes
-            subject = subject or answered.subject
     command_id = uuid.uuid4()
-    attachments: list[Attachment] = []
-    if files:
+    stored = {blob_id(command_id, n): file for n, file in enumerate(files, start=1)}
+    if stored:  # in the blob store before the command can be sent
         if blobs is None:
             raise ValueError("files need the blob store")
-        for index, (name, content_type, data) in enumerate(files, start=1):
-            blob = blob_id(command_id, index)
-            await blobs.put(blob, data)  # stored before the command can be sent
-            attachments.append(
-                Attachment(
-                    name=name[:255], content_type=content_type[:255], size=len(data), blob=blob
-                )
-            )
+        await asyncio.gather(*(blobs.put(blob, data) for blob, (_, _, data) in stored.items()))
+    attachments = [
+        Attachment(name=name[:255], content_type=kind[:255], size=len(data), blob=blob)
+        for blob, (name, kind, data) in stored.items()
+    ]
     command = OutboundCommand(
         command_id=command_id,
         attachments=attachments,
@@ -152,11 +146,11 @@ async def queue_message(
         channel=channel,
         to=to,
         text=text,
-        subject=subject,
+        subject=subject or (answered.subject if answered else None),
         in_reply_to=in_reply_to,
-        thread=thread,
+        thread=answered.thread if answered else None,
         requested_by=requested_by,
-        attributes=attributes,
+        attributes=answered.attributes if answered else {},
     )
     record = to_record(OUTBOUND, command, str(command.command_id), source)
     try:  # sealed with the customer's key: erasing the customer shreds the command too

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import uuid
 from email import message_from_bytes, policy
+from email.message import EmailMessage
 from typing import Any
 
 import aiosmtplib
@@ -35,6 +36,19 @@ async def row_of(pool: asyncpg.Pool, mid: str) -> Any:
         )
 
     return await eventually(find, timeout=60)
+
+
+async def relayed(mail_relay: Any, customer: str) -> tuple[list[str], EmailMessage]:
+    """The recipients and the message the relay received for ``customer``, once there."""
+
+    async def arrived() -> Any:
+        for _, recipients, data in mail_relay.received:
+            if customer in recipients:
+                return recipients, message_from_bytes(data, policy=policy.default)
+        return None
+
+    found: tuple[list[str], EmailMessage] = await eventually(arrived, timeout=60)
+    return found
 
 
 async def test_a_reply_is_threaded_from_the_inbox_written_to_and_answers_land_in_it(
@@ -70,16 +84,7 @@ async def test_a_reply_is_threaded_from_the_inbox_written_to_and_answers_land_in
     finally:
         await agent.close()
 
-    def sent() -> Any:
-        for envelope_from, recipients, data in mail_relay.received:
-            if customer in recipients:
-                return envelope_from, recipients, message_from_bytes(data, policy=policy.default)
-        return None
-
-    async def arrived() -> Any:
-        return sent()
-
-    _, recipients, message = await eventually(arrived, timeout=60)
+    recipients, message = await relayed(mail_relay, customer)
     assert set(recipients) == {customer, "accounts@example.org"}  # reply-all keeps Cc
     assert message["From"].addresses[0].addr_spec == "billing@acme.example"
     assert message["Subject"] == "Re: Invoice 77"
@@ -126,10 +131,7 @@ async def test_a_hard_bounce_fails_the_reply_and_marks_the_address(
             {"csrf": csrf_of(page.text), "channel": "email", "text": "Hi!"},
         )
 
-        async def sent() -> Any:
-            return next((d for _, rcpt, d in mail_relay.received if customer in rcpt), None)
-
-        ours = message_from_bytes(await eventually(sent, timeout=60), policy=policy.default)
+        _, ours = await relayed(mail_relay, customer)
         report = (
             (CORPUS / "dsn_bounce.eml")
             .read_bytes()
@@ -191,10 +193,7 @@ async def test_an_agent_attaches_files_to_a_reply(
         )
         assert answer.status_code == 303, answer.text[-500:]
 
-        async def sent() -> Any:
-            return next((d for _, rcpt, d in mail_relay.received if customer in rcpt), None)
-
-        message = message_from_bytes(await eventually(sent, timeout=60), policy=policy.default)
+        _, message = await relayed(mail_relay, customer)
         [attached] = list(message.iter_attachments())
         assert attached.get_filename() == "manual.pdf"
         assert attached.get_content() == pdf
