@@ -17,6 +17,7 @@ from schemas.events import (
     Purpose,
     RoutedEvent,
     Routing,
+    StagedInput,
     ThreadRef,
     UnifiedEvent,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "Purpose",
     "RoutedEvent",
     "Routing",
+    "StagedInput",
     "ThreadRef",
     "UnifiedEvent",
 ]

@@ -51,6 +51,7 @@ from schemas.topics import (
     PREFIX,
     ROUTED,
     SESSIONS,
+    STAGED,
     UNIFIED,
     TopicSpec,
 )
@@ -72,7 +73,7 @@ _DEPARTMENT_TOPICS = {spec.name for spec in ROUTED.values()}
 #: Topics whose values are sealed with their customer's key (schemas/sealing.py).
 _CUSTOMER_SEALED = _DEPARTMENT_TOPICS | {OUTBOUND.name, SESSIONS.name, CUSTOMERS.name}
 #: Topics of raw records, sealed with their period's key.
-_PERIOD_SEALED = {INTERACTIONS.name, UNIFIED.name}
+_PERIOD_SEALED = {INTERACTIONS.name, UNIFIED.name, STAGED.name}
 _SEALED_TOPICS = _CUSTOMER_SEALED | _PERIOD_SEALED
 _CUSTOMER_SEALED_TYPE = (
     f"{SEALED_CONTENT_TYPE} for a value sealed with its customer's key; {CONTENT_TYPE} for"
@@ -307,7 +308,10 @@ def _ce_header_schema(spec: TopicSpec) -> Json:
     every = ce_headers(
         event_id="e", ce_type=spec.ce_type, source="s", time=datetime(2000, 1, 1, tzinfo=UTC)
     )
-    id_field = "event_id" if spec.model and "event_id" in spec.model.model_fields else "command_id"
+    fields = spec.model.model_fields if spec.model else {}
+    id_field = next(
+        (f for f in ("event_id", "command_id", "stage_id", "period") if f in fields), "command_id"
+    )
     properties: Json = {}
     for name, _ in every:
         schema = _string(_CE_DESCRIPTIONS[name])

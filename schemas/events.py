@@ -369,3 +369,45 @@ class PeriodKey(_Model):
     def partition_key(self) -> bytes:
         """Kafka key: the period (a period's key never changes, so any copy will do)."""
         return self.period.encode()
+
+
+class StagedInput(_Model):
+    """What a channel took in before reading it (an email's raw message), published as it
+    came so the sender is answered as soon as it is durable; the processors hand it back to
+    the adapter named here, which turns it into events (topic: staged)."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, ser_json_bytes="base64", val_json_bytes="base64"
+    )
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    stage_id: uuid.UUID = Field(default_factory=uuid.uuid4, description="this record's id")
+    adapter: str = Field(
+        pattern=r"^[a-z][a-z0-9_]{0,63}$", description="the registered adapter that reads it"
+    )
+    via: str = Field(
+        max_length=300, description="how it arrived, for the adapter and the dead letters"
+    )
+    received_at: AwareDatetime = Field(default_factory=utcnow)
+    order_key: str = Field(
+        max_length=1000,
+        description="what keeps one sender's inputs in order (an envelope sender); only its"
+        " bucket is the record's key",
+    )
+    meta: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="what the adapter knew on arrival that the payload does not say",
+    )
+    payload: bytes = Field(description="the bytes as they arrived (base64 in JSON)")
+    blob: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f-]{36}/[0-9]+$",
+        description="set when the bytes were too large for a record: the hub's blob store"
+        " holds them under this id (deleted once read) and payload is empty",
+    )
+
+    @property
+    def partition_key(self) -> bytes:
+        """Kafka key: a bucket of ``order_key``, which names nobody."""
+        return identity_bucket(self.order_key)

@@ -16,6 +16,7 @@ from schemas.events import (
     OutboundCommand,
     PeriodKey,
     RoutedEvent,
+    StagedInput,
     UnifiedEvent,
 )
 
@@ -29,6 +30,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "delivery.v1": DeliveryStatus,
     "customer.v1": CustomerEvent,
     "periodkey.v1": PeriodKey,
+    "staged.v1": StagedInput,
 }
 
 

@@ -14,6 +14,7 @@ from schemas.events import (
     OutboundCommand,
     PeriodKey,
     RoutedEvent,
+    StagedInput,
     UnifiedEvent,
 )
 
@@ -97,6 +98,18 @@ PERIOD_KEYS = TopicSpec(
         " raw records with (interactions, dead letters); the private keys never leave PostgreSQL"
     ),
 )
+STAGED = TopicSpec(
+    name=f"{PREFIX}.staged.v1",
+    partitions=8,
+    key="bucket of the input's order key (bucket:<4 hex digits>): one sender's inputs in order",
+    model=StagedInput,
+    ce_type="com.omnihub.staged.v1",
+    description=(
+        "what an adapter took in before reading it (an email's raw message), sealed with its"
+        " period's key: the sender is answered once it is here, and the processors hand it"
+        " back to its adapter to become events (acknowledge fast, work later)"
+    ),
+)
 DEADLETTER = TopicSpec(
     name=f"{PREFIX}.deadletter.v1",
     partitions=1,
@@ -129,6 +142,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     SESSIONS,
     CUSTOMERS,
     PERIOD_KEYS,
+    STAGED,
     DEADLETTER,
     *ROUTED.values(),
 )

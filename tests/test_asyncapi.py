@@ -25,6 +25,7 @@ from schemas import (
     OutboundCommand,
     PeriodKey,
     RoutedEvent,
+    StagedInput,
     UnifiedEvent,
 )
 from schemas.asyncapi import PATH, document, operation_id, rendered
@@ -189,6 +190,13 @@ def _examples() -> dict[str, Any]:
         "customer.v1": CustomerEvent(type="customer.deleted", customer_id=customer),
         "periodkey.v1": PeriodKey(
             period="2026-12-07", public_key=base64.b64encode(new_period_keypair()[1]).decode()
+        ),
+        "staged.v1": StagedInput(
+            adapter="email",
+            via="smtp",
+            order_key="a@example.com",
+            meta={"recipients": '["support@acme.example"]'},
+            payload=b"From: a@example.com\r\n\r\nBonjour\r\n",
         ),
     }
 

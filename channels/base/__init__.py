@@ -1,5 +1,6 @@
 """The channel contract: what every adapter is (``ChannelAdapter``), the three shapes its
-inbound side can take (``WebhookAdapter``, ``SourceAdapter``, ``SessionAdapter``), its
+inbound side can take (``WebhookAdapter``, ``SourceAdapter``, ``SessionAdapter``; and
+``StagingAdapter`` to answer a sender before reading what it sent), its
 ``Manifest``, and the pieces adapters share."""
 
 from channels.base.adapter import ChannelAdapter, ChannelEvent, Health, InboundRequest, SendResult
@@ -23,6 +24,7 @@ from channels.base.session import (
     SessionRoute,
 )
 from channels.base.source import PollingSource, SourceAdapter
+from channels.base.staging import StagingAdapter, stage
 from channels.base.state import SourceState, StateValue
 from channels.base.webhook import Audience, Route, WebhookAdapter, WebhookReply, receive
 
@@ -56,10 +58,12 @@ __all__ = [
     "SignatureError",
     "SourceAdapter",
     "SourceState",
+    "StagingAdapter",
     "StateValue",
     "UnsupportedMediaType",
     "WebhookAdapter",
     "WebhookReply",
     "blob_id",
     "receive",
+    "stage",
 ]

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from channels.base.adapter import ChannelEvent, InboundRequest
-from schemas import OutboundCommand
+from schemas import OutboundCommand, StagedInput
 
 
 class PublishError(Exception):
@@ -23,6 +23,11 @@ class Publisher(Protocol):
 
     async def dead_letter(self, request: InboundRequest, reason: str, stage: str) -> None:
         """Publish an authentic request that cannot be parsed, with the reason; wait for acks."""
+        ...
+
+    async def stage(self, staged: StagedInput) -> None:
+        """Publish an input to be read later by its adapter (``StagingAdapter``), sealed with
+        its period's key; wait for acks=all; raise PublishError when that fails."""
         ...
 
     async def relay(self, command: OutboundCommand) -> None:

@@ -4,6 +4,7 @@ webhooks) in; the configured relay out."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import ClassVar
 
 from channels.base import (
@@ -16,13 +17,14 @@ from channels.base import (
     SendResult,
     SignatureError,
     SourceAdapter,
+    StagingAdapter,
     UnsupportedMediaType,
     WebhookAdapter,
 )
 from channels.email.config import EmailSettings
 from channels.email.imap import ImapSources
 from channels.email.imap_config import ImapSettings
-from channels.email.intake import MailIntake, Prepared, Unusable
+from channels.email.intake import MailIntake, Outcome, Prepared, Unusable
 from channels.email.normalise import Envelope
 from channels.email.relay_config import RelaySettings
 from channels.email.send import EmailSender
@@ -30,11 +32,12 @@ from channels.email.smtp import InboxHandler, SmtpServer
 from channels.email.threads import ThreadSigner
 from channels.email.webhook_config import InboundWebhookSettings
 from channels.email.webhooks import WEBHOOKS
-from schemas import Channel, OutboundCommand
+from schemas import Channel, OutboundCommand, StagedInput
 
 
-class EmailAdapter(SourceAdapter, WebhookAdapter):
-    """Email in by SMTP, IMAP and the mail services' webhooks, out through a relay."""
+class EmailAdapter(SourceAdapter, WebhookAdapter, StagingAdapter):
+    """Email in by SMTP (staged, read in the processors), IMAP and the mail services'
+    webhooks; out through a relay."""
 
     name: ClassVar[str] = "email"
     channels: ClassVar[frozenset[Channel]] = frozenset({Channel.EMAIL})
@@ -59,8 +62,10 @@ class EmailAdapter(SourceAdapter, WebhookAdapter):
         self.signer = ThreadSigner(self.settings.key(), self.settings.inbox_list[0].domain)
         self.intake = MailIntake(self.settings, self.signer)
         self.handler = InboxHandler(
-            self.settings, self.signer, self.intake, lambda: self.publisher, lambda: self.blobs
+            self.settings, self.signer, self.name, lambda: self.publisher, lambda: self.blobs
         )
+        #: Staged messages read, by outcome (logs and tests read these).
+        self.unstaged: dict[Outcome, int] = dict.fromkeys(Outcome, 0)
         self.smtp = SmtpServer(self.settings, self.handler)
         self.sender = EmailSender(self.relay, self.signer, lambda blob: self.blobs.get(blob))
 
@@ -95,6 +100,14 @@ class EmailAdapter(SourceAdapter, WebhookAdapter):
 
     async def _poison(self, data: bytes, origin: str, reason: str) -> None:
         await self.intake.dead_letter(data, Envelope(via=origin), reason, self.publisher)
+
+    async def unstage(self, inputs: Sequence[StagedInput]) -> list[ChannelEvent]:
+        """The events of the messages the SMTP server staged: parsed in a worker thread, files
+        stored, what can be no event dead-lettered, our own coming back dropped."""
+        outcomes, events = await self.intake.read_staged(inputs, self.publisher, self.blobs)
+        for outcome in outcomes:
+            self.unstaged[outcome] += 1
+        return events
 
     def verify(self, request: InboundRequest, route: Route) -> None:
         """The provider's own check: Mailgun's HMAC, Postmark's basic auth, SendGrid's

@@ -1,12 +1,16 @@
 """What every inbound way (SMTP, IMAP, webhooks) does with a raw message: parse, normalise,
 store its files, publish; and what it does with one it cannot use: the dead-letter topic,
-with the reason and the raw bytes."""
+with the reason and the raw bytes. SMTP stages the message as it came and answers at once
+(``staged``/``envelope_of``); the processors hand it back to ``read_staged``."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 from channels.base import BlobStore, ChannelEvent, InboundRequest, Publisher
@@ -14,6 +18,7 @@ from channels.email.config import EmailSettings
 from channels.email.mime import ParsedEmail, UnparseableEmail, parse
 from channels.email.normalise import Envelope, Normalised, NoSender, UnknownBounce, normalise
 from channels.email.threads import ThreadSigner
+from schemas import StagedInput
 from schemas.events import utcnow
 
 log = logging.getLogger(__name__)
@@ -54,12 +59,18 @@ class MailIntake:
         self.settings = settings
         self.signer = signer
 
-    def prepare(self, raw: bytes, envelope: Envelope) -> Prepared:
+    def prepare(
+        self, raw: bytes, envelope: Envelope, received_at: datetime | None = None
+    ) -> Prepared:
         """Parse and normalise (pure); Unusable for mail that can be no event."""
         try:
             parsed = parse(raw, authserv_id=self.settings.authserv_id)
             normalised = normalise(
-                parsed, envelope, settings=self.settings, signer=self.signer, received_at=utcnow()
+                parsed,
+                envelope,
+                settings=self.settings,
+                signer=self.signer,
+                received_at=received_at or utcnow(),
             )
         except (UnparseableEmail, NoSender, UnknownBounce) as exc:
             raise Unusable(str(exc)) from exc
@@ -95,6 +106,41 @@ class MailIntake:
             await publisher.publish(events)
         return Outcome.PUBLISHED
 
+    def prepare_staged(self, inputs: Sequence[StagedInput]) -> list[Prepared | Unusable]:
+        """``prepare`` each staged message (pure, for a worker thread); what cannot be an
+        event, whatever the reason, comes back as Unusable (a parser bug must not stop the
+        processors' partition)."""
+        found: list[Prepared | Unusable] = []
+        for staged in inputs:
+            try:
+                found.append(self.prepare(staged.payload, envelope_of(staged), staged.received_at))
+            except Unusable as exc:
+                found.append(exc)
+            except Exception as exc:  # a message no test foresaw: dead-lettered, never raised
+                log.exception("email: could not read a staged message")
+                found.append(Unusable(f"unexpected {type(exc).__name__}: {exc}"))
+        return found
+
+    async def read_staged(
+        self, inputs: Sequence[StagedInput], publisher: Publisher, blobs: BlobStore
+    ) -> tuple[list[Outcome], list[ChannelEvent]]:
+        """Staged messages parsed in a worker thread, their files stored, the unusable ones
+        dead-lettered; each one's outcome, and the events still to publish. OSError or
+        PublishError: nothing is done that a retry would not redo the same way."""
+        found = await asyncio.to_thread(self.prepare_staged, inputs)
+        outcomes: list[Outcome] = []
+        events: list[ChannelEvent] = []
+        for staged, prepared in zip(inputs, found, strict=True):
+            if isinstance(prepared, Unusable):
+                await self.dead_letter(
+                    staged.payload, envelope_of(staged), str(prepared), publisher
+                )
+                outcomes.append(Outcome.DEAD_LETTERED)
+                continue
+            events += await self.settle(prepared, blobs, staged.via)
+            outcomes.append(Outcome.ECHO if prepared.normalised.echo else Outcome.PUBLISHED)
+        return outcomes, events
+
     async def dead_letter(
         self, raw: bytes, envelope: Envelope, reason: str, publisher: Publisher
     ) -> None:
@@ -110,3 +156,30 @@ class MailIntake:
             body=raw,
         )
         await publisher.dead_letter(request, reason, stage=STAGE)
+
+
+def staged(adapter: str, raw: bytes, envelope: Envelope) -> StagedInput:
+    """A message as it came, with its envelope, to be read later (``read_staged``)."""
+    return StagedInput(
+        adapter=adapter,
+        via=envelope.via,
+        order_key=(envelope.mail_from or "")[:1000],
+        meta={
+            "mail_from": envelope.mail_from or "",
+            "recipients": json.dumps(list(envelope.recipients)),
+        },
+        payload=raw,
+    )
+
+
+def envelope_of(staged: StagedInput) -> Envelope:
+    """The envelope ``staged`` recorded (recipients were checked when they arrived)."""
+    try:
+        recipients = json.loads(staged.meta.get("recipients") or "[]")
+    except ValueError:
+        recipients = []
+    return Envelope(
+        via=staged.via,
+        mail_from=staged.meta.get("mail_from") or None,
+        recipients=tuple(str(r) for r in recipients) if isinstance(recipients, list) else (),
+    )

@@ -1,11 +1,13 @@
 """The SMTP server mail arrives at (aiosmtpd): it answers 250 only once the message is
-published, so a sending server keeps every message the hub did not take and tries again.
+published as it came (staged: the processors read it, ``EmailAdapter.unstage``), so a
+sending server keeps every message the hub did not take and tries again, and a message is
+answered without waiting for its parsing and its files.
 
 - ``550 5.1.1`` for a recipient that is none of our inboxes (nor a signed reply address);
 - ``452 4.5.3`` beyond the recipient limit, ``552`` over the size limit (advertised by SIZE);
-- ``451 4.3.0`` when the broker or the blob store did not take the message (RFC 5321
-  4.5.4.1: the sender retries), and a definite ``250`` for what is dead-lettered, since
-  trying again would fail again;
+- ``451 4.3.0`` when the broker (or, for a message over 512 KB, the blob store) did not take
+  the message (RFC 5321 4.5.4.1: the sender retries); a message that turns out to be no
+  event is dead-lettered when it is read;
 - STARTTLS when a certificate is configured; idle connections closed after the RFC's 5 min.
 """
 
@@ -20,9 +22,9 @@ from collections.abc import Callable
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from channels.base import BlobStore, Publisher, PublishError
+from channels.base import BlobStore, Publisher, PublishError, stage
 from channels.email.config import EmailSettings
-from channels.email.intake import MailIntake, Outcome
+from channels.email.intake import staged
 from channels.email.normalise import Envelope as MailEnvelope
 from channels.email.threads import ThreadSigner
 from schemas.identities import normalise_email
@@ -34,23 +36,23 @@ TRY_LATER = "451 4.3.0 Temporary failure storing the message; try again later"
 
 
 class InboxHandler:
-    """aiosmtpd's handler: checks recipients, then takes the message through the intake."""
+    """aiosmtpd's handler: checks recipients, then stages the message."""
 
     def __init__(
         self,
         settings: EmailSettings,
         signer: ThreadSigner,
-        intake: MailIntake,
+        adapter: str,
         publisher: Callable[[], Publisher],
         blobs: Callable[[], BlobStore],
     ) -> None:
         self.settings = settings
         self.signer = signer
-        self.intake = intake
+        self.adapter = adapter
         self._publisher = publisher
         self._blobs = blobs
-        #: Messages taken, by outcome (metrics and tests read these).
-        self.counts: dict[Outcome, int] = dict.fromkeys(Outcome, 0)
+        #: Messages answered 250 (tests read it).
+        self.accepted = 0
 
     def ours(self, address: str) -> str | None:
         """``address`` normalised, if it is one of our inboxes or a signed reply address of
@@ -87,21 +89,12 @@ class InboxHandler:
             mail_from=envelope.mail_from or None,
             recipients=tuple(envelope.rcpt_tos),
         )
-        publisher = self._publisher()
         try:
-            outcome = await self.intake.take(raw, mail, publisher, self._blobs())
+            await stage(self._publisher(), self._blobs(), staged(self.adapter, raw, mail))
         except (PublishError, OSError) as exc:
             log.warning("email: answered 451 to %s: %s", session.peer, exc)
             return TRY_LATER
-        except Exception as exc:  # a message no test foresaw: kept, never a 5xx that loses it
-            log.exception("email: could not take a message; dead-lettering it")
-            try:
-                reason = f"unexpected {type(exc).__name__}: {exc}"
-                await self.intake.dead_letter(raw, mail, reason, publisher)
-            except Exception:
-                return TRY_LATER
-            outcome = Outcome.DEAD_LETTERED
-        self.counts[outcome] += 1
+        self.accepted += 1
         return OK
 
 

@@ -5,7 +5,8 @@ to the timeline, beside a bare aiosmtpd server driven by the same client load.
   (services/bench/bare_smtp.py, a process of its own);
 - ``accepted``: ``omnihub run channel email`` as its own process (Kafka only, as the channel
   is deployed; the bench runs the HTTP ingress in its own process too), processors stopped:
-  every 250 came after the broker's ack and the message's files were fsynced;
+  every 250 came after the broker acknowledged the message, staged as it came (the
+  processors parse it and store its files);
 - ``to_timeline``: fresh messages with the processors running, counted in PostgreSQL's
   timeline and on the department topics (consumed, never by ListOffsets), with the messages
   of ``accepted`` and of the warm-up: none lost, none twice.

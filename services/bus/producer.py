@@ -12,9 +12,9 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from channels.base import ChannelEvent, InboundRequest, PublishError
-from schemas import DeliveryStatus, OutboundCommand
+from schemas import DeliveryStatus, OutboundCommand, StagedInput
 from schemas.ids import receipt_id_for
-from schemas.topics import DELIVERY, INTERACTIONS, SESSIONS
+from schemas.topics import DELIVERY, INTERACTIONS, SESSIONS, STAGED
 from services import tracing
 from services.bus.deadletter import dead_letter
 from services.bus.partitioner import partition, partition_of
@@ -270,6 +270,12 @@ class KafkaPublisher:
         raw = [r for r in records if r.topic == INTERACTIONS.name]
         plain = [r for r in records if r.topic != INTERACTIONS.name]
         await self.producer.send_all([*await self.keyring.sealed(raw), *plain])
+
+    async def stage(self, staged: StagedInput) -> None:
+        """Publish an input its adapter reads later (sealed with the period's key, as raw
+        interactions are); return once the broker acknowledged it."""
+        record = to_record(STAGED, staged, str(staged.stage_id), f"channels/{staged.adapter}")
+        await self.producer.send_all(await self.keyring.sealed([record]))
 
     async def relay(self, command: OutboundCommand) -> None:
         """Publish a command, sealed with its customer's key, for the processes holding the

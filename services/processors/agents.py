@@ -1,7 +1,8 @@
 """The stream agents: unify (interaction -> customer, then timeline and department topics),
 project (timeline and department topics for events already attributed to a customer, from the
-unified topic) and delivery (delivery states of outbound messages, the providers' receipts
-among them resolved to their commands)."""
+unified topic), delivery (delivery states of outbound messages, the providers' receipts
+among them resolved to their commands) and stage (staged inputs handed back to their
+adapters, ``services.processors.staged``)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import faust
 from schemas import DeliveryStatus, Direction, Interaction, UnifiedEvent
 from schemas.cloudevents import Trace
 from schemas.events import utcnow
-from schemas.topics import DELIVERY, INTERACTIONS, UNIFIED
+from schemas.topics import DELIVERY, INTERACTIONS, STAGED, UNIFIED
 from services import tracing
 from services.bus.records import Record
 from services.customers import consent
@@ -35,6 +36,7 @@ from services.processors.receipts import (
 )
 from services.processors.route import Routed, RouteStep, messages_of
 from services.processors.shared import ProcessorResources
+from services.processors.staged import stage_step
 from services.processors.timeline import insert_events, mark_undeliverable, write_states
 from services.routing.engine import Languages, Message
 from services.worker import metrics as worker_metrics
@@ -300,6 +302,7 @@ def install_agents(app: faust.App, resources: ProcessorResources, batch: int, wa
         "unify": (INTERACTIONS.name, unify_steps(route)),
         "project": (UNIFIED.name, project_steps(route)),
         "delivery": (DELIVERY.name, [delivery_step]),
+        "stage": (STAGED.name, [stage_step(resources.stagers)]),
     }
     for name, (topic_name, steps) in agents.items():
         _install(app, name, raw_topic(app, topic_name), steps, resources, batch, wait)

@@ -1,4 +1,4 @@
-"""The processors' faust app: unify, project (timeline + routing) and delivery agents."""
+"""The processors' faust app: unify, project (timeline + routing), delivery and stage agents."""
 
 from __future__ import annotations
 
