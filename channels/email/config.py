@@ -39,6 +39,10 @@ class Inbox:
         return self.address.partition("@")[2]
 
 
+#: The shortest signing key taken (~190 bits of a random key's base64).
+MIN_KEY_CHARACTERS = 32
+
+
 class EmailSettings(BaseSettings):
     """Inboxes, SMTP server, limits and signing key of the email channel."""
 
@@ -120,6 +124,17 @@ class EmailSettings(BaseSettings):
     @classmethod
     def _inboxes_valid(cls, value: str) -> str:
         parse_inboxes(value)
+        return value
+
+    @field_validator("signing_key")
+    @classmethod
+    def _signing_key_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        """An empty value (``EMAIL_SIGNING_KEY=`` in an env file) is unset; a short one would
+        let anyone forge the conversation a message or an address names."""
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if len(value.get_secret_value()) < MIN_KEY_CHARACTERS:
+            raise ValueError(f"EMAIL_SIGNING_KEY must be {MIN_KEY_CHARACTERS}+ characters")
         return value
 
     @cached_property

@@ -82,6 +82,11 @@ x-omnihub-image: &omnihub-image
     context: .
     dockerfile: deploy/Dockerfile
   image: omnihub:0.1.0
+  # The files that arrive with messages (OMNIHUB_BLOB_DIR's default under the data directory):
+  # one volume for every process, since the processors store what the channels stage and the
+  # api serves them (or set OMNIHUB_BLOB_S3_URL).
+  volumes:
+    - omnihub-blobs:/var/lib/omnihub/blobs
 
 # Every variable omnihub reads (docs/configuration-reference.md). A name without a value is
 # passed on from the shell or the --env-file where it is set there, and left unset (its default
@@ -258,6 +263,7 @@ FOOTER = """
 volumes:
   kafka-data:
   postgres-data:
+  omnihub-blobs:
 """
 
 

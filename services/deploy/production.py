@@ -60,6 +60,13 @@ PRODUCTION: dict[str, Production] = {
         configmap="postgresql://omnihub:<password>@<host>:5432/omnihub",
         example="postgresql://omnihub:<password>@postgres:5432/omnihub",
     ),
+    "OMNIHUB_BLOB_S3_URL": Production(
+        "pods share no disk, and the files that arrive with messages are written by the "
+        "processors and the channels and served by the api: keep them in a bucket (the compose "
+        "file mounts one volume in every service instead)",
+        configmap="s3://omnihub-files/blobs",
+        example="s3://omnihub-files/blobs",
+    ),
     "OMNIHUB_FETCH_MAX_WAIT_MS": Production(
         "Apache Kafka answers a waiting fetch as soon as data arrives, so a longer wait than the "
         "default (chosen for Tansu, which answers only at the deadline) costs no latency and "
@@ -111,6 +118,15 @@ PRODUCTION: dict[str, Production] = {
     ),
     "OMNIHUB_API_CALLBACK_SECRET": Production(
         "the HMAC key of the reply callbacks: set it with the URL", fill=True
+    ),
+    "EMAIL_SIGNING_KEY": Production(
+        "every process must sign and check conversations with the same key (the dispatcher "
+        "signs what it sends, the processors check what comes back): unset, each container "
+        "would make its own key file",
+        compose="${EMAIL_SIGNING_KEY:?set EMAIL_SIGNING_KEY, 32+ characters (see "
+        "deploy/omnihub.env.example)}",
+        compose_fixed=True,
+        fill=True,
     ),
 }
 
