@@ -154,7 +154,7 @@ def _interaction(
     occurred = parsed.date if parsed.date and _believable(parsed.date, received_at) else None
     event_id = event_id_for(Channel.EMAIL.value, parsed.message_id)
     files, attachments = _files(parsed, event_id, settings.max_attachment_bytes)
-    attributes = _attributes(parsed, envelope, inboxes, history)
+    attributes = _attributes(parsed, envelope, inboxes, history, settings)
     if parsed.html is not None:
         html_blob = blob_id(event_id, HTML_BLOB)
         files.append((html_blob, parsed.html.encode("utf-8", "replace")))
@@ -244,6 +244,10 @@ def _unsigned(parsed: ParsedEmail, sender: str) -> str:
     return unsigned_thread(sender, root or parsed.message_id)
 
 
+#: A subaddress (``support+thread.mac@``): what is left without it names the inbox.
+_SUBADDRESS = re.compile(r"\+[^@]*@")
+
+
 def _identity(address: str, dmarc_failed: bool) -> Identity:
     """The sender's identity; one that failed DMARC is a customer of its own (someone forging
     a customer's address must not get into that customer's history)."""
@@ -254,13 +258,22 @@ def _identity(address: str, dmarc_failed: bool) -> Identity:
 
 
 def _attributes(
-    parsed: ParsedEmail, envelope: Envelope, inboxes: Sequence[Inbox], history: str
+    parsed: ParsedEmail,
+    envelope: Envelope,
+    inboxes: Sequence[Inbox],
+    history: str,
+    settings: EmailSettings,
 ) -> dict[str, str | int | float | bool | None]:
     ours = {i.address for i in inboxes}
     attributes: dict[str, str | int | float | bool | None] = {"email_via": envelope.via}
+    # where the sender asks replies to go (a web form's mail, a list); not when the From
+    # failed DMARC (a forger's Reply-To would receive the agent's answer), nor to ourselves
+    reply_to = parsed.reply_to
+    if reply_to and (parsed.dmarc_failed or settings.inbox(_SUBADDRESS.sub("@", reply_to))):
+        reply_to = None
     optional = {
         "sender_name": parsed.from_name,
-        "email_reply_to": parsed.reply_to,
+        "reply_to": reply_to,
         "inboxes": ", ".join(i.address for i in inboxes),
         "email_to": ", ".join(a for a in parsed.to if a not in ours),
         "participants": ", ".join(a for a in parsed.cc if a not in ours),

@@ -91,13 +91,20 @@ def _address(value: str, what: str) -> Address:
     return address
 
 
+def to_address(command: OutboundCommand) -> str:
+    """Where the message goes: the address the customer's message asked replies to go to
+    (``attributes["reply_to"]``, its Reply-To), else the command's recipient."""
+    asked = command.attributes.get("reply_to")
+    return asked.strip() if isinstance(asked, str) and asked.strip() else command.to.value
+
+
 def cc_addresses(command: OutboundCommand, sender: str) -> list[str]:
     """The Cc the command asks for (``attributes["cc"]``, comma-separated: a reply to all),
     without the customer, the sending inbox and duplicates."""
     raw = command.attributes.get("cc")
     if not isinstance(raw, str) or not raw.strip():
         return []
-    skip = {command.to.value.lower(), sender.lower()}
+    skip = {command.to.value.lower(), to_address(command).lower(), sender.lower()}
     found: list[str] = []
     for _name, value in utils.getaddresses([_one_line(raw)]):
         if not value:
@@ -110,8 +117,9 @@ def cc_addresses(command: OutboundCommand, sender: str) -> list[str]:
 
 
 def recipients(command: OutboundCommand, sender: str) -> list[str]:
-    """The envelope recipients: the customer, then the Cc, all from the command."""
-    return [command.to.value, *cc_addresses(command, sender)]
+    """The envelope recipients: the customer (or the address it asked replies to go to),
+    then the Cc, all from the command."""
+    return [_address(to_address(command), "recipient").addr_spec, *cc_addresses(command, sender)]
 
 
 def is_automatic(command: OutboundCommand) -> bool:
@@ -167,13 +175,13 @@ def build_message(
     SendError(code="bad_address") when an address of the command is not one."""
     thread = conversation(command)
     from_address = _address(sender, "sender")
-    to_address = _address(command.to.value, "recipient")
+    to = _address(to_address(command), "recipient")
     cc = cc_addresses(command, from_address.addr_spec)
-    utf8 = needs_smtputf8([from_address.addr_spec, to_address.addr_spec, *cc])
+    utf8 = needs_smtputf8([from_address.addr_spec, to.addr_spec, *cc])
     message = EmailMessage(policy=POLICY_UTF8 if utf8 else POLICY)
     name = _one_line(sender_name or "")
     message["From"] = Address(display_name=name, addr_spec=from_address.addr_spec)
-    message["To"] = to_address
+    message["To"] = to
     if cc:
         message["Cc"] = ", ".join(cc)
     signed = signer.reply_address(from_address.addr_spec, thread)

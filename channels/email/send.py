@@ -261,7 +261,7 @@ class EmailSender:
         """Send ``command`` from the inbox ``sender``; the result names the Message-ID.
         SendError with the relay's status code when it refuses, retryable for 4xx."""
         relay = self._check(command)
-        customer = command.to.value
+        customer = outbound.to_address(command)  # the address an autoresponder would be
         automatic = outbound.is_automatic(command)
         if automatic:
             self.cap.reserve(customer, command.command_id)

@@ -43,8 +43,14 @@ def default_recipient(channel: Channel, identities: Sequence[dict[str, Any]]) ->
 
 #: What an inbound interaction's attributes say that a reply on its channel needs: the chain
 #: of message ids it answers, the others it was sent to (a reply keeps them), the address of
-#: ours it reached (the reply comes from there). Channels set them; none names a channel.
-REPLY_ATTRIBUTES = {"references": "references", "participants": "cc", "inboxes": "inbox"}
+#: ours it reached (the reply comes from there), the address the sender asked replies to go
+#: to. Channels set them; none names a channel.
+REPLY_ATTRIBUTES = {
+    "references": "references",
+    "participants": "cc",
+    "inboxes": "inbox",
+    "reply_to": "reply_to",
+}
 _REPLY_PREFIX = re.compile(r"^\s*re\s*:", re.IGNORECASE)
 
 

@@ -51,6 +51,28 @@ async def relayed(mail_relay: Any, customer: str) -> tuple[list[str], EmailMessa
     return found
 
 
+async def finance_agent_replies(api_url: str, pool: asyncpg.Pool, first: Any, text: str) -> None:
+    """A finance agent answers the message ``first`` (a timeline row) from the console."""
+    agent = ConsoleHttp(api_url)
+    try:
+        await agent.sign_in((await make_user(pool, "agent", ["finance"])).username)
+        page = await agent.get(
+            f"/console/customers/{first['customer_id']}?reply_to={first['event_id']}"
+        )
+        answer = await agent.post(
+            f"/console/customers/{first['customer_id']}/reply",
+            {
+                "csrf": csrf_of(page.text),
+                "channel": "email",
+                "text": text,
+                "in_reply_to": str(first["event_id"]),
+            },
+        )
+        assert answer.status_code == 303, answer.text[-500:]
+    finally:
+        await agent.close()
+
+
 async def test_a_reply_is_threaded_from_the_inbox_written_to_and_answers_land_in_it(
     adapter: EmailAdapter, api_url: str, pool: asyncpg.Pool, mail_relay: Any
 ) -> None:
@@ -64,25 +86,7 @@ async def test_a_reply_is_threaded_from_the_inbox_written_to_and_answers_land_in
     )
     await receive(adapter, raw, customer, "billing@acme.example")
     first = await row_of(pool, mid)
-
-    agent = ConsoleHttp(api_url)
-    try:
-        await agent.sign_in((await make_user(pool, "agent", ["finance"])).username)
-        page = await agent.get(
-            f"/console/customers/{first['customer_id']}?reply_to={first['event_id']}"
-        )
-        answer = await agent.post(
-            f"/console/customers/{first['customer_id']}/reply",
-            {
-                "csrf": csrf_of(page.text),
-                "channel": "email",
-                "text": "We corrected invoice 77. <b>Sorry</b>!",
-                "in_reply_to": str(first["event_id"]),
-            },
-        )
-        assert answer.status_code == 303, answer.text[-500:]
-    finally:
-        await agent.close()
+    await finance_agent_replies(api_url, pool, first, "We corrected invoice 77. <b>Sorry</b>!")
 
     recipients, message = await relayed(mail_relay, customer)
     assert set(recipients) == {customer, "accounts@example.org"}  # reply-all keeps Cc
@@ -112,6 +116,22 @@ async def test_a_reply_is_threaded_from_the_inbox_written_to_and_answers_land_in
     )
     await receive(adapter, again, customer, "billing@acme.example")
     assert (await row_of(pool, again_mid))["thread_id"] == first["thread_id"]
+
+
+async def test_a_reply_goes_where_the_customers_reply_to_asks(
+    adapter: EmailAdapter, api_url: str, pool: asyncpg.Pool, mail_relay: Any
+) -> None:
+    customer = f"{unique('form')}@example.org"
+    asked = f"{unique('asked')}@example.net"
+    raw, mid = mail(customer, "billing@acme.example", subject="Invoice 78", Reply_To=asked)
+    await receive(adapter, raw, customer, "billing@acme.example")
+    first = await row_of(pool, mid)
+    await finance_agent_replies(api_url, pool, first, "Invoice 78 is paid.")
+
+    recipients, message = await relayed(mail_relay, asked)
+    assert recipients == [asked]
+    assert message["To"].addresses[0].addr_spec == asked
+    assert message["Subject"] == "Re: Invoice 78"
 
 
 async def test_a_hard_bounce_fails_the_reply_and_marks_the_address(

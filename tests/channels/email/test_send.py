@@ -299,6 +299,22 @@ async def test_recipients_come_from_the_command_only_and_headers_cannot_be_injec
     assert caught.value.code == "bad_address"
 
 
+async def test_a_reply_goes_to_the_address_the_customer_asked_replies_to_go_to(
+    relay: Relay, blobs: FileBlobStore
+) -> None:
+    port, server = await relay()
+    reply = command(attributes={"reply_to": "jane.home@example.net", "cc": "jane@example.org"})
+    await sender_for(port, blobs).send(reply, INBOX)
+    got = server.one()
+    assert got.rcpt_tos == ["jane.home@example.net"]  # the customer's own address is no Cc
+    assert got.message["To"].addresses[0].addr_spec == "jane.home@example.net"
+    assert got.message["Cc"] is None
+
+    with pytest.raises(SendError) as caught:
+        await sender_for(port, blobs).send(command(attributes={"reply_to": "no address"}), INBOX)
+    assert caught.value.code == "bad_address"
+
+
 # --- automatic mail ------------------------------------------------------------------------
 
 
