@@ -33,6 +33,7 @@ from channels.base import PublishError, SourceState
 from channels.base.source import cancel
 from channels.email.imap_client import ImapError, ImapSession
 from channels.email.imap_config import ImapAccount, ImapSettings
+from channels.email.oauth2 import AccessTokens, TokenRefused
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
     ImapError,
+    TokenRefused,  # reported like a refused password, and tried again with the same delays
     aioimaplib.AioImapException,
 )
 
@@ -100,6 +102,8 @@ class MailboxPoller:
         self.ingest = ingest
         self.quarantine = quarantine
         self.ssl_context = ssl_context
+        #: The account's XOAUTH2 tokens, shared by its folders' connections.
+        self.tokens = AccessTokens(account.oauth2) if account.oauth2 is not None else None
         #: Why a folder's last connection failed, until a round succeeds again (health).
         self.problems: dict[str, str] = {}
 
@@ -133,7 +137,7 @@ class MailboxPoller:
                 await cancel(task)
 
     async def _open(self, folder: str) -> ImapSession:
-        session = await ImapSession.open(self.account, self.ssl_context)
+        session = await ImapSession.open(self.account, self.ssl_context, self.tokens)
         try:
             await session.select(folder)
         except BaseException:

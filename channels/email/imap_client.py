@@ -20,6 +20,7 @@ from typing import Any
 import aioimaplib
 
 from channels.email.imap_config import ImapAccount
+from channels.email.oauth2 import AccessTokens
 
 log = logging.getLogger(__name__)
 
@@ -135,9 +136,13 @@ class ImapSession:
 
     @classmethod
     async def open(
-        cls, account: ImapAccount, ssl_context: ssl.SSLContext | None = None
+        cls,
+        account: ImapAccount,
+        ssl_context: ssl.SSLContext | None = None,
+        tokens: AccessTokens | None = None,
     ) -> ImapSession:
-        """Connect (TLS as the account says, never falling back to clear text) and log in."""
+        """Connect (TLS as the account says, never falling back to clear text) and log in
+        (XOAUTH2 with a token from ``tokens`` for an account with ``oauth2``)."""
         context = ssl_context or ssl.create_default_context()
         session: ImapSession
 
@@ -156,7 +161,7 @@ class ImapSession:
             await client.wait_hello_from_server()
             if account.security == "starttls":
                 await session._starttls(context)
-            await session._login()
+            await session._login(tokens)
             await client.protocol.capability()
             session.capabilities = frozenset(c.upper() for c in client.protocol.capabilities)
         except BaseException:
@@ -176,12 +181,18 @@ class ImapSession:
         )
         await protocol.capability()  # RFC 3501 6.2.1: what was said before TLS is forgotten
 
-    async def _login(self) -> None:
+    async def _login(self, tokens: AccessTokens | None) -> None:
         account = self.account
         protocol = self.client.protocol
-        if account.oauth2_token is not None:
+        if account.oauth2 is not None and tokens is None:
+            raise ImapError("XOAUTH2: no access tokens for this account")
+        if tokens is not None or account.oauth2_token is not None:
             # aioimaplib's xoauth2 would log the base64 of the token at DEBUG: scrub that
-            token = account.oauth2_token.get_secret_value()
+            if tokens is not None:
+                token = await tokens.get()
+            else:
+                assert account.oauth2_token is not None
+                token = account.oauth2_token.get_secret_value()
             sasl = f"user={account.user}\x01auth=Bearer {token}\x01\x01".encode()
             initial = base64.b64encode(sasl).decode("ascii")
             tag = protocol.new_tag()
@@ -191,6 +202,8 @@ class ImapSession:
             response = await asyncio.wait_for(
                 protocol.execute(command, scrub=initial), COMMAND_TIMEOUT
             )
+            if response.result != "OK" and tokens is not None:
+                tokens.forget(token)  # revoked or expired early: the next sign-in fetches one
             _ok(response, "XOAUTH2")
             protocol.state = aioimaplib.AUTH
         else:

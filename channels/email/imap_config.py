@@ -33,6 +33,41 @@ def loopback(host: str) -> bool:
         return False
 
 
+class OAuth2Refresh(BaseModel):
+    """Where and how an account gets its XOAUTH2 access tokens (RFC 6749 6, the refresh
+    token grant): Microsoft 365's and Gmail's last about an hour, so a fixed one stops
+    working; the app registration gives the client id (and secret) and the first consent the
+    refresh token."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    token_url: str = Field(
+        description="The provider's token endpoint, e.g. Microsoft's "
+        "https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token or Google's "
+        "https://oauth2.googleapis.com/token"
+    )
+    client_id: str = Field(min_length=1, max_length=500)
+    client_secret: SecretStr | None = Field(default=None, description="None for a public client")
+    refresh_token: SecretStr = Field(description="From the mailbox owner's consent")
+    scope: str | None = Field(
+        default=None,
+        max_length=1000,
+        description="Asked with each refresh where the provider wants it, e.g. "
+        "https://outlook.office.com/IMAP.AccessAsUser.All offline_access",
+    )
+
+    @field_validator("token_url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        scheme, _, rest = value.partition("://")
+        host = rest.split("/", 1)[0].rsplit(":", 1)[0] if rest else ""
+        if scheme == "https" and host:
+            return value
+        if scheme == "http" and host and loopback(host):
+            return value
+        raise ValueError("token_url must be https (http only on loopback)")
+
+
 class ImapAccount(BaseModel):
     """One mailbox the hub polls, with what it does to a message once imported."""
 
@@ -52,7 +87,11 @@ class ImapAccount(BaseModel):
     user: str = Field(min_length=1, description="Login name (often the address)")
     password: SecretStr | None = Field(default=None, description="Password for LOGIN")
     oauth2_token: SecretStr | None = Field(
-        default=None, description="OAuth 2 access token for XOAUTH2 (Microsoft 365, Gmail)"
+        default=None,
+        description="A fixed OAuth 2 access token for XOAUTH2 (it expires: prefer oauth2)",
+    )
+    oauth2: OAuth2Refresh | None = Field(
+        default=None, description="XOAUTH2 with access tokens refreshed as they expire"
     )
     folders: tuple[str, ...] = Field(
         default=("INBOX",), min_length=1, description="Folders read, each on its own connection"
@@ -95,8 +134,9 @@ class ImapAccount(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> ImapAccount:
-        if (self.password is None) == (self.oauth2_token is None):
-            raise ValueError("give either password or oauth2_token")
+        given = [v for v in (self.password, self.oauth2_token, self.oauth2) if v is not None]
+        if len(given) != 1:
+            raise ValueError("give one of password, oauth2 or oauth2_token")
         if self.security == "none" and not loopback(self.host):
             raise ValueError("security 'none' sends the password in clear: loopback hosts only")
         for folder in (self.move_to, self.quarantine_folder):
@@ -123,7 +163,8 @@ class ImapSettings(BaseSettings):
         default=(),
         alias="EMAIL_IMAP_ACCOUNTS",
         description="JSON list of mailboxes to poll: name, host, port, security "
-        "(tls|starttls|none), user, password or oauth2_token, folders, quarantine_folder, "
+        "(tls|starttls|none), user, password or oauth2 (token_url, client_id, client_secret, "
+        "refresh_token, scope) or oauth2_token, folders, quarantine_folder, "
         "mark_seen, move_to",
     )
     poll_seconds: float = Field(

@@ -68,6 +68,60 @@ class _IntrospectionServer(ThreadingHTTPServer):
     tokens: dict[str, str]
 
 
+#: The OAuth 2 client the test accounts are registered as.
+CLIENT_ID, CLIENT_SECRET = "omnihub-tests", "client-secret-of-the-tests"
+
+
+class _TokenEndpoint(BaseHTTPRequestHandler):
+    """An OAuth 2 token endpoint (RFC 6749 6) as Microsoft's or Google's answers: a test
+    user's refresh token, from the test client with its secret, gets a new access token (the
+    introspection server knows it from then on) and a rotated refresh token."""
+
+    server: _TokenServer
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+        form = {key: values[0] for key, values in parse_qs(body).items()}
+        self.server.requests.append(form)
+        user = self.server.refresh_tokens.get(form.get("refresh_token", ""))
+        client = (form.get("client_id"), form.get("client_secret"))
+        if form.get("grant_type") != "refresh_token" or client != (CLIENT_ID, CLIENT_SECRET):
+            self._answer(401, {"error": "invalid_client"})
+        elif user is None:
+            self._answer(400, {"error": "invalid_grant", "error_description": "unknown token"})
+        else:
+            token, rotated = f"ya29.{uuid.uuid4().hex}", f"1//{uuid.uuid4().hex}"
+            self.server.introspection.tokens[token] = user
+            self.server.refresh_tokens[rotated] = user
+            self._answer(
+                200,
+                {
+                    "access_token": token,
+                    "token_type": "Bearer",
+                    "expires_in": self.server.lifetime,
+                    "refresh_token": rotated,
+                },
+            )
+
+    def _answer(self, status: int, answer: dict[str, Any]) -> None:
+        data = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class _TokenServer(ThreadingHTTPServer):
+    introspection: _IntrospectionServer
+    refresh_tokens: dict[str, str]
+    requests: list[dict[str, str]]
+    lifetime: int
+
+
 class Dovecot:
     """One dovecot master process (``-F``, in the foreground) with its config, logs, state
     and users' passwords under ``root``; the maildirs live in a directory the mail user can
@@ -91,6 +145,23 @@ class Dovecot:
         self._out: Any = None
         self._oauth = _IntrospectionServer(("127.0.0.1", 0), _Introspection)
         self._oauth.tokens = {}
+        #: The token endpoint: each user's refresh token, the requests it got, the lifetime
+        #: of the access tokens it hands out.
+        self.token_server = _TokenServer(("127.0.0.1", 0), _TokenEndpoint)
+        self.token_server.introspection = self._oauth
+        self.token_server.refresh_tokens = {}
+        self.token_server.requests = []
+        self.token_server.lifetime = 3599
+        self.refresh_tokens: dict[str, str] = {}
+
+    @property
+    def token_url(self) -> str:
+        """The token endpoint's URL (http on loopback)."""
+        return f"http://127.0.0.1:{self.token_server.server_address[1]}/token"
+
+    def revoke(self, token: str) -> None:
+        """The provider no longer accepts the access token ``token``."""
+        self._oauth.tokens.pop(token, None)
 
     @property
     def _introspection_url(self) -> str:
@@ -193,6 +264,9 @@ userdb static {{
         self.tokens = {name: f"ya29.{uuid.uuid4().hex}" for name in self.passwords}
         self._oauth.tokens = {token: name for name, token in self.tokens.items()}
         threading.Thread(target=self._oauth.serve_forever, daemon=True).start()
+        self.refresh_tokens = {name: f"1//{uuid.uuid4().hex}" for name in self.passwords}
+        self.token_server.refresh_tokens = {t: name for name, t in self.refresh_tokens.items()}
+        threading.Thread(target=self.token_server.serve_forever, daemon=True).start()
         (self.root / "oauth2.conf.ext").write_text(
             f"introspection_mode = post\nintrospection_url = {self._introspection_url}\n"
             "username_attribute = username\nactive_attribute = active\nactive_value = true\n"
@@ -234,6 +308,8 @@ userdb static {{
         self._terminate()
         self._oauth.shutdown()
         self._oauth.server_close()
+        self.token_server.shutdown()
+        self.token_server.server_close()
         if self._out is not None:
             self._out.close()
         shutil.rmtree(self.mail, ignore_errors=True)

@@ -24,10 +24,11 @@ from channels.email import EmailAdapter
 from channels.email.imap import ImapSources, MailboxPoller, origin
 from channels.email.imap_client import ImapError, mailbox
 from channels.email.imap_config import ImapAccount, ImapSettings
+from channels.email.oauth2 import TokenRefused
 from schemas.topics import INTERACTIONS
 from services.api.source_state import PgSourceState
 from services.stack.ports import free_port, wait_for_port
-from tests.channels.email.dovecot import Dovecot
+from tests.channels.email.dovecot import CLIENT_ID, CLIENT_SECRET, Dovecot
 from tests.channels.email.support import of_message
 from tests.channels.email.support import settings as email_settings
 from tests.support import (
@@ -457,6 +458,104 @@ async def test_xoauth2_signs_in_with_an_access_token_and_a_wrong_one_is_refused(
     expired = account(dovecot, user, password=None, oauth2_token="ya29.expired")
     with pytest.raises(ImapError, match="XOAUTH2"):
         await poller(expired, state, Hub()).poll_once()
+
+
+def refreshing(dovecot: Dovecot, user: str, **oauth2: Any) -> ImapAccount:
+    """An account signing in by XOAUTH2 with tokens from the test token endpoint."""
+    fields = {
+        "token_url": dovecot.token_url,
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "refresh_token": dovecot.refresh_tokens[user],
+        "scope": "https://outlook.office.com/IMAP.AccessAsUser.All offline_access",
+    }
+    fields.update(oauth2)
+    return account(dovecot, user, password=None, oauth2=fields)
+
+
+async def test_xoauth2_tokens_are_fetched_kept_shared_and_refetched_once_refused(
+    dovecot: Dovecot, state: PgSourceState
+) -> None:
+    user = dovecot.user()
+    first, second, third = message("one"), message("two"), message("three")
+    await dovecot.append(user, first)
+    hub = Hub()
+    imap = refreshing(dovecot, user)
+    mailbox = poller(imap, state, hub)
+    before = len(dovecot.token_server.requests)
+    await mailbox.poll_once()
+    await dovecot.append(user, second)
+    await mailbox.poll_once()  # a second connection, the same token
+    assert hub.raws() == [first, second]
+    asked = dovecot.token_server.requests[before:]
+    assert len(asked) == 1 and mailbox.tokens is not None and mailbox.tokens.fetched == 1
+    assert asked[0]["grant_type"] == "refresh_token"
+    assert asked[0]["refresh_token"] == dovecot.refresh_tokens[user]
+    assert asked[0]["scope"].endswith("offline_access")
+
+    # the provider revokes it: that sign-in fails, the next one fetches a new token with the
+    # refresh token the endpoint rotated to
+    token = mailbox.tokens._token
+    assert token is not None
+    dovecot.revoke(token)
+    await dovecot.append(user, third)
+    with pytest.raises(ImapError, match="XOAUTH2"):
+        await mailbox.poll_once()
+    await mailbox.poll_once()
+    assert hub.raws() == [first, second, third]
+    again = dovecot.token_server.requests[before + 1 :]
+    assert len(again) == 1 and again[0]["refresh_token"] != dovecot.refresh_tokens[user]
+
+
+async def test_a_token_expiring_within_a_minute_is_not_used(
+    dovecot: Dovecot, state: PgSourceState
+) -> None:
+    user = dovecot.user()
+    dovecot.token_server.lifetime = 30  # less than the minute kept in hand
+    try:
+        mailbox = poller(refreshing(dovecot, user), state, Hub())
+        await mailbox.poll_once()
+        await mailbox.poll_once()
+    finally:
+        dovecot.token_server.lifetime = 3599
+    assert mailbox.tokens is not None and mailbox.tokens.fetched == 2
+
+
+async def test_a_refused_refresh_is_reported_without_secrets_and_retried(
+    dovecot: Dovecot, state: PgSourceState
+) -> None:
+    user = dovecot.user()
+    imap = refreshing(dovecot, user, client_secret="not-the-secret")
+    with pytest.raises(TokenRefused, match="401 invalid_client"):
+        await poller(imap, state, Hub()).poll_once()
+    unknown = refreshing(dovecot, user, refresh_token="1//revoked")
+    sources = ImapSources(ImapSettings(accounts=[unknown]), state, Hub().ingest, Hub().quarantine)
+    await sources.start()
+    try:
+        problems = await eventually(lambda: _problems(sources))
+        why = problems[f"{unknown.name}/INBOX"]
+        assert why == "TokenRefused: token endpoint answered 400 invalid_grant"
+        assert sources.failure() is None
+    finally:
+        await sources.stop()
+
+
+def test_oauth2_settings_are_checked() -> None:
+    base = {"name": "m365", "host": "outlook.office365.com", "user": "support@acme.example"}
+    refresh = {"client_id": "c", "refresh_token": "r"}
+    good = ImapAccount(
+        **base,
+        oauth2={**refresh, "token_url": "https://login.microsoftonline.com/t/oauth2/v2.0/token"},
+    )
+    assert good.oauth2 is not None and good.oauth2.client_secret is None
+    with pytest.raises(ValidationError, match="https"):
+        ImapAccount(**base, oauth2={**refresh, "token_url": "http://tokens.example/token"})
+    with pytest.raises(ValidationError, match="one of password, oauth2 or oauth2_token"):
+        ImapAccount(
+            **base, password="p", oauth2={**refresh, "token_url": "https://t.example/token"}
+        )
+    with pytest.raises(ValidationError, match="one of password"):
+        ImapAccount(**base)
 
 
 async def test_a_refused_login_is_reported_and_retried_not_fatal(
