@@ -22,6 +22,7 @@ from services.stack.embedded import Stack, start_stack
 from services.stack.ports import free_port, wait_for_port
 from services.stack.postgres import EmbeddedPostgres
 from tests.channels.email.support import email_env
+from tests.channels.webchat.support import webchat_env
 from tests.support import start_component, stop_process
 
 # Every hub process the suite starts serves the email channel's SMTP server: on a port of the
@@ -70,6 +71,7 @@ def component_env(
         OMNIHUB_API_DOCS="true",  # tests/test_api.py reads /openapi.json
         **twilio_env,
         **email_env(mail_relay),
+        **webchat_env(),
     )
 
 

@@ -5,6 +5,7 @@ inbound side can take (``WebhookAdapter``, ``SourceAdapter``, ``SessionAdapter``
 
 from channels.base.adapter import ChannelAdapter, ChannelEvent, Health, InboundRequest, SendResult
 from channels.base.blobs import BlobMissing, BlobStore, FileBlobStore, blob_id
+from channels.base.conversation import ConversationLog, Entry
 from channels.base.delivery import UNRESOLVED_COMMAND
 from channels.base.errors import (
     ChannelError,
@@ -38,6 +39,8 @@ __all__ = [
     "ChannelEvent",
     "ChannelInfo",
     "ClientConnection",
+    "ConversationLog",
+    "Entry",
     "FileBlobStore",
     "Health",
     "HeldSessions",

@@ -14,6 +14,7 @@ from schemas import Channel, DeliveryState, DeliveryStatus, Interaction, Outboun
 
 if TYPE_CHECKING:
     from channels.base.blobs import BlobStore
+    from channels.base.conversation import ConversationLog
     from channels.base.publisher import Publisher
     from channels.base.state import SourceState
 
@@ -108,6 +109,7 @@ class ChannelAdapter(ABC):
     _publisher: Publisher | None = None
     _blobs: BlobStore | None = None
     _state: SourceState | None = None
+    _log: ConversationLog | None = None
 
     def attach(
         self,
@@ -115,13 +117,15 @@ class ChannelAdapter(ABC):
         *,
         blobs: BlobStore | None = None,
         state: SourceState | None = None,
+        log: ConversationLog | None = None,
     ) -> None:
         """Take the publisher the adapter publishes (and relays) through, the hub's blob
-        store for files that arrive with messages, and a source's durable state (None where
-        the process has no database)."""
+        store for files that arrive with messages, a source's durable state and a session
+        channel's conversation log (None where the process has no database)."""
         self._publisher = publisher
         self._blobs = blobs
         self._state = state
+        self._log = log
 
     @property
     def publisher(self) -> Publisher:
@@ -141,6 +145,11 @@ class ChannelAdapter(ABC):
     def state(self) -> SourceState | None:
         """The attached source state, None in a process without a database."""
         return self._state
+
+    @property
+    def log(self) -> ConversationLog | None:
+        """The attached conversation log, None in a process without a database."""
+        return self._log
 
     @abstractmethod
     async def send(self, command: OutboundCommand) -> SendResult:

@@ -4,14 +4,13 @@ inbound webhooks have settings classes of their own beside this one."""
 
 from __future__ import annotations
 
-import os
-import secrets
 from functools import cached_property
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from channels.base.keys import checked_key, key_or_file
 from schemas import Department
 from schemas.identities import normalise_email
 
@@ -37,10 +36,6 @@ class Inbox:
     def domain(self) -> str:
         """The domain part."""
         return self.address.partition("@")[2]
-
-
-#: The shortest signing key taken (~190 bits of a random key's base64).
-MIN_KEY_CHARACTERS = 32
 
 
 class EmailSettings(BaseSettings):
@@ -129,13 +124,8 @@ class EmailSettings(BaseSettings):
     @field_validator("signing_key")
     @classmethod
     def _signing_key_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
-        """An empty value (``EMAIL_SIGNING_KEY=`` in an env file) is unset; a short one would
-        let anyone forge the conversation a message or an address names."""
-        if value is None or not value.get_secret_value().strip():
-            return None
-        if len(value.get_secret_value()) < MIN_KEY_CHARACTERS:
-            raise ValueError(f"EMAIL_SIGNING_KEY must be {MIN_KEY_CHARACTERS}+ characters")
-        return value
+        """A short key would let anyone forge the conversation a message or an address names."""
+        return checked_key(value, "EMAIL_SIGNING_KEY")
 
     @cached_property
     def inbox_list(self) -> tuple[Inbox, ...]:
@@ -149,15 +139,7 @@ class EmailSettings(BaseSettings):
     def key(self) -> bytes:
         """The signing key: the setting, else the development key file (made on first use,
         readable by its owner only)."""
-        if self.signing_key is not None:
-            return self.signing_key.get_secret_value().encode()
-        path = self.data_dir / KEY_FILE
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(descriptor, "w") as handle:
-                handle.write(secrets.token_urlsafe(48))
-        return path.read_text().strip().encode()
+        return key_or_file(self.signing_key, self.data_dir / KEY_FILE)
 
 
 def parse_inboxes(value: str) -> tuple[Inbox, ...]:

@@ -8,12 +8,13 @@ renaming an account makes the hub read its folders again from the start.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from channels.base.net import loopback
 
 #: RFC 2177: a client re-issues IDLE at least every 29 minutes, so no interval is longer.
 MAX_POLL_SECONDS = 29 * 60
@@ -21,16 +22,6 @@ MAX_POLL_SECONDS = 29 * 60
 DEFAULT_PORTS = {"tls": 993, "starttls": 143, "none": 143}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def loopback(host: str) -> bool:
-    """Whether ``host`` is this machine (``localhost`` or a loopback address)."""
-    if host.lower() in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class OAuth2Refresh(BaseModel):

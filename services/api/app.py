@@ -30,6 +30,7 @@ from services.blobs import blob_store, close_blob_store
 from services.bus.producer import KafkaPublisher, Producer
 from services.config import Settings
 from services.console import router as console
+from services.conversation_log import log_on
 from services.db.pool import migrated_pool
 from services.identity.rules import load_rules
 from services.keys.periods import PeriodKeeper, PeriodKeyFollower, PeriodKeyring
@@ -115,7 +116,10 @@ def create_app(
         if state_pool is not None:
             for adapter in adapters.values():
                 adapter.attach(
-                    publisher, blobs=blobs, state=PgSourceState(state_pool, adapter.name)
+                    publisher,
+                    blobs=blobs,
+                    state=PgSourceState(state_pool, adapter.name),
+                    log=log_on(state_pool, adapter.name),
                 )
         app.state.pool = pool
         app.state.producer = producer

@@ -241,7 +241,8 @@ CHANNEL = """\
 
   # {title}
   # `omnihub run channel {name}` serves this adapter alone (its routes under /channels/{name}/,
-  # /healthz, /readyz, /metrics) and needs only Kafka: route
+  # /healthz, /readyz, /metrics): it receives with Kafka alone, and uses PostgreSQL where it keeps
+  # something (client sessions' replies and conversation log, IMAP's place). Route
   # <OMNIHUB_PUBLIC_URL>/channels/{name}/ to its port. It scales on its own, but more than one
   # replica needs a proxy in place of its fixed host port.
   {service}:

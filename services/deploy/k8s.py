@@ -126,7 +126,9 @@ def channel(process: Process) -> str:
         intro="\n".join(
             comment(
                 f"{title}. `omnihub run channel {process.name}` serves this adapter alone (its "
-                f"routes under /channels/{process.name}/) and needs only Kafka: route "
+                f"routes under /channels/{process.name}/): it receives with Kafka alone, and "
+                "uses PostgreSQL where it keeps something (client sessions' replies and "
+                "conversation log, IMAP's place). Route "
                 f"<OMNIHUB_PUBLIC_URL>/channels/{process.name}/ to the Service below. Liveness "
                 "/healthz, readiness /readyz (Kafka reachable; the body reports the adapter's "
                 "health), Prometheus metrics on /metrics."

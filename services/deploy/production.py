@@ -128,6 +128,14 @@ PRODUCTION: dict[str, Production] = {
         compose_fixed=True,
         fill=True,
     ),
+    "WEBCHAT_VISITOR_KEY": Production(
+        "every web process must check the visitor ids the others issued (a widget reconnects "
+        "to any replica): unset, each container would make its own key file",
+        compose="${WEBCHAT_VISITOR_KEY:?set WEBCHAT_VISITOR_KEY, 32+ characters (see "
+        "deploy/omnihub.env.example)}",
+        compose_fixed=True,
+        fill=True,
+    ),
 }
 
 

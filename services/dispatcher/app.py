@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import asyncpg
 import faust
 
 from channels.base import BlobStore, ChannelAdapter
@@ -27,6 +28,7 @@ from services.blobs import blob_store, close_blob_store
 from services.bus.producer import KafkaPublisher
 from services.bus.records import Record, to_record
 from services.config import Settings
+from services.conversation_log import PgConversationLog
 from services.dispatcher.send import Outcome, dispatch
 from services.keys.reader import SealedReader
 from services.keys.seal import sealed_for
@@ -113,8 +115,12 @@ def served_adapters(
         return await sealed_for(pool, customer_id, records)
 
     publisher = KafkaPublisher(resources.producer, resources.keyring, customer_seal)
+
+    async def pool() -> asyncpg.Pool:
+        return (await resources.ready())[0]
+
     for adapter in adapters.values():
-        adapter.attach(publisher, blobs=blobs)
+        adapter.attach(publisher, blobs=blobs, log=PgConversationLog(pool, adapter.name))
     log.info("dispatcher serves the adapters %s", ", ".join(adapters))
     return adapters
 

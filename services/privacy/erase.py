@@ -1,7 +1,8 @@
 """Delete a customer: what identifies them and what they said, keeping only a tombstone.
 
 Deleted: timeline rows, delivery states of its messages, routing decisions and queue items of
-its events, identities, profile, consents, and the identity graph of its identity values
+its events, identities, profile, consents, the conversation logs of its identity values (what
+web chat widgets were shown), and the identity graph of its identity values
 (sightings, edges, separations, and every link log row about those values, since each names the
 value), and the customer's sealing keys, which makes its records on the department topics
 unreadable wherever they are kept. Kept: the ``customers`` row with status ``deleted`` and no
@@ -38,6 +39,10 @@ _BY_KEYS = (  # $1, $2, $3: the customer's identity keys (type, scope, value)
     " (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))",
     "DELETE FROM identities WHERE (type, scope, value) IN"
     " (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))",
+)
+_BY_VALUES = (  # $1: the customer's identity values (a session channel's conversations)
+    "DELETE FROM conversation_log WHERE conversation = ANY($1::text[])",
+    "DELETE FROM conversation_heads WHERE conversation = ANY($1::text[])",
 )
 _BY_EVENTS = (  # $1: the customer's event ids
     "DELETE FROM routing_decisions WHERE event_id = ANY($1::uuid[])",
@@ -108,6 +113,8 @@ async def erase(
         columns = store.columns(keys)
         for sql in _BY_KEYS:
             await conn.execute(sql, *columns)
+        for sql in _BY_VALUES:
+            await conn.execute(sql, columns[2])
         for sql in _BY_CUSTOMERS:
             await conn.execute(sql, ids)
         await sealing_keys.delete_for(conn, ids)  # what they sealed is unreadable from now on

@@ -1,0 +1,24 @@
+"""Web chat: the widget's WebSocket (visitors in, agents' replies out through whichever web
+process holds the visitor's socket), signed visitor ids and sites' signed-in users."""
+
+from channels.base import ChannelInfo, Manifest
+from channels.webchat.adapter import WebchatAdapter
+from channels.webchat.config import WebchatSettings
+from schemas import Channel, IdentityType
+
+MANIFEST = Manifest(
+    name="webchat",
+    title="Web chat: the website widget's WebSocket",
+    adapter=WebchatAdapter,
+    channels=(
+        ChannelInfo(
+            Channel.WEBCHAT,
+            label="Web chat",
+            icon="💬",
+            recipients=(IdentityType.WEBCHAT_VISITOR,),
+        ),
+    ),
+    settings=(WebchatSettings,),
+)
+
+__all__ = ["MANIFEST", "WebchatAdapter"]

@@ -1,0 +1,300 @@
+"""The web chat adapter: the widget's WebSocket, visitors' messages in (acknowledged once
+on the broker and numbered in the conversation log), agents' replies out to whichever web
+process holds the visitor's socket (``SessionAdapter``'s relay)."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import nh3
+
+from channels.base import (
+    ClientConnection,
+    ConversationLog,
+    Health,
+    PublishError,
+    SendError,
+    SendResult,
+    SessionAdapter,
+    SessionClosed,
+    SessionRoute,
+)
+from channels.webchat import protocol
+from channels.webchat.config import Site, WebchatSettings
+from channels.webchat.protocol import BadFrame, Hello, Say, frame
+from channels.webchat.visitors import (
+    Claim,
+    ClaimRefused,
+    VisitorIds,
+    conversation_of,
+    verified_claim,
+)
+from schemas import (
+    Channel,
+    DeliveryState,
+    Direction,
+    Identity,
+    IdentityType,
+    Interaction,
+    Kind,
+    OutboundCommand,
+    ThreadRef,
+)
+from schemas.events import utcnow
+
+#: Entries sent on a reconnect at most (older ones are on the customer's history page).
+REPLAY_LIMIT = 500
+
+
+class WebchatAdapter(SessionAdapter):
+    """The chat widget's connections, for every configured site."""
+
+    name: ClassVar[str] = "webchat"
+    channels: ClassVar[frozenset[Channel]] = frozenset({Channel.WEBCHAT})
+    sessions: ClassVar[tuple[SessionRoute, ...]] = (
+        SessionRoute("ws", summary="the chat widget's connection (JSON frames)"),
+    )
+
+    def __init__(self, settings: WebchatSettings | None = None) -> None:
+        self.settings = settings or WebchatSettings()
+        self.visitors = VisitorIds(self.settings.key())
+
+    async def serve(self, connection: ClientConnection, route: SessionRoute) -> None:
+        """Hello, then the visitor's messages until the socket closes."""
+        try:
+            async with asyncio.timeout(self.settings.hello_seconds):
+                first = await connection.receive_text()
+        except TimeoutError:
+            await connection.close(protocol.NO_HELLO, "say hello first")
+            return
+        try:
+            hello = protocol.client_frame(first)
+        except BadFrame as exc:
+            await connection.close(protocol.BAD_HELLO, str(exc)[:120])
+            return
+        if not isinstance(hello, Hello):
+            await connection.close(protocol.BAD_HELLO, "the first frame must be hello")
+            return
+        site = self.settings.site(hello.site)
+        if site is None or connection.headers.get("origin", "").lower() not in site.origins:
+            await connection.close(protocol.WRONG_ORIGIN, "this page may not open the chat")
+            return
+        log = self.log
+        if log is None:
+            await connection.close(protocol.UNAVAILABLE, "the chat is not available here")
+            return
+        claim = None
+        try:
+            if hello.identity is not None:
+                claim = verified_claim(site, hello.identity, utcnow())
+            elif site.require_verification:
+                raise ClaimRefused("this site signs its visitors in first")
+        except ClaimRefused as exc:
+            await connection.close(protocol.NOT_VERIFIED, str(exc)[:120])
+            return
+        visitor = self.visitors.visitor(hello.visitor or "", site.id)
+        token = hello.visitor if visitor is not None else self.visitors.issue(site.id)
+        assert token is not None
+        visitor = visitor or self.visitors.visitor(token, site.id)
+        assert visitor is not None
+        chat = _Chat(self, site, conversation_of(site.id, visitor), claim, hello, connection)
+        await chat.run(token, log)
+
+    async def send(self, command: OutboundCommand) -> SendResult:
+        """Number the reply in the visitor's conversation, then relay it to the process
+        holding the visitor's socket (if any: the widget gets it on its next hello)."""
+        if self.log is None:
+            raise SendError("web chat replies need the conversation log (DATABASE_URL)")
+        entry = {
+            "id": str(command.command_id),
+            "direction": "outbound",
+            "text": command.text,
+            "author": _author(command.requested_by),
+            "at": command.created_at.isoformat(),
+        }
+        seq = await self.log.append(command.to.value, command.command_id, entry)
+        numbered = command.model_copy(update={"attributes": {**command.attributes, "seq": seq}})
+        await self.publisher.relay(numbered)
+        return SendResult(
+            provider_message_id=f"webchat:{command.command_id}", state=DeliveryState.SENT
+        )
+
+    async def deliver(self, command: OutboundCommand) -> bool:
+        """Send a relayed reply to the visitor's sockets this process holds."""
+        seq = command.attributes.get("seq")
+        if not isinstance(seq, int):
+            return False
+        entry = {
+            "id": str(command.command_id),
+            "direction": "outbound",
+            "text": command.text,
+            "author": _author(command.requested_by),
+            "at": command.created_at.isoformat(),
+        }
+        return await self.held.send(command.to.value, frame("entry", seq=seq, entry=entry))
+
+    async def health(self) -> Health:
+        """Configured sites (no network call)."""
+        if not self.settings.sites:
+            return Health(ok=True, detail="no site configured (WEBCHAT_SITES): chats refused")
+        return Health(ok=True, detail="sites: " + ", ".join(s.id for s in self.settings.sites))
+
+
+class _Chat:
+    """One widget connection: replays what it missed, then takes its messages."""
+
+    def __init__(
+        self,
+        adapter: WebchatAdapter,
+        site: Site,
+        conversation: str,
+        claim: Claim | None,
+        hello: Hello,
+        connection: ClientConnection,
+    ) -> None:
+        self.adapter = adapter
+        self.site = site
+        self.conversation = conversation
+        self.claim = claim
+        self.hello = hello
+        self.socket = _Buffered(connection)
+
+    async def run(self, token: str, log: ConversationLog) -> None:
+        with self.adapter.held.holding(self.conversation, self.socket):
+            await self.socket.send_now(
+                frame("welcome", visitor=token, site=self.site.id, name=self.site.name)
+            )
+            last = self.hello.after
+            for seq, entry in await log.since(self.conversation, last, REPLAY_LIMIT):
+                await self.socket.send_now(frame("entry", seq=seq, entry=entry))
+                last = seq
+            await self.socket.ready(last)
+            try:
+                while True:
+                    text = await self.socket.receive_text()
+                    await self._take(text, log)
+            except SessionClosed:
+                return
+
+    async def _take(self, text: str, log: ConversationLog) -> None:
+        try:
+            said = protocol.client_frame(text)
+        except BadFrame as exc:
+            await self.socket.send_now(frame("error", code="bad_frame", message=str(exc)))
+            return
+        if not isinstance(said, Say):
+            await self.socket.send_now(frame("error", code="bad_frame", message="hello once"))
+            return
+        clean = plain_text(said.text)
+        if len(clean) > self.adapter.settings.max_message_chars:
+            limit = self.adapter.settings.max_message_chars
+            await self.socket.send_now(
+                frame("error", code="too_long", client_id=said.client_id, limit=limit)
+            )
+            return
+        interaction = self._interaction(said.client_id, clean)
+        entry = {
+            "id": str(interaction.event_id),
+            "direction": "inbound",
+            "text": clean,
+            "client_id": said.client_id,
+            "at": interaction.received_at.isoformat(),
+        }
+        try:
+            await self.adapter.publisher.publish([interaction])
+            seq = await log.append(self.conversation, interaction.event_id, entry)
+        except (PublishError, OSError) as exc:
+            await self.socket.send_now(
+                frame("error", code="retry", client_id=said.client_id, message=str(exc)[:200])
+            )
+            return
+        await self.socket.send_now(frame("ack", client_id=said.client_id, seq=seq))
+
+    def _interaction(self, client_id: str, text: str) -> Interaction:
+        identities = [Identity(type=IdentityType.WEBCHAT_VISITOR, value=self.conversation)]
+        if self.claim is not None:
+            identities.append(
+                Identity(type=IdentityType.USER_ID, scope=self.site.id, value=self.claim.user_id)
+            )
+            if self.claim.email:
+                identities.append(Identity(type=IdentityType.EMAIL, value=self.claim.email))
+        attributes: dict[str, str | int | float | bool | None] = {"site": self.site.id}
+        if self.hello.language:
+            attributes["language"] = self.hello.language
+        return Interaction.create(
+            channel=Channel.WEBCHAT,
+            direction=Direction.INBOUND,
+            kind=Kind.MESSAGE,
+            identities=identities,
+            text=text,
+            provider_message_id=f"{self.conversation}/{client_id}",
+            thread=ThreadRef(id=self.conversation),
+            source="channels/webchat",
+            attributes=attributes,
+        )
+
+
+class _Buffered:
+    """A connection whose relayed entries wait until the replay is sent, then go out in
+    order, none the replay already sent (a reply can arrive while the log is read)."""
+
+    def __init__(self, connection: ClientConnection) -> None:
+        self.connection = connection
+        self.headers: Mapping[str, str] = connection.headers
+        self.query: Mapping[str, str] = connection.query
+        self._waiting: list[str] | None = []
+        self._last = 0
+
+    async def ready(self, last: int) -> None:
+        """The replay went up to ``last``: send what waited, beyond it."""
+        waiting, self._waiting = self._waiting or [], None
+        self._last = last
+        for text in waiting:
+            await self.send_text(text)
+
+    async def send_text(self, text: str) -> None:
+        """A relayed entry: held back during the replay, dropped if the replay had it."""
+        if self._waiting is not None:
+            self._waiting.append(text)
+            return
+        seq = _seq(text)
+        if seq is not None and seq <= self._last:
+            return
+        if seq is not None:
+            self._last = seq
+        await self.connection.send_text(text)
+
+    async def send_now(self, text: str) -> None:
+        await self.connection.send_text(text)
+
+    async def receive_text(self) -> str:
+        return await self.connection.receive_text()
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        await self.connection.close(code, reason)
+
+
+def _seq(text: str) -> int | None:
+    try:
+        found: Any = json.loads(text).get("seq")
+    except (ValueError, AttributeError):
+        return None
+    return found if isinstance(found, int) else None
+
+
+def plain_text(text: str) -> str:
+    """A visitor's text as text: markup removed (scripts with their content), entities read,
+    surrounding space trimmed; shown as text everywhere, never as HTML."""
+    return html.unescape(nh3.clean(text, tags=set())).strip()
+
+
+def _author(requested_by: str) -> str:
+    """An agent's name as the widget shows it (``console:alice`` is alice)."""
+    return requested_by.rpartition(":")[2][:100] or "agent"
+
+
+__all__ = ["WebchatAdapter", "plain_text"]

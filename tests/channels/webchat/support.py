@@ -1,0 +1,77 @@
+"""The web chat channel's test settings: two sites (one requiring signed-in users), the
+visitor key, and a WebSocket client that speaks the widget's frames."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import websockets
+
+from channels.webchat.visitors import claim_signature
+
+VISITOR_KEY = "test-webchat-visitor-key-0123456789abcdef"
+SECRET = "site-secret-of-the-acme-shop-0123456789"
+ORIGIN = "https://shop.acme.example"
+SITES = [
+    {"id": "acme", "name": "Acme", "origins": [ORIGIN], "secret": SECRET},
+    {
+        "id": "members",
+        "name": "Acme members",
+        "origins": [ORIGIN],
+        "secret": SECRET,
+        "require_verification": True,
+    },
+]
+
+
+def webchat_env() -> dict[str, str]:
+    """The web chat settings of the suite's hub processes."""
+    return {"WEBCHAT_SITES": json.dumps(SITES), "WEBCHAT_VISITOR_KEY": VISITOR_KEY}
+
+
+def claim(user_id: str, email: str | None = None, *, ttl: int = 600, secret: str = SECRET) -> Any:
+    """A signed-in user's claim as the site's backend signs it."""
+    expires = int(time.time()) + ttl
+    signature = claim_signature(secret.encode(), user_id, email, expires)
+    found: dict[str, Any] = {"id": user_id, "expires": expires, "signature": signature}
+    if email is not None:
+        found["email"] = email
+    return found
+
+
+class Widget:
+    """One widget connection: hello, then frames both ways."""
+
+    def __init__(self, socket: Any) -> None:
+        self.socket = socket
+
+    @classmethod
+    async def open(
+        cls, url: str, origin: str = ORIGIN, **hello: Any
+    ) -> tuple[Widget, dict[str, Any]]:
+        socket = await websockets.connect(url, origin=origin)  # type: ignore[arg-type]
+        widget = cls(socket)
+        await widget.send({"type": "hello", "site": "acme", **hello})
+        return widget, await widget.receive()
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        await self.socket.send(json.dumps(frame))
+
+    async def receive(self, timeout: float = 20.0) -> dict[str, Any]:
+        found: dict[str, Any] = json.loads(await asyncio_wait(self.socket.recv(), timeout))
+        return found
+
+    async def say(self, client_id: str, text: str) -> dict[str, Any]:
+        """Send a message; the hub's answer to it (ack or error)."""
+        await self.send({"type": "message", "client_id": client_id, "text": text})
+        return await self.receive()
+
+    async def close(self) -> None:
+        await self.socket.close()
+
+
+async def asyncio_wait(awaitable: Any, timeout: float) -> Any:
+    return await asyncio.wait_for(awaitable, timeout)

@@ -1,0 +1,216 @@
+"""The widget's WebSocket against the suite's real `omnihub run api`, processors and
+dispatcher: a visitor's message is acknowledged once on the broker and numbered; an agent's
+reply reaches the open widget; a widget that reconnects gets what it missed, each message
+once; origins, signed-in users and visitor ids are checked."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from services.api.auth import Role
+from tests.channels.webchat.support import Widget, claim
+from tests.support import eventually, unique
+
+pytestmark = pytest.mark.usefixtures("processors", "dispatcher")
+
+
+@pytest.fixture
+def ws_url(api_url: str) -> str:
+    return api_url.replace("http://", "ws://") + "/channels/webchat/ws"
+
+
+async def row_of(pool: asyncpg.Pool, provider_message_id: str) -> Any:
+    async def find() -> Any:
+        return await pool.fetchrow(
+            "SELECT event_id, customer_id, body, channel FROM timeline"
+            " WHERE provider_message_id = $1",
+            provider_message_id,
+        )
+
+    return await eventually(find, timeout=60)
+
+
+def conversation(welcome: dict[str, Any]) -> str:
+    site, visitor, _ = welcome["visitor"].split(".")
+    return f"{site}:{uuid.UUID(visitor)}"
+
+
+async def reply(client: httpx.AsyncClient, customer_id: Any, text: str) -> str:
+    answer = await client.post(
+        f"/v1/customers/{customer_id}/messages", json={"channel": "webchat", "text": text}
+    )
+    assert answer.status_code == 202, answer.text
+    command_id: str = answer.json()["command_id"]
+    return command_id
+
+
+async def test_a_message_is_acknowledged_numbered_stored_as_text_and_said_once(
+    ws_url: str, pool: asyncpg.Pool
+) -> None:
+    widget, welcome = await Widget.open(ws_url)
+    try:
+        assert welcome["type"] == "welcome" and welcome["name"] == "Acme"
+        ack = await widget.say("m1", "<b>Hello</b> <script>alert(1)</script>a < b &amp; c")
+        assert ack == {"type": "ack", "client_id": "m1", "seq": 1}
+        again = await widget.say("m1", "<b>Hello</b> <script>alert(1)</script>a < b &amp; c")
+        assert again == ack, "a retry is the same message"
+    finally:
+        await widget.close()
+    row = await row_of(pool, f"{conversation(welcome)}/m1")
+    assert row["channel"] == "webchat"
+    assert row["body"] == "Hello a < b & c"
+    count = await pool.fetchval(
+        "SELECT count(*) FROM timeline WHERE provider_message_id = $1",
+        f"{conversation(welcome)}/m1",
+    )
+    assert count == 1
+
+
+async def test_a_reply_reaches_the_open_widget_and_a_reconnect_resumes_exactly(
+    ws_url: str, pool: asyncpg.Pool, client: httpx.AsyncClient
+) -> None:
+    widget, welcome = await Widget.open(ws_url)
+    token = welcome["visitor"]
+    try:
+        assert (await widget.say("q", "Where is my parcel?"))["seq"] == 1
+        customer = (await row_of(pool, f"{conversation(welcome)}/q"))["customer_id"]
+        command = await reply(client, customer, "It left the depot this morning.")
+        live = await widget.receive()
+        assert live["type"] == "entry" and live["seq"] == 2
+        assert live["entry"]["id"] == command and live["entry"]["direction"] == "outbound"
+        assert live["entry"]["text"] == "It left the depot this morning."
+    finally:
+        await widget.close()
+
+    # the connection is gone; two replies meanwhile
+    missed = [await reply(client, customer, f"Update {n}") for n in (1, 2)]
+
+    async def logged() -> bool:
+        found = await pool.fetchval(
+            "SELECT count(*) FROM conversation_log WHERE conversation = $1",
+            conversation(welcome),
+        )
+        return bool(found == 4)
+
+    await eventually(logged, timeout=30)
+    widget, again = await Widget.open(ws_url, visitor=token, after=2)
+    try:
+        assert again["visitor"] == token, "the same visitor, the same conversation"
+        replayed = [await widget.receive(), await widget.receive()]
+        assert [f["seq"] for f in replayed] == [3, 4]
+        assert [f["entry"]["id"] for f in replayed] == missed
+        later = await reply(client, customer, "Delivered.")
+        after = await widget.receive()
+        assert (after["seq"], after["entry"]["id"]) == (5, later)
+    finally:
+        await widget.close()
+
+    widget, _ = await Widget.open(ws_url, visitor=token, after=0)
+    try:
+        everything = [await widget.receive() for _ in range(5)]
+        assert [f["seq"] for f in everything] == [1, 2, 3, 4, 5]
+        assert everything[0]["entry"]["direction"] == "inbound"
+        assert everything[0]["entry"]["client_id"] == "q"
+    finally:
+        await widget.close()
+
+
+async def closed_with(ws_url: str, **hello: Any) -> int:
+    """The close code the hub answers a hello with."""
+    try:
+        widget, answer = await Widget.open(ws_url, **hello)
+    except ConnectionClosed as exc:
+        assert exc.rcvd is not None
+        return exc.rcvd.code
+    await widget.close()
+    raise AssertionError(f"accepted: {answer}")
+
+
+async def test_the_page_origin_and_a_missing_forged_or_expired_sign_in_are_refused(
+    ws_url: str,
+) -> None:
+    assert await closed_with(ws_url, origin="https://evil.example") == 4403
+    assert await closed_with(ws_url, site="nosuch") == 4403
+    assert await closed_with(ws_url, site="members") == 4401
+    forged = {**claim("u1", "jane@example.org"), "email": "boss@example.org"}
+    assert await closed_with(ws_url, identity=forged) == 4401
+    assert await closed_with(ws_url, identity=claim("u1", secret="x" * 40)) == 4401
+    assert await closed_with(ws_url, identity=claim("u1", ttl=-5)) == 4401
+    widget, welcome = await Widget.open(ws_url, site="members", identity=claim("u1"))
+    await widget.close()
+    assert welcome["type"] == "welcome"
+
+
+async def test_an_edited_visitor_id_gets_a_conversation_of_its_own(ws_url: str) -> None:
+    widget, welcome = await Widget.open(ws_url)
+    await widget.close()
+    site, _, mac = welcome["visitor"].split(".")
+    edited = f"{site}.{uuid.uuid4().hex}.{mac}"
+    widget, other = await Widget.open(ws_url, visitor=edited)
+    await widget.close()
+    assert other["visitor"] not in (edited, welcome["visitor"])
+
+
+async def test_a_signed_in_visitor_joins_the_known_customer_an_anonymous_one_does_not(
+    ws_url: str, pool: asyncpg.Pool, client: httpx.AsyncClient
+) -> None:
+    address = f"{unique('known')}@example.org"
+    posted = await client.post(
+        "/v1/interactions",
+        json={
+            "identities": [{"type": "email", "value": address}],
+            "text": "my order",
+            "provider_message_id": unique("known"),
+        },
+    )
+    assert posted.status_code == 202, posted.text
+    known = await eventually(
+        lambda: pool.fetchval("SELECT customer_id FROM identities WHERE value = $1", address),
+        timeout=60,
+    )
+    signed, welcome = await Widget.open(ws_url, identity=claim(unique("user"), address))
+    anonymous, other = await Widget.open(ws_url)
+    try:
+        await signed.say("s", "it is me")
+        await anonymous.say("a", f"I am {address}, honest")
+    finally:
+        await signed.close()
+        await anonymous.close()
+    assert (await row_of(pool, f"{conversation(welcome)}/s"))["customer_id"] == known
+    assert (await row_of(pool, f"{conversation(other)}/a"))["customer_id"] != known
+
+
+async def test_erasure_deletes_what_the_widget_was_shown(
+    ws_url: str, pool: asyncpg.Pool, client: httpx.AsyncClient, api_url: str, tokens: Any
+) -> None:
+    widget, welcome = await Widget.open(ws_url)
+    try:
+        await widget.say("e", "please forget me")
+        customer = (await row_of(pool, f"{conversation(welcome)}/e"))["customer_id"]
+        await reply(client, customer, "Understood.")
+        assert (await widget.receive())["seq"] == 2
+    finally:
+        await widget.close()
+    headers = {"authorization": f"Bearer {tokens[Role.ADMIN]}"}
+    async with httpx.AsyncClient(base_url=api_url, headers=headers, timeout=30) as admin:
+        deleted = await admin.request(
+            "DELETE", f"/v1/customers/{customer}", json={"reason": "erasure request"}
+        )
+    assert deleted.status_code == 200, deleted.text
+    for table in ("conversation_log", "conversation_heads"):
+        left = await pool.fetchval(
+            f"SELECT count(*) FROM {table} WHERE conversation = $1", conversation(welcome)
+        )
+        assert left == 0, table
+    widget, _ = await Widget.open(ws_url, visitor=welcome["visitor"])
+    try:
+        ack = await widget.say("after", "hello again")
+        assert ack["seq"] == 1, "a conversation started afresh"
+    finally:
+        await widget.close()

@@ -1,0 +1,91 @@
+"""The web chat channel's parts without a server: site settings, visitor ids, signed-in
+users' claims, visitor text, and the conversation log's numbering under concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+
+import asyncpg
+import pytest
+from pydantic import ValidationError
+
+from channels.webchat.adapter import plain_text
+from channels.webchat.config import Site, WebchatSettings
+from channels.webchat.visitors import ClaimRefused, VisitorIds, verified_claim
+from services.conversation_log import log_on
+from tests.channels.webchat.support import SECRET, SITES, claim
+from tests.support import unique
+
+
+def test_sites_need_real_origins_and_long_secrets() -> None:
+    base = {"id": "shop", "name": "Shop"}
+    assert Site(**base, origins=["https://Shop.Example"]).origins == ("https://shop.example",)
+    assert Site(**base, origins=["http://127.0.0.1:8080"]).origins
+    for origin in ("http://shop.example", "https://shop.example/path", "shop.example"):
+        with pytest.raises(ValidationError):
+            Site(**base, origins=[origin])
+    with pytest.raises(ValidationError, match="32"):
+        Site(**base, origins=["https://shop.example"], secret="short")
+    with pytest.raises(ValidationError, match="share an id"):
+        WebchatSettings.model_validate({"WEBCHAT_SITES": [SITES[0], SITES[0]]})
+
+
+def test_visitor_ids_are_the_sites_own_and_cannot_be_edited() -> None:
+    ids = VisitorIds(b"k" * 40)
+    token = ids.issue("acme")
+    visitor = ids.visitor(token, "acme")
+    assert isinstance(visitor, uuid.UUID)
+    assert ids.visitor(token, "other") is None
+    assert VisitorIds(b"j" * 40).visitor(token, "acme") is None, "another key's id"
+    site, hexed, mac = token.split(".")
+    assert ids.visitor(f"{site}.{uuid.uuid4().hex}.{mac}", "acme") is None
+    tampered = mac[:-1] + ("B" if mac.endswith("A") else "A")
+    assert ids.visitor(f"{site}.{hexed}.{tampered}", "acme") is None
+
+
+def test_claims_are_checked_for_signature_expiry_and_shape() -> None:
+    site = Site(id="acme", name="Acme", origins=["https://shop.example"], secret=SECRET)
+    now = datetime.now(UTC)
+    good = verified_claim(site, claim("u7", "Jane@Example.org"), now)
+    assert (good.user_id, good.email) == ("u7", "jane@example.org")
+    refused = [
+        {**claim("u7"), "id": "u8"},
+        claim("u7", ttl=-1),
+        claim("u7", ttl=2 * 24 * 3600),
+        {**claim("u7"), "expires": "soon"},
+        {"id": "u7"},
+        "u7",
+    ]
+    for raw in refused:
+        with pytest.raises(ClaimRefused):
+            verified_claim(site, raw, now)
+    unsigned = Site(id="open", name="Open", origins=["https://shop.example"])
+    with pytest.raises(ClaimRefused, match="no secret"):
+        verified_claim(unsigned, claim("u7"), now)
+
+
+def test_visitor_text_is_kept_as_text() -> None:
+    assert plain_text("<img src=x onerror=alert(1)>hi <b>there</b>") == "hi there"
+    assert plain_text("1 < 2 && 3 > 2") == "1 < 2 && 3 > 2"
+    assert plain_text("<script>steal()</script>  ok ") == "ok"
+
+
+async def test_the_log_numbers_each_entry_once_however_many_append_it(
+    pool: asyncpg.Pool,
+) -> None:
+    log = log_on(pool, "webchat-test")
+    conversation = unique("conv")
+    ids = [uuid.uuid4() for _ in range(20)]
+    seqs = await asyncio.gather(
+        *(log.append(conversation, i, {"n": n}) for n, i in enumerate(ids)),
+        *(log.append(conversation, i, {"n": n}) for n, i in enumerate(ids)),
+    )
+    first, second = seqs[:20], seqs[20:]
+    assert first == second, "a retry gets the number the entry already has"
+    assert len(set(first)) == 20
+    entries = await log.since(conversation, 0, 100)
+    assert [seq for seq, _ in entries] == sorted(first)
+    assert await log.since(conversation, max(first), 100) == []
+    assert len(await log.since(conversation, 0, 5)) == 5
