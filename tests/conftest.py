@@ -58,8 +58,18 @@ def mail_relay() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
+def webchat_page_port() -> int:
+    """Port of the loopback page that embeds the chat widget (its origin is the site's)."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
 def component_env(
-    stack: Stack, data_dir: Path, twilio_env: dict[str, str], mail_relay: Any
+    stack: Stack,
+    data_dir: Path,
+    twilio_env: dict[str, str],
+    mail_relay: Any,
+    webchat_page_port: int,
 ) -> dict[str, str]:
     """Environment of a component process pointed at the session stack."""
     return dict(
@@ -71,7 +81,7 @@ def component_env(
         OMNIHUB_API_DOCS="true",  # tests/test_api.py reads /openapi.json
         **twilio_env,
         **email_env(mail_relay),
-        **webchat_env(),
+        **webchat_env(f"http://127.0.0.1:{webchat_page_port}"),
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from pydantic_settings import BaseSettings
 
@@ -61,6 +62,11 @@ class Manifest:
     send_only: bool = False
     #: Ports its source listens on besides HTTP.
     listeners: tuple[Listener, ...] = ()
+    #: A folder of browser files (a chat widget) the web processes serve at
+    #: ``/channels/<name>/<file>``: ``widget.js`` under a stable address, cached briefly; a file
+    #: may name ``__OMNIHUB_ASSET_VERSION__``, the folder's content hash, to load the others
+    #: as ``<file>?v=<version>``, cached for good.
+    assets: Path | None = None
 
     def info(self, channel: Channel) -> ChannelInfo | None:
         """This manifest's knowledge of ``channel``, if it serves it."""

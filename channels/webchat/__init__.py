@@ -1,6 +1,8 @@
 """Web chat: the widget's WebSocket (visitors in, agents' replies out through whichever web
 process holds the visitor's socket), signed visitor ids and sites' signed-in users."""
 
+from pathlib import Path
+
 from channels.base import ChannelInfo, Manifest
 from channels.webchat.adapter import WebchatAdapter
 from channels.webchat.config import WebchatSettings
@@ -19,6 +21,7 @@ MANIFEST = Manifest(
         ),
     ),
     settings=(WebchatSettings,),
+    assets=Path(__file__).parent / "static",
 )
 
 __all__ = ["MANIFEST", "WebchatAdapter"]

@@ -166,7 +166,13 @@ class _Chat:
     async def run(self, token: str, log: ConversationLog) -> None:
         with self.adapter.held.holding(self.conversation, self.socket):
             await self.socket.send_now(
-                frame("welcome", visitor=token, site=self.site.id, name=self.site.name)
+                frame(
+                    "welcome",
+                    visitor=token,
+                    site=self.site.id,
+                    name=self.site.name,
+                    colour=self.site.colour,
+                )
             )
             last = self.hello.after
             for seq, entry in await log.since(self.conversation, last, REPLAY_LIMIT):
@@ -190,6 +196,11 @@ class _Chat:
             await self.socket.send_now(frame("error", code="bad_frame", message="hello once"))
             return
         clean = plain_text(said.text)
+        if not clean:
+            await self.socket.send_now(
+                frame("error", code="empty", client_id=said.client_id, message="no text left")
+            )
+            return
         if len(clean) > self.adapter.settings.max_message_chars:
             limit = self.adapter.settings.max_message_chars
             await self.socket.send_now(
@@ -212,7 +223,8 @@ class _Chat:
                 frame("error", code="retry", client_id=said.client_id, message=str(exc)[:200])
             )
             return
-        await self.socket.send_now(frame("ack", client_id=said.client_id, seq=seq))
+        # the text as stored (markup removed): the widget shows that one
+        await self.socket.send_now(frame("ack", client_id=said.client_id, seq=seq, text=clean))
 
     def _interaction(self, client_id: str, text: str) -> Interaction:
         identities = [Identity(type=IdentityType.WEBCHAT_VISITOR, value=self.conversation)]

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 from fastapi import FastAPI
 
+from channels import registry
 from channels.base import (
     ChannelAdapter,
     SessionAdapter,
@@ -18,7 +19,7 @@ from channels.base import (
 )
 from channels.base.source import cancel
 from services.adapters import build_adapters
-from services.api import customers, health, identity, keys, openapi, outage, privacy
+from services.api import assets, customers, health, identity, keys, openapi, outage, privacy
 from services.api.auth import TOKENS_CHANNEL, TokenVerifier
 from services.api.channel_routes import ChannelRoutes
 from services.api.limits import BodyLimit
@@ -166,6 +167,7 @@ def create_app(
         console.install(app)
         outage.install(app, pages={"/console": console.unavailable})
     openapi.install(app, adapters)
+    assets.install(app, (registry.manifest(name) for name in adapters))
     # the last added runs first: metrics, then the channels' routes (each with its own body
     # limit), then the body limit and FastAPI for everything else
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY, wider=((REPLY_FORM, MAX_REPLY_BODY),))

@@ -27,9 +27,11 @@ SITES = [
 ]
 
 
-def webchat_env() -> dict[str, str]:
-    """The web chat settings of the suite's hub processes."""
-    return {"WEBCHAT_SITES": json.dumps(SITES), "WEBCHAT_VISITOR_KEY": VISITOR_KEY}
+def webchat_env(*page_origins: str) -> dict[str, str]:
+    """The web chat settings of the suite's hub processes; ``page_origins`` may also embed the
+    acme site's widget (the browser tests' pages)."""
+    sites = [{**SITES[0], "origins": [ORIGIN, *page_origins]}, *SITES[1:]]
+    return {"WEBCHAT_SITES": json.dumps(sites), "WEBCHAT_VISITOR_KEY": VISITOR_KEY}
 
 
 def claim(user_id: str, email: str | None = None, *, ttl: int = 600, secret: str = SECRET) -> Any:

@@ -5,6 +5,8 @@ once; origins, signed-in users and visitor ids are checked."""
 
 from __future__ import annotations
 
+import gzip
+import re
 import uuid
 from typing import Any
 
@@ -57,7 +59,7 @@ async def test_a_message_is_acknowledged_numbered_stored_as_text_and_said_once(
     try:
         assert welcome["type"] == "welcome" and welcome["name"] == "Acme"
         ack = await widget.say("m1", "<b>Hello</b> <script>alert(1)</script>a < b &amp; c")
-        assert ack == {"type": "ack", "client_id": "m1", "seq": 1}
+        assert ack == {"type": "ack", "client_id": "m1", "seq": 1, "text": "Hello a < b & c"}
         again = await widget.say("m1", "<b>Hello</b> <script>alert(1)</script>a < b &amp; c")
         assert again == ack, "a retry is the same message"
     finally:
@@ -214,3 +216,26 @@ async def test_erasure_deletes_what_the_widget_was_shown(
         assert ack["seq"] == 1, "a conversation started afresh"
     finally:
         await widget.close()
+
+
+async def test_the_widget_is_one_small_script_and_the_chat_is_versioned_and_cached(
+    api_url: str,
+) -> None:
+    async with httpx.AsyncClient(base_url=api_url, timeout=30) as http:
+        loader = await http.get("/channels/webchat/widget.js")
+        assert loader.status_code == 200
+        assert loader.headers["content-type"].startswith("text/javascript")
+        assert loader.headers["cache-control"] == "public, max-age=300"
+        assert loader.headers["x-content-type-options"] == "nosniff"
+        assert loader.headers["cross-origin-resource-policy"] == "cross-origin"
+        assert len(gzip.compress(loader.content, 9)) < 10_000
+        assert "chat.js?v=${chat.version}" in loader.text
+        [version] = re.findall(r'version: "([0-9a-f]{16})"', loader.text)
+        chat = await http.get(f"/channels/webchat/chat.js?v={version}")
+        assert chat.headers["cache-control"] == "public, max-age=31536000, immutable"
+        again = await http.get(
+            "/channels/webchat/widget.js", headers={"if-none-match": loader.headers["etag"]}
+        )
+        assert again.status_code == 304 and not again.content
+        assert (await http.get("/channels/webchat/nothing.js")).status_code == 404
+        assert (await http.get("/channels/webchat/../config.py")).status_code == 404

@@ -1,0 +1,240 @@
+// omnihub web chat: the chat itself, loaded by widget.js when the visitor opens it.
+// Text is only ever set as text (textContent, links built as elements), never as HTML.
+(() => {
+  "use strict";
+  const chat = window.omnihubChat;
+  if (!chat || chat.toggle) return;
+  const TEXT = {
+    en: { title: "Chat", close: "Close the chat", message: "Your message", send: "Send",
+      history: "Conversation", connecting: "Connecting…", reconnecting: "Connection lost, reconnecting…",
+      refused: "The chat is not available on this page.", you: "You", agent: "Agent",
+      tooLong: "This message is too long.", failed: "Not sent yet, retrying…" },
+    fr: { title: "Discussion", close: "Fermer la discussion", message: "Votre message", send: "Envoyer",
+      history: "Conversation", connecting: "Connexion…", reconnecting: "Connexion perdue, reconnexion…",
+      refused: "La discussion n'est pas disponible sur cette page.", you: "Vous", agent: "Conseiller",
+      tooLong: "Ce message est trop long.", failed: "Pas encore envoyé, nouvel essai…" },
+    de: { title: "Chat", close: "Chat schließen", message: "Ihre Nachricht", send: "Senden",
+      history: "Unterhaltung", connecting: "Verbinde…", reconnecting: "Verbindung verloren, verbinde neu…",
+      refused: "Der Chat ist auf dieser Seite nicht verfügbar.", you: "Sie", agent: "Berater",
+      tooLong: "Diese Nachricht ist zu lang.", failed: "Noch nicht gesendet, neuer Versuch…" },
+    es: { title: "Chat", close: "Cerrar el chat", message: "Su mensaje", send: "Enviar",
+      history: "Conversación", connecting: "Conectando…", reconnecting: "Conexión perdida, reconectando…",
+      refused: "El chat no está disponible en esta página.", you: "Usted", agent: "Agente",
+      tooLong: "Este mensaje es demasiado largo.", failed: "Aún no enviado, reintentando…" },
+    pt: { title: "Conversa", close: "Fechar a conversa", message: "A sua mensagem", send: "Enviar",
+      history: "Conversa", connecting: "A ligar…", reconnecting: "Ligação perdida, a religar…",
+      refused: "A conversa não está disponível nesta página.", you: "Você", agent: "Assistente",
+      tooLong: "Esta mensagem é demasiado longa.", failed: "Ainda não enviada, a tentar de novo…" },
+    ru: { title: "Чат", close: "Закрыть чат", message: "Ваше сообщение", send: "Отправить",
+      history: "Переписка", connecting: "Подключение…", reconnecting: "Связь потеряна, переподключение…",
+      refused: "Чат недоступен на этой странице.", you: "Вы", agent: "Оператор",
+      tooLong: "Сообщение слишком длинное.", failed: "Ещё не отправлено, повтор…" },
+  };
+  const t = TEXT[chat.lang] || TEXT.en;
+  const KEY = `omnihub-chat:${chat.site}`;
+  const KEPT = 200;
+  const REFUSED = new Set([4400, 4401, 4403]);
+  const read = (store) => { try { return JSON.parse(store.getItem(KEY)) || null; } catch { return null; } };
+  const write = (store, value) => { try { store.setItem(KEY, JSON.stringify(value)); } catch { /* full or blocked */ } };
+  // the visitor's id outlives the tab; what this tab showed (for a reload) lives with the tab
+  const visitor = read(localStorage) || {};
+  const tab = read(sessionStorage) || { seq: 0, entries: [], pending: [] };
+  const mine = new Map(); // client id -> the visitor's message's element
+  const shown = new Set(); // entry numbers on screen
+  let socket = null;
+  let delay = 1000;
+  let refused = false;
+
+  const CSS = `
+    :host { all: initial; }
+    .panel { position: fixed; right: 20px; bottom: 88px; width: min(360px, calc(100vw - 40px));
+      height: min(520px, calc(100vh - 120px)); display: flex; flex-direction: column;
+      background: #fff; color: #1b1f24; border-radius: 12px; box-shadow: 0 4px 24px rgba(0,0,0,.25);
+      font: 15px/1.4 system-ui, sans-serif; z-index: 2147483647; overflow: hidden; }
+    .panel[hidden] { display: none; }
+    header { display: flex; align-items: center; justify-content: space-between; padding: 10px 14px;
+      background: var(--accent, #1f6feb); color: #fff; }
+    h2 { font-size: 16px; margin: 0; }
+    .close { background: none; border: none; color: inherit; font-size: 22px; cursor: pointer; }
+    .status { margin: 0; padding: 4px 14px; font-size: 13px; color: #57606a; min-height: 1em; }
+    ol { list-style: none; margin: 0; padding: 10px 14px; overflow-y: auto; flex: 1; }
+    li { margin: 6px 0; max-width: 85%; padding: 8px 10px; border-radius: 10px; white-space: pre-wrap;
+      overflow-wrap: anywhere; }
+    li.in { margin-left: auto; background: var(--accent, #1f6feb); color: #fff; }
+    li.out { background: #eef1f4; }
+    li.in a { color: #fff; }
+    li.waiting { opacity: .6; }
+    .author { display: block; font-size: 12px; opacity: .8; }
+    form { display: flex; gap: 8px; padding: 10px 14px; border-top: 1px solid #d0d7de; }
+    textarea { flex: 1; resize: none; font: inherit; padding: 6px; border: 1px solid #8c959f; border-radius: 6px; }
+    button.send { background: var(--accent, #1f6feb); color: #fff; border: none; border-radius: 6px;
+      padding: 0 14px; cursor: pointer; font: inherit; }
+    :focus-visible { outline: 3px solid #0969da; outline-offset: 2px; }
+    .sr { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); }`;
+  const sheet = new CSSStyleSheet();
+  sheet.replaceSync(CSS);
+  chat.root.adoptedStyleSheets = [sheet];
+
+  const make = (tag, props = {}, ...children) => {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(props)) {
+      if (name === "text") node.textContent = value;
+      else if (name === "class") node.className = value;
+      else node.setAttribute(name, value);
+    }
+    node.append(...children);
+    return node;
+  };
+  const title = make("h2", { id: "omnihub-chat-title", text: t.title });
+  const close = make("button", { type: "button", class: "close", "aria-label": t.close, text: "×" });
+  const status = make("p", { class: "status", role: "status" });
+  const log = make("ol", { role: "log", "aria-live": "polite", "aria-label": t.history, tabindex: "0" });
+  const box = make("textarea", { id: "omnihub-chat-message", rows: "2", maxlength: "4000" });
+  const form = make("form", {},
+    make("label", { for: "omnihub-chat-message", class: "sr", text: t.message }), box,
+    make("button", { type: "submit", class: "send", text: t.send }));
+  const panel = make("div", { class: "panel", role: "dialog", "aria-labelledby": "omnihub-chat-title", hidden: "" },
+    make("header", {}, title, close), status, log, form);
+  chat.root.append(panel);
+
+  const links = /\bhttps?:\/\/[^\s<>"']+[^\s<>"'.,;:!?)]/g;
+  const body = (text) => {
+    const part = document.createDocumentFragment();
+    let at = 0;
+    for (const found of text.matchAll(links)) {
+      part.append(text.slice(at, found.index));
+      const link = make("a", { href: new URL(found[0]).href, target: "_blank", rel: "noopener noreferrer nofollow", text: found[0] });
+      part.append(link);
+      at = found.index + found[0].length;
+    }
+    part.append(text.slice(at));
+    return part;
+  };
+  const render = (entry, waiting) => {
+    const inbound = entry.direction === "inbound";
+    const item = make("li", { class: `${inbound ? "in" : "out"}${waiting ? " waiting" : ""}` },
+      make("span", { class: "author", text: inbound ? t.you : entry.author || t.agent }), body(entry.text || ""));
+    log.append(item);
+    log.scrollTop = log.scrollHeight;
+    return item;
+  };
+  const remember = (seq, entry) => {
+    tab.seq = Math.max(tab.seq, seq);
+    tab.entries.push([seq, entry]);
+    tab.entries = tab.entries.slice(-KEPT);
+    write(sessionStorage, tab);
+  };
+  const accept = (seq, entry) => {
+    if (shown.has(seq)) return;
+    shown.add(seq);
+    const own = entry.client_id && mine.get(entry.client_id);
+    if (own) own.classList.remove("waiting");
+    else render(entry, false);
+    tab.pending = tab.pending.filter((p) => p.client_id !== entry.client_id);
+    remember(seq, entry);
+  };
+  const say = (clientId, text) => {
+    if (socket && socket.readyState === WebSocket.OPEN) {
+      socket.send(JSON.stringify({ type: "message", client_id: clientId, text }));
+    }
+  };
+  const newId = () => Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+
+  const connect = () => {
+    if (socket || refused) return;
+    status.textContent = t.connecting;
+    const url = new URL("ws", chat.base);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    const ws = new WebSocket(url.href);
+    socket = ws;
+    ws.addEventListener("open", () => {
+      ws.send(JSON.stringify({ type: "hello", site: chat.site, visitor: visitor.visitor || null,
+        after: tab.seq, language: chat.lang }));
+    });
+    ws.addEventListener("message", (event) => {
+      const frame = JSON.parse(event.data);
+      if (frame.type === "welcome") {
+        delay = 1000;
+        status.textContent = "";
+        visitor.visitor = frame.visitor;
+        write(localStorage, visitor);
+        title.textContent = frame.name || t.title;
+        if (frame.colour) {
+          panel.style.setProperty("--accent", frame.colour);
+          chat.button.style.background = frame.colour;
+        }
+        for (const p of tab.pending) say(p.client_id, p.text); // what was not acknowledged
+      } else if (frame.type === "entry") {
+        accept(frame.seq, frame.entry);
+      } else if (frame.type === "ack") {
+        const pending = tab.pending.find((p) => p.client_id === frame.client_id);
+        const text = frame.text !== undefined ? frame.text : pending && pending.text;
+        const own = mine.get(frame.client_id);
+        if (own && frame.text !== undefined) own.replaceChildren(make("span", { class: "author", text: t.you }), body(frame.text));
+        accept(frame.seq, { direction: "inbound", text, client_id: frame.client_id });
+      } else if (frame.type === "error") {
+        const own = frame.client_id && mine.get(frame.client_id);
+        if (frame.code === "retry") {
+          if (own) own.title = t.failed;
+          setTimeout(() => { const p = tab.pending.find((q) => q.client_id === frame.client_id); if (p) say(p.client_id, p.text); }, 1000);
+        } else if (own) {
+          own.classList.remove("waiting");
+          own.title = frame.code === "too_long" ? t.tooLong : frame.message || "";
+          status.textContent = own.title;
+          tab.pending = tab.pending.filter((p) => p.client_id !== frame.client_id);
+          write(sessionStorage, tab);
+        }
+      }
+    });
+    ws.addEventListener("close", (event) => {
+      if (socket === ws) socket = null;
+      if (REFUSED.has(event.code)) {
+        refused = true;
+        status.textContent = t.refused;
+        return;
+      }
+      status.textContent = t.reconnecting;
+      setTimeout(connect, delay);
+      delay = Math.min(delay * 2, 30000);
+    });
+  };
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = box.value.trim();
+    if (!text) return;
+    const clientId = newId();
+    tab.pending.push({ client_id: clientId, text });
+    write(sessionStorage, tab);
+    mine.set(clientId, render({ direction: "inbound", text }, true));
+    box.value = "";
+    say(clientId, text);
+  });
+  box.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey) {
+      event.preventDefault();
+      form.requestSubmit();
+    }
+  });
+  const hide = () => {
+    panel.hidden = true;
+    chat.button.setAttribute("aria-expanded", "false");
+    chat.button.focus();
+  };
+  panel.addEventListener("keydown", (event) => { if (event.key === "Escape") hide(); });
+  close.addEventListener("click", hide);
+  chat.toggle = () => {
+    if (!panel.hidden) return hide();
+    panel.hidden = false;
+    chat.button.setAttribute("aria-expanded", "true");
+    box.focus();
+    connect();
+  };
+  // what this tab showed before a reload, then what came after it
+  for (const [seq, entry] of tab.entries) {
+    shown.add(seq);
+    const item = render(entry, false);
+    if (entry.client_id) mine.set(entry.client_id, item);
+  }
+  for (const p of tab.pending) mine.set(p.client_id, render({ direction: "inbound", text: p.text }, true));
+})();

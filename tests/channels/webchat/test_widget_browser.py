@@ -1,0 +1,207 @@
+"""The widget in real Chromium, on a page of another origin under a strict CSP: one script
+tag, nothing stored or fetched before the visitor opens the chat; a visitor chats and an
+agent's reply shows live, as text; the connection is cut mid-conversation and the chat
+resumes exactly; a reload shows the conversation once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+import httpx
+import pytest
+from aiohttp import web
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from services.stack.ports import free_port
+from tests.console_support import CHROMIUM_ARGS, ensure_chromium
+from tests.support import eventually
+
+pytestmark = pytest.mark.usefixtures("processors", "dispatcher")
+
+
+class Proxy:
+    """A TCP proxy in front of the web process whose connections a test can cut."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = free_port()
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+        self._writers |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError, ConnectionError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._writers -= {writer, up_writer}
+
+    def cut(self) -> int:
+        """Drop every connection open now (the network failing); new ones go through."""
+        cut = len(self._writers)
+        for writer in list(self._writers):
+            writer.transport.abort()
+        return cut
+
+    async def stop(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+def host_page(hub: str) -> str:
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Acme shop</title></head>
+<body><h1>Acme shop</h1><p>Our products.</p>
+<script src="{hub}/channels/webchat/widget.js" data-site="acme" async></script>
+</body></html>"""
+
+
+@pytest.fixture
+async def proxy(api_url: str) -> AsyncIterator[Proxy]:
+    parts = urlsplit(api_url)
+    found = Proxy((parts.hostname or "127.0.0.1", parts.port or 80))
+    await found.start()
+    yield found
+    await found.stop()
+
+
+@pytest.fixture
+async def page_url(webchat_page_port: int, proxy: Proxy) -> AsyncIterator[str]:
+    """The site's page, on its own origin, under a CSP that allows only the hub's script and
+    socket (no inline script or style, nothing else)."""
+    hub = f"http://127.0.0.1:{proxy.port}"
+    csp = (
+        f"default-src 'none'; script-src {hub}; connect-src ws://127.0.0.1:{proxy.port}; "
+        "style-src 'none'; img-src 'none'; base-uri 'none'; form-action 'none'"
+    )
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(
+            text=host_page(hub),
+            content_type="text/html",
+            headers={"Content-Security-Policy": csp},
+        )
+
+    app = web.Application()
+    app.router.add_get("/", page)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", webchat_page_port)
+    await site.start()
+    yield f"http://127.0.0.1:{webchat_page_port}/"
+    await runner.cleanup()
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(
+            executable_path=ensure_chromium(), args=CHROMIUM_ARGS, headless=True
+        )
+        yield chromium
+        await chromium.close()
+
+
+async def visitor_conversation(page: Page) -> str:
+    stored = await page.evaluate("localStorage.getItem('omnihub-chat:acme')")
+    site, hexed, _ = json.loads(stored)["visitor"].split(".")
+    return f"{site}:{uuid.UUID(hexed)}"
+
+
+async def test_a_visitor_chats_an_agent_answers_and_a_cut_connection_resumes_exactly(
+    browser: Browser,
+    page_url: str,
+    proxy: Proxy,
+    pool: asyncpg.Pool,
+    client: httpx.AsyncClient,
+) -> None:
+    context = await browser.new_context()
+    page = await context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    alerts: list[Any] = []
+    page.on("dialog", lambda d: alerts.append(d))
+    await page.goto(page_url)
+    launcher = page.get_by_role("button", name="Chat with us")
+    await expect(launcher).to_be_visible()
+    assert await page.evaluate("localStorage.length + sessionStorage.length") == 0
+    assert await page.evaluate("typeof window.omnihubChat.toggle") == "undefined"
+
+    await launcher.click()
+    chat = page.get_by_role("dialog", name="Acme")
+    await expect(chat).to_be_visible()
+    box = chat.get_by_role("textbox", name="Your message")
+    await expect(box).to_be_focused()
+    await box.fill("Hello <b>there</b>, see https://example.org/order/7")
+    await box.press("Enter")
+    log = chat.get_by_role("log")
+    mine = log.get_by_role("listitem").filter(has_text="see https://example.org/order/7")
+    await expect(mine).to_have_text("YouHello there, see https://example.org/order/7")
+    await expect(mine.get_by_role("link")).to_have_attribute("href", "https://example.org/order/7")
+
+    conversation = await visitor_conversation(page)
+    row = await eventually(
+        lambda: pool.fetchrow(
+            "SELECT customer_id FROM timeline WHERE provider_message_id LIKE $1",
+            conversation + "/%",
+        ),
+        timeout=60,
+    )
+
+    async def reply(text: str) -> None:
+        answer = await client.post(
+            f"/v1/customers/{row['customer_id']}/messages",
+            json={"channel": "webchat", "text": text},
+        )
+        assert answer.status_code == 202, answer.text
+
+    await reply("<img src=x onerror=alert(1)> Your parcel left the depot.")
+    await expect(log.get_by_role("listitem").filter(has_text="parcel left")).to_contain_text(
+        "<img src=x onerror=alert(1)> Your parcel left the depot."
+    )
+    assert await page.evaluate("window.omnihubChat.root.querySelectorAll('img').length") == 0
+
+    # the network fails mid-conversation; a reply meanwhile; the widget reconnects and resumes
+    assert proxy.cut() >= 1
+    await reply("While you were away: it arrives tomorrow.")
+    away = log.get_by_role("listitem").filter(has_text="it arrives tomorrow")
+    await expect(away).to_have_count(1, timeout=30_000)
+    await box.fill("Thanks!")
+    await box.press("Enter")
+    await expect(log.get_by_role("listitem").filter(has_text="Thanks!")).to_have_count(1)
+    await asyncio.sleep(1)  # nothing more may arrive twice
+    await expect(log.get_by_role("listitem")).to_have_count(4)
+
+    # a reload shows the conversation once, and what came after
+    await page.reload()
+    await page.get_by_role("button", name="Chat with us").click()
+    await reply("One more thing.")
+    log = page.get_by_role("dialog", name="Acme").get_by_role("log")
+    await expect(log.get_by_role("listitem")).to_have_count(5, timeout=30_000)
+    texts = await log.get_by_role("listitem").all_inner_texts()
+    assert len(set(texts)) == 5, texts
+    assert not alerts and not problems, (alerts, problems)
+    await context.close()
