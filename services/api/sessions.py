@@ -70,9 +70,17 @@ class SessionRelay:
         """Stop reading."""
         task, self._task = self._task, None
         await cancel(task)
-        if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            try:
+                await consumer.stop()
+            except asyncio.CancelledError:
+                # aiokafka's fetcher raises its own cancellation when the broker is gone;
+                # a cancellation of this task itself goes on
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+                log.warning("session relay: its consumer stopped uncleanly (broker gone?)")
 
     async def _run(self) -> None:
         assert self._consumer is not None
