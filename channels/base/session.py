@@ -47,6 +47,8 @@ class ClientConnection(Protocol):
 
     headers: Mapping[str, str]
     query: Mapping[str, str]
+    #: The client's address as the web server reports it (behind a proxy: as it forwards).
+    peer: str
 
     async def receive_text(self) -> str:
         """The client's next message; SessionClosed once it has gone."""

@@ -25,6 +25,7 @@ from channels.base import (
 )
 from channels.webchat import protocol
 from channels.webchat.config import Site, WebchatSettings
+from channels.webchat.limits import Buckets
 from channels.webchat.protocol import BadFrame, Hello, Say, frame
 from channels.webchat.visitors import (
     Claim,
@@ -62,6 +63,8 @@ class WebchatAdapter(SessionAdapter):
     def __init__(self, settings: WebchatSettings | None = None) -> None:
         self.settings = settings or WebchatSettings()
         self.visitors = VisitorIds(self.settings.key())
+        self.messages = Buckets(self.settings.messages_burst, self.settings.messages_every)
+        self.openings = Buckets(self.settings.visitors_burst, self.settings.visitors_every)
 
     async def serve(self, connection: ClientConnection, route: SessionRoute) -> None:
         """Hello, then the visitor's messages until the socket closes."""
@@ -82,6 +85,9 @@ class WebchatAdapter(SessionAdapter):
         site = self.settings.site(hello.site)
         if site is None or connection.headers.get("origin", "").lower() not in site.origins:
             await connection.close(protocol.WRONG_ORIGIN, "this page may not open the chat")
+            return
+        if self.openings.take(site.id, connection.peer):
+            await connection.close(protocol.TOO_MANY, "too many chats from here; try later")
             return
         log = self.log
         if log is None:
@@ -195,6 +201,12 @@ class _Chat:
         if not isinstance(said, Say):
             await self.socket.send_now(frame("error", code="bad_frame", message="hello once"))
             return
+        wait = self.adapter.messages.take(self.conversation, self.socket.peer)
+        if wait:
+            await self.socket.send_now(
+                frame("error", code="slow_down", client_id=said.client_id, retry_after=wait)
+            )
+            return
         clean = plain_text(said.text)
         if not clean:
             await self.socket.send_now(
@@ -258,6 +270,7 @@ class _Buffered:
         self.connection = connection
         self.headers: Mapping[str, str] = connection.headers
         self.query: Mapping[str, str] = connection.query
+        self.peer = connection.peer
         self._waiting: list[str] | None = []
         self._last = 0
 

@@ -73,6 +73,34 @@ class WebchatSettings(BaseSettings):
     max_message_chars: int = Field(
         default=4000, ge=1, le=100_000, alias="WEBCHAT_MAX_MESSAGE_CHARS"
     )
+    messages_burst: int = Field(
+        default=10,
+        ge=1,
+        le=10_000,
+        alias="WEBCHAT_MESSAGES_BURST",
+        description="Messages a visitor may send at once (per address and web process)",
+    )
+    messages_every: float = Field(
+        default=2.0,
+        gt=0,
+        le=3600,
+        alias="WEBCHAT_MESSAGES_EVERY",
+        description="Then one message every this many seconds",
+    )
+    visitors_burst: int = Field(
+        default=60,
+        ge=1,
+        le=100_000,
+        alias="WEBCHAT_VISITORS_BURST",
+        description="Chats one address may open at once (an office behind one NAT: many)",
+    )
+    visitors_every: float = Field(
+        default=1.0,
+        gt=0,
+        le=3600,
+        alias="WEBCHAT_VISITORS_EVERY",
+        description="Then one more every this many seconds",
+    )
     hello_seconds: float = Field(
         default=10.0,
         gt=0,

@@ -4,7 +4,7 @@ numbered), ``ack`` (a visitor's message is on the broker and numbered) and ``err
 
 Close codes (RFC 6455 leaves 4000-4999 to applications): 4400 the first frame was no hello,
 4401 the site's verification refused the visitor, 4403 the page's origin is not the site's,
-4408 no hello in time."""
+4408 no hello in time, 4429 too many chats opened from the address (try again later)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-BAD_HELLO, NOT_VERIFIED, WRONG_ORIGIN, NO_HELLO = 4400, 4401, 4403, 4408
+BAD_HELLO, NOT_VERIFIED, WRONG_ORIGIN, NO_HELLO, TOO_MANY = 4400, 4401, 4403, 4408, 4429
 #: Close code for "the hub cannot serve this now" (RFC 6455 7.4.1: try again later).
 UNAVAILABLE = 1013
 

@@ -192,6 +192,8 @@ class WebSocketConnection:
         self.websocket = websocket
         self.headers: Mapping[str, str] = dict(websocket.headers)
         self.query: Mapping[str, str] = dict(websocket.query_params)
+        # the peer as uvicorn reports it (X-Forwarded-For only from FORWARDED_ALLOW_IPS)
+        self.peer = websocket.client.host if websocket.client else "unknown"
 
     async def receive_text(self) -> str:
         """The client's next text message; SessionClosed once it has gone."""

@@ -8,27 +8,27 @@
     en: { title: "Chat", close: "Close the chat", message: "Your message", send: "Send",
       history: "Conversation", connecting: "Connecting…", reconnecting: "Connection lost, reconnecting…",
       refused: "The chat is not available on this page.", you: "You", agent: "Agent",
-      tooLong: "This message is too long.", failed: "Not sent yet, retrying…" },
+      tooLong: "This message is too long.", slowDown: "You are writing fast: the message goes out in a moment.", failed: "Not sent yet, retrying…" },
     fr: { title: "Discussion", close: "Fermer la discussion", message: "Votre message", send: "Envoyer",
       history: "Conversation", connecting: "Connexion…", reconnecting: "Connexion perdue, reconnexion…",
       refused: "La discussion n'est pas disponible sur cette page.", you: "Vous", agent: "Conseiller",
-      tooLong: "Ce message est trop long.", failed: "Pas encore envoyé, nouvel essai…" },
+      tooLong: "Ce message est trop long.", slowDown: "Vous écrivez vite : le message part dans un instant.", failed: "Pas encore envoyé, nouvel essai…" },
     de: { title: "Chat", close: "Chat schließen", message: "Ihre Nachricht", send: "Senden",
       history: "Unterhaltung", connecting: "Verbinde…", reconnecting: "Verbindung verloren, verbinde neu…",
       refused: "Der Chat ist auf dieser Seite nicht verfügbar.", you: "Sie", agent: "Berater",
-      tooLong: "Diese Nachricht ist zu lang.", failed: "Noch nicht gesendet, neuer Versuch…" },
+      tooLong: "Diese Nachricht ist zu lang.", slowDown: "Sie schreiben schnell: die Nachricht geht gleich hinaus.", failed: "Noch nicht gesendet, neuer Versuch…" },
     es: { title: "Chat", close: "Cerrar el chat", message: "Su mensaje", send: "Enviar",
       history: "Conversación", connecting: "Conectando…", reconnecting: "Conexión perdida, reconectando…",
       refused: "El chat no está disponible en esta página.", you: "Usted", agent: "Agente",
-      tooLong: "Este mensaje es demasiado largo.", failed: "Aún no enviado, reintentando…" },
+      tooLong: "Este mensaje es demasiado largo.", slowDown: "Escribe rápido: el mensaje sale en un momento.", failed: "Aún no enviado, reintentando…" },
     pt: { title: "Conversa", close: "Fechar a conversa", message: "A sua mensagem", send: "Enviar",
       history: "Conversa", connecting: "A ligar…", reconnecting: "Ligação perdida, a religar…",
       refused: "A conversa não está disponível nesta página.", you: "Você", agent: "Assistente",
-      tooLong: "Esta mensagem é demasiado longa.", failed: "Ainda não enviada, a tentar de novo…" },
+      tooLong: "Esta mensagem é demasiado longa.", slowDown: "Está a escrever depressa: a mensagem segue dentro de momentos.", failed: "Ainda não enviada, a tentar de novo…" },
     ru: { title: "Чат", close: "Закрыть чат", message: "Ваше сообщение", send: "Отправить",
       history: "Переписка", connecting: "Подключение…", reconnecting: "Связь потеряна, переподключение…",
       refused: "Чат недоступен на этой странице.", you: "Вы", agent: "Оператор",
-      tooLong: "Сообщение слишком длинное.", failed: "Ещё не отправлено, повтор…" },
+      tooLong: "Сообщение слишком длинное.", slowDown: "Вы пишете быстро: сообщение уйдёт через мгновение.", failed: "Ещё не отправлено, повтор…" },
   };
   const t = TEXT[chat.lang] || TEXT.en;
   const KEY = `omnihub-chat:${chat.site}`;
@@ -174,9 +174,15 @@
         accept(frame.seq, { direction: "inbound", text, client_id: frame.client_id });
       } else if (frame.type === "error") {
         const own = frame.client_id && mine.get(frame.client_id);
-        if (frame.code === "retry") {
-          if (own) own.title = t.failed;
-          setTimeout(() => { const p = tab.pending.find((q) => q.client_id === frame.client_id); if (p) say(p.client_id, p.text); }, 1000);
+        if (frame.code === "retry" || frame.code === "slow_down") {
+          const slow = frame.code === "slow_down";
+          if (own) own.title = slow ? t.slowDown : t.failed;
+          if (slow) status.textContent = t.slowDown;
+          setTimeout(() => {
+            const p = tab.pending.find((q) => q.client_id === frame.client_id);
+            if (p) say(p.client_id, p.text);
+            if (slow) status.textContent = "";
+          }, slow ? Math.ceil(frame.retry_after * 1000) : 1000);
         } else if (own) {
           own.classList.remove("waiting");
           own.title = frame.code === "too_long" ? t.tooLong : frame.message || "";

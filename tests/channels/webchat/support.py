@@ -24,6 +24,8 @@ SITES = [
         "secret": SECRET,
         "require_verification": True,
     },
+    # its own address buckets: the test that exhausts them leaves the others' alone
+    {"id": "flood", "name": "Flood", "origins": [ORIGIN]},
 ]
 
 

@@ -239,3 +239,34 @@ async def test_the_widget_is_one_small_script_and_the_chat_is_versioned_and_cach
         assert again.status_code == 304 and not again.content
         assert (await http.get("/channels/webchat/nothing.js")).status_code == 404
         assert (await http.get("/channels/webchat/../config.py")).status_code == 404
+
+
+async def test_a_visitor_writing_too_fast_is_slowed_others_behind_the_same_address_are_not(
+    ws_url: str,
+) -> None:
+    fast, _ = await Widget.open(ws_url)
+    other, _ = await Widget.open(ws_url)
+    try:
+        answers = [await fast.say(f"f{n}", f"message {n}") for n in range(11)]
+        assert [a["type"] for a in answers[:10]] == ["ack"] * 10  # WEBCHAT_MESSAGES_BURST
+        slowed = answers[10]
+        assert slowed["type"] == "error" and slowed["code"] == "slow_down"
+        assert slowed["client_id"] == "f10" and 0 < slowed["retry_after"] <= 2.0
+        assert (await other.say("o1", "me too"))["type"] == "ack", "the same address, not slowed"
+    finally:
+        await fast.close()
+        await other.close()
+
+
+async def test_an_address_opening_chats_without_end_is_told_to_wait(ws_url: str) -> None:
+    codes = []
+    for _ in range(80):  # WEBCHAT_VISITORS_BURST is 60, one more a second
+        try:
+            widget, _ = await Widget.open(ws_url, site="flood")
+        except ConnectionClosed as exc:
+            assert exc.rcvd is not None
+            codes.append(exc.rcvd.code)
+            continue
+        await widget.close()
+        codes.append(1000)
+    assert 4429 in codes and codes[0] == 1000

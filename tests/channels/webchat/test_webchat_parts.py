@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from channels.webchat.adapter import plain_text
 from channels.webchat.config import Site, WebchatSettings
+from channels.webchat.limits import Buckets
 from channels.webchat.visitors import ClaimRefused, VisitorIds, verified_claim
 from services.conversation_log import log_on
 from tests.channels.webchat.support import SECRET, SITES, claim
@@ -89,3 +90,17 @@ async def test_the_log_numbers_each_entry_once_however_many_append_it(
     assert [seq for seq, _ in entries] == sorted(first)
     assert await log.since(conversation, max(first), 100) == []
     assert len(await log.since(conversation, 0, 5)) == 5
+
+
+def test_buckets_allow_a_burst_then_one_per_interval_per_key() -> None:
+    buckets = Buckets(burst=3, every=2.0)
+    assert [buckets.take("v1", "10.0.0.1", now=100.0) for _ in range(3)] == [0, 0, 0]
+    assert buckets.take("v1", "10.0.0.1", now=100.0) == pytest.approx(2.0)
+    assert buckets.take("v2", "10.0.0.1", now=100.0) == 0, "another visitor behind the NAT"
+    assert buckets.take("v1", "10.0.0.2", now=100.0) == 0, "the same visitor elsewhere"
+    assert buckets.take("v1", "10.0.0.1", now=101.0) == pytest.approx(1.0)
+    assert buckets.take("v1", "10.0.0.1", now=102.0) == 0
+    assert buckets.take("v1", "10.0.0.1", now=1000.0) == 0, "refilled, never beyond the burst"
+    assert buckets.take("v1", "10.0.0.1", now=1000.0) == 0
+    assert buckets.take("v1", "10.0.0.1", now=1000.0) == 0
+    assert buckets.take("v1", "10.0.0.1", now=1000.0) > 0
