@@ -20,8 +20,9 @@ from aiohttp import web
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from services.stack.ports import free_port
-from tests.console_support import CHROMIUM_ARGS, ensure_chromium
-from tests.support import eventually
+from tests.console_support import CHROMIUM_ARGS, ensure_chromium, make_user
+from tests.support import eventually, unique
+from tests.test_console_browser import live, routed_department, signed_in
 
 pytestmark = pytest.mark.usefixtures("processors", "dispatcher")
 
@@ -205,3 +206,53 @@ async def test_a_visitor_chats_an_agent_answers_and_a_cut_connection_resumes_exa
     assert len(set(texts)) == 5, texts
     assert not alerts and not problems, (alerts, problems)
     await context.close()
+
+
+async def test_a_chat_is_live_in_the_console_and_the_agents_reply_live_in_the_widget(
+    browser: Browser, page_url: str, api_url: str, pool: asyncpg.Pool
+) -> None:
+    visitor_context = await browser.new_context()
+    visitor = await visitor_context.new_page()
+    await visitor.goto(page_url)
+    await visitor.get_by_role("button", name="Chat with us").click()
+    chat = visitor.get_by_role("dialog", name="Acme")
+    box = chat.get_by_role("textbox", name="Your message")
+    first = unique("My invoice shows the wrong address")
+    await box.fill(first)
+    await box.press("Enter")
+    conversation = await visitor_conversation(visitor)
+    customer = await eventually(
+        lambda: pool.fetchval(
+            "SELECT customer_id FROM timeline WHERE provider_message_id LIKE $1",
+            conversation + "/%",
+        ),
+        timeout=60,
+    )
+    department = await routed_department(pool, str(customer))
+    agent = await signed_in(
+        browser, api_url, await make_user(pool, "agent", [department, "triage"])
+    )
+    await agent.goto(f"/console/customers/{customer}")
+    await expect(agent.locator("#timeline")).to_contain_text(first)
+    await live(agent)
+
+    second = unique("It should be 12 rue de la Paix")
+    await box.fill(second)
+    await box.press("Enter")
+    arrived = agent.locator("li.item", has_text=second)
+    await expect(arrived).to_be_visible()  # live, no reload
+    await expect(arrived.locator(".channel")).to_have_text("Web chat")
+
+    await arrived.get_by_role("link", name="Reply").click()
+    await expect(agent.locator("#reply-channel")).to_have_value("webchat")
+    answer = unique("Corrected, a new invoice is on its way.")
+    await agent.locator("#reply-text").fill(answer)
+    await agent.locator("#reply-send").click()
+    await expect(agent.locator(".notice")).to_contain_text("Reply queued")
+    await expect(
+        chat.get_by_role("log").get_by_role("listitem").filter(has_text=answer)
+    ).to_be_visible()
+    sent = agent.locator("li.item.outbound", has_text=answer)
+    await expect(sent.locator(".delivery")).to_have_text("delivered", timeout=30_000)
+    await agent.context.close()
+    await visitor_context.close()
