@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import uuid
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -26,7 +27,7 @@ from channels.base import (
 from channels.webchat import protocol
 from channels.webchat.config import Site, WebchatSettings
 from channels.webchat.limits import Buckets
-from channels.webchat.protocol import BadFrame, Hello, Say, frame
+from channels.webchat.protocol import BadFrame, Hello, Read, Say, frame
 from channels.webchat.visitors import (
     Claim,
     ClaimRefused,
@@ -37,6 +38,7 @@ from channels.webchat.visitors import (
 from schemas import (
     Channel,
     DeliveryState,
+    DeliveryStatus,
     Direction,
     Identity,
     IdentityType,
@@ -168,6 +170,8 @@ class _Chat:
         self.claim = claim
         self.hello = hello
         self.socket = _Buffered(connection)
+        #: The number up to which the visitor's reading was recorded.
+        self.read = 0
 
     async def run(self, token: str, log: ConversationLog) -> None:
         with self.adapter.held.holding(self.conversation, self.socket):
@@ -197,6 +201,9 @@ class _Chat:
             said = protocol.client_frame(text)
         except BadFrame as exc:
             await self.socket.send_now(frame("error", code="bad_frame", message=str(exc)))
+            return
+        if isinstance(said, Read):
+            await self._read(said.seq, log)
             return
         if not isinstance(said, Say):
             await self.socket.send_now(frame("error", code="bad_frame", message="hello once"))
@@ -237,6 +244,29 @@ class _Chat:
             return
         # the text as stored (markup removed): the widget shows that one
         await self.socket.send_now(frame("ack", client_id=said.client_id, seq=seq, text=clean))
+
+    async def _read(self, seq: int, log: ConversationLog) -> None:
+        """The agents' replies up to ``seq`` are read: their delivery state."""
+        if seq <= self.read:
+            return
+        try:
+            entries = await log.since(self.conversation, self.read, seq - self.read)
+            read = [
+                DeliveryStatus(
+                    command_id=uuid.UUID(str(entry["id"])),
+                    channel=Channel.WEBCHAT,
+                    state=DeliveryState.READ,
+                    occurred_at=utcnow(),
+                    provider_message_id=f"webchat:{entry['id']}",
+                )
+                for number, entry in entries
+                if number <= seq and entry.get("direction") == "outbound"
+            ]
+            if read:
+                await self.adapter.publisher.publish(read)
+        except (PublishError, OSError):
+            return  # the next read frame says it again
+        self.read = seq
 
     def _interaction(self, client_id: str, text: str) -> Interaction:
         identities = [Identity(type=IdentityType.WEBCHAT_VISITOR, value=self.conversation)]

@@ -1,6 +1,7 @@
 """The widget's WebSocket frames (JSON text). A client says ``hello`` first, then sends
-``message`` frames; the hub answers ``welcome``, ``entry`` (a message of the conversation,
-numbered), ``ack`` (a visitor's message is on the broker and numbered) and ``error``.
+``message`` frames, and ``read`` once the visitor saw the conversation up to a number; the
+hub answers ``welcome``, ``entry`` (a message of the conversation, numbered), ``ack`` (a
+visitor's message is on the broker and numbered) and ``error``.
 
 Close codes (RFC 6455 leaves 4000-4999 to applications): 4400 the first frame was no hello,
 4401 the site's verification refused the visitor, 4403 the page's origin is not the site's,
@@ -41,14 +42,22 @@ class Say(_Frame):
     text: str = Field(min_length=1, max_length=100_000)
 
 
-_CLIENT = TypeAdapter(Annotated[Hello | Say, Field(discriminator="type")])
+class Read(_Frame):
+    """The widget showed the conversation up to ``seq`` to the visitor (the chat open, the
+    page in view): the agents' replies up to there are read."""
+
+    type: Literal["read"]
+    seq: int = Field(ge=1)
+
+
+_CLIENT = TypeAdapter(Annotated[Hello | Say | Read, Field(discriminator="type")])
 
 
 class BadFrame(ValueError):
     """A frame that is not JSON or not one the protocol knows."""
 
 
-def client_frame(text: str) -> Hello | Say:
+def client_frame(text: str) -> Hello | Say | Read:
     """The frame ``text`` holds; BadFrame naming what is wrong."""
     try:
         return _CLIENT.validate_json(text)

@@ -49,17 +49,23 @@ async def dispatch_batch(
     reader: SealedReader,
     events: Sequence[Any],
 ) -> None:
-    """Send every command of the batch concurrently; publish their states and timeline rows
-    (carrying each command's trace, see ``send_traced``)."""
+    """Send the batch's commands, one customer's in order (two quick replies must not swap)
+    and different customers' concurrently; publish their states and timeline rows (carrying
+    each command's trace, see ``send_traced``)."""
     pool, producer = await resources.ready()
     opened = await reader.open_each(pool, [event.message for event in events])
     decoded = decode_batch(events, OutboundCommand, stage="dispatch", values=opened)
-    sent = await asyncio.gather(
-        *(
-            send_traced(pool, adapters, command, trace)
-            for command, trace in zip(decoded.models, decoded.traces, strict=True)
-        )
-    )
+    by_customer: dict[uuid.UUID, list[tuple[OutboundCommand, Trace]]] = {}
+    for command, trace in zip(decoded.models, decoded.traces, strict=True):
+        by_customer.setdefault(command.customer_id, []).append((command, trace))
+
+    async def in_order(
+        commands: list[tuple[OutboundCommand, Trace]],
+    ) -> list[tuple[Outcome, Trace]]:
+        return [await send_traced(pool, adapters, c, t) for c, t in commands]
+
+    groups = await asyncio.gather(*(in_order(c) for c in by_customer.values()))
+    sent = [outcome for group in groups for outcome in group]
     records: list[Record] = list(decoded.dead)
     interactions: list[Record] = []
     for outcome, trace in sent:

@@ -133,6 +133,15 @@
     tab.pending = tab.pending.filter((p) => p.client_id !== entry.client_id);
     remember(seq, entry);
   };
+  let readSent = 0;
+  const markRead = () => {
+    // the visitor sees the conversation: the chat open, the page in view
+    if (panel.hidden || document.visibilityState !== "visible" || tab.seq <= readSent) return;
+    if (!socket || socket.readyState !== WebSocket.OPEN) return;
+    readSent = tab.seq;
+    socket.send(JSON.stringify({ type: "read", seq: tab.seq }));
+  };
+  document.addEventListener("visibilitychange", markRead);
   const say = (clientId, text) => {
     if (socket && socket.readyState === WebSocket.OPEN) {
       socket.send(JSON.stringify({ type: "message", client_id: clientId, text }));
@@ -166,6 +175,7 @@
         for (const p of tab.pending) say(p.client_id, p.text); // what was not acknowledged
       } else if (frame.type === "entry") {
         accept(frame.seq, frame.entry);
+        markRead();
       } else if (frame.type === "ack") {
         const pending = tab.pending.find((p) => p.client_id === frame.client_id);
         const text = frame.text !== undefined ? frame.text : pending && pending.text;
@@ -235,6 +245,7 @@
     chat.button.setAttribute("aria-expanded", "true");
     box.focus();
     connect();
+    markRead();
   };
   // what this tab showed before a reload, then what came after it
   for (const [seq, entry] of tab.entries) {

@@ -270,3 +270,39 @@ async def test_an_address_opening_chats_without_end_is_told_to_wait(ws_url: str)
         await widget.close()
         codes.append(1000)
     assert 4429 in codes and codes[0] == 1000
+
+
+async def test_replies_the_visitor_saw_are_read(
+    ws_url: str, pool: asyncpg.Pool, client: httpx.AsyncClient
+) -> None:
+    widget, welcome = await Widget.open(ws_url)
+    try:
+        await widget.say("r", "hello")
+        customer = (await row_of(pool, f"{conversation(welcome)}/r"))["customer_id"]
+        first = await reply(client, customer, "first answer")
+        assert (await widget.receive())["seq"] == 2
+        second = await reply(client, customer, "second answer")
+        assert (await widget.receive())["seq"] == 3
+        await widget.send({"type": "read", "seq": 2})  # the second one not seen yet
+
+        async def states() -> dict[str, set[str]]:
+            rows = await pool.fetch(
+                "SELECT command_id::text AS id, state FROM delivery_states"
+                " WHERE command_id = ANY($1::uuid[])",
+                [first, second],
+            )
+            found: dict[str, set[str]] = {first: set(), second: set()}
+            for row in rows:
+                found[row["id"]].add(row["state"])
+            return found
+
+        await eventually(lambda: _has(states, first, "read"), timeout=30)
+        assert "read" not in (await states())[second]
+        await widget.send({"type": "read", "seq": 3})
+        await eventually(lambda: _has(states, second, "read"), timeout=30)
+    finally:
+        await widget.close()
+
+
+async def _has(states: Any, command: str, state: str) -> bool:
+    return state in (await states())[command]
