@@ -42,7 +42,22 @@ def version() -> tuple[int, int]:
     return int(major), int(minor)
 
 
-class _Introspection(BaseHTTPRequestHandler):
+class _JsonHandler(BaseHTTPRequestHandler):
+    """A quiet handler that answers JSON."""
+
+    def _answer(self, status: int, answer: dict[str, Any]) -> None:
+        data = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class _Introspection(_JsonHandler):
     """RFC 7662 token introspection, as Microsoft's or Google's would answer dovecot: the
     OAuth 2 tokens of the test users are active, any other is not."""
 
@@ -52,16 +67,7 @@ class _Introspection(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
         token = (parse_qs(body).get("token") or [""])[0]
         user = self.server.tokens.get(token)
-        answer = {"active": True, "username": user} if user else {"active": False}
-        data = json.dumps(answer).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+        self._answer(200, {"active": True, "username": user} if user else {"active": False})
 
 
 class _IntrospectionServer(ThreadingHTTPServer):
@@ -72,7 +78,7 @@ class _IntrospectionServer(ThreadingHTTPServer):
 CLIENT_ID, CLIENT_SECRET = "omnihub-tests", "client-secret-of-the-tests"
 
 
-class _TokenEndpoint(BaseHTTPRequestHandler):
+class _TokenEndpoint(_JsonHandler):
     """An OAuth 2 token endpoint (RFC 6749 6) as Microsoft's or Google's answers: a test
     user's refresh token, from the test client with its secret, gets a new access token (the
     introspection server knows it from then on) and a rotated refresh token."""
@@ -102,17 +108,6 @@ class _TokenEndpoint(BaseHTTPRequestHandler):
                     "refresh_token": rotated,
                 },
             )
-
-    def _answer(self, status: int, answer: dict[str, Any]) -> None:
-        data = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
 
 
 class _TokenServer(ThreadingHTTPServer):
