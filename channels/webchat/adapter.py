@@ -51,6 +51,8 @@ from schemas.events import utcnow
 
 #: Entries sent on a reconnect at most (older ones are on the customer's history page).
 REPLAY_LIMIT = 500
+#: A frame may spend this many characters a text character (JSON escapes: \uXXXX is 6).
+FRAME_CHARS_PER_TEXT_CHAR = 6
 
 
 class WebchatAdapter(SessionAdapter):
@@ -197,6 +199,10 @@ class _Chat:
                 return
 
     async def _take(self, text: str, log: ConversationLog) -> None:
+        if len(text) > FRAME_CHARS_PER_TEXT_CHAR * self.adapter.settings.max_message_chars + 1000:
+            # refused before parsing: a frame's size is bounded by the text it may carry
+            await self.socket.send_now(frame("error", code="too_long", message="frame too large"))
+            return
         try:
             said = protocol.client_frame(text)
         except BadFrame as exc:
@@ -250,7 +256,8 @@ class _Chat:
         if seq <= self.read:
             return
         try:
-            entries = await log.since(self.conversation, self.read, seq - self.read)
+            limit = min(seq - self.read, REPLAY_LIMIT)
+            entries = await log.since(self.conversation, self.read, limit)
             read = [
                 DeliveryStatus(
                     command_id=uuid.UUID(str(entry["id"])),
@@ -266,7 +273,8 @@ class _Chat:
                 await self.adapter.publisher.publish(read)
         except (PublishError, OSError):
             return  # the next read frame says it again
-        self.read = seq
+        # read up to seq, or up to the last entry handled when the limit cut the list short
+        self.read = entries[-1][0] if len(entries) == limit and entries else seq
 
     def _interaction(self, client_id: str, text: str) -> Interaction:
         identities = [Identity(type=IdentityType.WEBCHAT_VISITOR, value=self.conversation)]

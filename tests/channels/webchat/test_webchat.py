@@ -306,3 +306,17 @@ async def test_replies_the_visitor_saw_are_read(
 
 async def _has(states: Any, command: str, state: str) -> bool:
     return state in (await states())[command]
+
+
+async def test_too_long_messages_and_oversized_frames_are_refused_readably(ws_url: str) -> None:
+    widget, _ = await Widget.open(ws_url)
+    try:
+        long = await widget.say("l", "x" * 4001)  # WEBCHAT_MAX_MESSAGE_CHARS
+        assert (long["type"], long["code"], long["client_id"]) == ("error", "too_long", "l")
+        huge = await widget.say("h", "x" * 30_000)  # refused before it is parsed
+        assert (huge["type"], huge["code"]) == ("error", "too_long")
+        only_markup = await widget.say("m", "<img src=x onerror=alert(1)>")
+        assert (only_markup["type"], only_markup["code"]) == ("error", "empty")
+        assert (await widget.say("ok", "still here"))["type"] == "ack"
+    finally:
+        await widget.close()
