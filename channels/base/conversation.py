@@ -18,11 +18,13 @@ class ConversationLog(Protocol):
 
     async def append(self, conversation: str, entry_id: uuid.UUID, entry: Entry) -> int:
         """The entry's number in the conversation: the next one, or the one it got when
-        appended before (a retry appends nothing); returns once it is durable."""
+        appended before (a retry appends nothing); returns once it is durable. OSError when
+        the log cannot be written (the client is told to try again)."""
         ...
 
     async def since(
         self, conversation: str, after: int, limit: int
     ) -> Sequence[tuple[int, dict[str, str | int | float | bool | None]]]:
-        """Up to ``limit`` entries numbered above ``after``, in order."""
+        """Up to ``limit`` entries numbered above ``after``, in order; OSError when the log
+        cannot be read."""
         ...

@@ -187,7 +187,12 @@ class _Chat:
                 )
             )
             last = self.hello.after
-            for seq, entry in await log.since(self.conversation, last, REPLAY_LIMIT):
+            try:
+                missed = await log.since(self.conversation, last, REPLAY_LIMIT)
+            except OSError:
+                await self.socket.close(protocol.UNAVAILABLE, "try again in a moment")
+                return
+            for seq, entry in missed:
                 await self.socket.send_now(frame("entry", seq=seq, entry=entry))
                 last = seq
             await self.socket.ready(last)

@@ -15,7 +15,7 @@ from channels.webchat.adapter import plain_text
 from channels.webchat.config import Site, WebchatSettings
 from channels.webchat.limits import Buckets
 from channels.webchat.visitors import ClaimRefused, VisitorIds, verified_claim
-from services.conversation_log import log_on
+from services.conversation_log import LogUnavailable, PgConversationLog, log_on
 from tests.channels.webchat.support import SECRET, SITES, claim
 from tests.support import unique
 
@@ -104,3 +104,15 @@ def test_buckets_allow_a_burst_then_one_per_interval_per_key() -> None:
     assert buckets.take("v1", "10.0.0.1", now=1000.0) == 0
     assert buckets.take("v1", "10.0.0.1", now=1000.0) == 0
     assert buckets.take("v1", "10.0.0.1", now=1000.0) > 0
+
+
+async def test_appends_that_cannot_be_written_fail_each_waiting_caller() -> None:
+    async def unreachable() -> asyncpg.Pool:
+        raise ConnectionRefusedError("PostgreSQL is down")
+
+    log = PgConversationLog(unreachable, "webchat-test")
+    failed = await asyncio.gather(
+        *(log.append("c", uuid.uuid4(), {"n": n}) for n in range(3)), return_exceptions=True
+    )
+    assert all(isinstance(f, LogUnavailable) for f in failed), failed
+    assert isinstance(failed[0], OSError), "callers treat it as a transient failure"
