@@ -23,11 +23,13 @@ from channels.base import (
     SessionAdapter,
     SessionClosed,
     SessionRoute,
+    blob_id,
 )
 from channels.webchat import protocol
 from channels.webchat.config import Site, WebchatSettings
+from channels.webchat.files import FileRefused, accepted_file
 from channels.webchat.limits import Buckets
-from channels.webchat.protocol import BadFrame, Hello, Read, Say, frame
+from channels.webchat.protocol import BadFrame, Hello, Read, Say, Upload, frame
 from channels.webchat.visitors import (
     Claim,
     ClaimRefused,
@@ -47,7 +49,8 @@ from schemas import (
     OutboundCommand,
     ThreadRef,
 )
-from schemas.events import utcnow
+from schemas.events import Attachment, utcnow
+from schemas.ids import event_id_for
 
 #: Entries sent on a reconnect at most (older ones are on the customer's history page).
 REPLAY_LIMIT = 500
@@ -204,8 +207,12 @@ class _Chat:
                 return
 
     async def _take(self, text: str, log: ConversationLog) -> None:
-        if len(text) > FRAME_CHARS_PER_TEXT_CHAR * self.adapter.settings.max_message_chars + 1000:
-            # refused before parsing: a frame's size is bounded by the text it may carry
+        settings = self.adapter.settings
+        if len(text) > FRAME_CHARS_PER_TEXT_CHAR * settings.max_message_chars + 1000 and (
+            not text.startswith('{"type":"file"')
+            or len(text) > (settings.max_file_bytes + 2) // 3 * 4 + 2000
+        ):
+            # refused before parsing: a frame's size is bounded by what it may carry
             await self.socket.send_now(frame("error", code="too_long", message="frame too large"))
             return
         try:
@@ -215,6 +222,9 @@ class _Chat:
             return
         if isinstance(said, Read):
             await self._read(said.seq, log)
+            return
+        if isinstance(said, Upload):
+            await self._upload(said, log)
             return
         if not isinstance(said, Say):
             await self.socket.send_now(frame("error", code="bad_frame", message="hello once"))
@@ -238,23 +248,70 @@ class _Chat:
             )
             return
         interaction = self._interaction(said.client_id, clean)
-        entry = {
-            "id": str(interaction.event_id),
-            "direction": "inbound",
-            "text": clean,
-            "client_id": said.client_id,
-            "at": interaction.received_at.isoformat(),
-        }
+        seq = await self._publish(interaction, said.client_id, {"text": clean}, log)
+        if seq is not None:
+            # the text as stored (markup removed): the widget shows that one
+            await self.socket.send_now(frame("ack", client_id=said.client_id, seq=seq, text=clean))
+
+    async def _upload(self, said: Upload, log: ConversationLog) -> None:
+        """An image or PDF: checked, stored in the blob store, then published and numbered
+        as a message whose attachment it is."""
+        wait = self.adapter.messages.take(self.conversation, self.socket.peer)
+        if wait:
+            await self.socket.send_now(
+                frame("error", code="slow_down", client_id=said.client_id, retry_after=wait)
+            )
+            return
         try:
-            await self.adapter.publisher.publish([interaction])
-            seq = await log.append(self.conversation, interaction.event_id, entry)
-        except (PublishError, OSError) as exc:
+            name, content = accepted_file(
+                said.name, said.content_type, said.data, self.adapter.settings.max_file_bytes
+            )
+        except FileRefused as exc:
+            await self.socket.send_now(
+                frame("error", code=exc.code, client_id=said.client_id, message=str(exc))
+            )
+            return
+        kind = said.content_type.lower()
+        provider_id = f"{self.conversation}/{said.client_id}"
+        blob = blob_id(event_id_for(Channel.WEBCHAT.value, provider_id), 1)
+        attachment = Attachment(name=name, content_type=kind, size=len(content), blob=blob)
+        try:
+            await self.adapter.blobs.put(blob, content)
+        except OSError as exc:
             await self.socket.send_now(
                 frame("error", code="retry", client_id=said.client_id, message=str(exc)[:200])
             )
             return
-        # the text as stored (markup removed): the widget shows that one
-        await self.socket.send_now(frame("ack", client_id=said.client_id, seq=seq, text=clean))
+        interaction = self._interaction(said.client_id, None, [attachment])
+        shown = {"file": {"name": name, "content_type": kind, "size": len(content)}}
+        seq = await self._publish(interaction, said.client_id, shown, log)
+        if seq is not None:
+            await self.socket.send_now(frame("ack", client_id=said.client_id, seq=seq))
+
+    async def _publish(
+        self,
+        interaction: Interaction,
+        client_id: str,
+        shown: dict[str, Any],
+        log: ConversationLog,
+    ) -> int | None:
+        """Publish, then number in the log; the number, or None once the widget was told to
+        try again (the same client id makes the same event and number)."""
+        entry = {
+            "id": str(interaction.event_id),
+            "direction": "inbound",
+            "client_id": client_id,
+            "at": interaction.received_at.isoformat(),
+            **shown,
+        }
+        try:
+            await self.adapter.publisher.publish([interaction])
+            return await log.append(self.conversation, interaction.event_id, entry)
+        except (PublishError, OSError) as exc:
+            await self.socket.send_now(
+                frame("error", code="retry", client_id=client_id, message=str(exc)[:200])
+            )
+            return None
 
     async def _read(self, seq: int, log: ConversationLog) -> None:
         """The agents' replies up to ``seq`` are read: their delivery state."""
@@ -281,7 +338,9 @@ class _Chat:
         # read up to seq, or up to the last entry handled when the limit cut the list short
         self.read = entries[-1][0] if len(entries) == limit and entries else seq
 
-    def _interaction(self, client_id: str, text: str) -> Interaction:
+    def _interaction(
+        self, client_id: str, text: str | None, attachments: list[Attachment] | None = None
+    ) -> Interaction:
         identities = [Identity(type=IdentityType.WEBCHAT_VISITOR, value=self.conversation)]
         if self.claim is not None:
             identities.append(
@@ -298,6 +357,7 @@ class _Chat:
             kind=Kind.MESSAGE,
             identities=identities,
             text=text,
+            attachments=attachments or [],
             provider_message_id=f"{self.conversation}/{client_id}",
             thread=ThreadRef(id=self.conversation),
             source="channels/webchat",

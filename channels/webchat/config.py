@@ -73,6 +73,13 @@ class WebchatSettings(BaseSettings):
     max_message_chars: int = Field(
         default=4000, ge=1, le=100_000, alias="WEBCHAT_MAX_MESSAGE_CHARS"
     )
+    max_file_bytes: int = Field(
+        default=5 * 1024 * 1024,
+        ge=1024,
+        le=10 * 1024 * 1024,
+        alias="WEBCHAT_MAX_FILE_BYTES",
+        description="Largest file a visitor may send (images and PDFs only)",
+    )
     messages_burst: int = Field(
         default=10,
         ge=1,

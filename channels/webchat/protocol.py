@@ -1,5 +1,6 @@
 """The widget's WebSocket frames (JSON text). A client says ``hello`` first, then sends
-``message`` frames, and ``read`` once the visitor saw the conversation up to a number; the
+``message`` and ``file`` frames, and ``read`` once the visitor saw the conversation up to a
+number; the
 hub answers ``welcome``, ``entry`` (a message of the conversation, numbered), ``ack`` (a
 visitor's message is on the broker and numbered) and ``error``.
 
@@ -42,6 +43,16 @@ class Say(_Frame):
     text: str = Field(min_length=1, max_length=100_000)
 
 
+class Upload(_Frame):
+    """A file the visitor sends (an image or a PDF), its bytes in base64."""
+
+    type: Literal["file"]
+    client_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    name: str = Field(min_length=1, max_length=255)
+    content_type: str = Field(max_length=100)
+    data: str
+
+
 class Read(_Frame):
     """The widget showed the conversation up to ``seq`` to the visitor (the chat open, the
     page in view): the agents' replies up to there are read."""
@@ -50,14 +61,14 @@ class Read(_Frame):
     seq: int = Field(ge=1)
 
 
-_CLIENT = TypeAdapter(Annotated[Hello | Say | Read, Field(discriminator="type")])
+_CLIENT = TypeAdapter(Annotated[Hello | Say | Upload | Read, Field(discriminator="type")])
 
 
 class BadFrame(ValueError):
     """A frame that is not JSON or not one the protocol knows."""
 
 
-def client_frame(text: str) -> Hello | Say | Read:
+def client_frame(text: str) -> Hello | Say | Upload | Read:
     """The frame ``text`` holds; BadFrame naming what is wrong."""
     try:
         return _CLIENT.validate_json(text)

@@ -8,27 +8,27 @@
     en: { title: "Chat", close: "Close the chat", message: "Your message", send: "Send",
       history: "Conversation", connecting: "Connecting…", reconnecting: "Connection lost, reconnecting…",
       refused: "The chat is not available on this page.", you: "You", agent: "Agent",
-      tooLong: "This message is too long.", slowDown: "You are writing fast: the message goes out in a moment.", failed: "Not sent yet, retrying…" },
+      tooLong: "This message is too long.", slowDown: "You are writing fast: the message goes out in a moment.", attach: "Attach an image or a PDF", fileRefused: "Only images and PDFs up to 5 MB can be sent.", failed: "Not sent yet, retrying…" },
     fr: { title: "Discussion", close: "Fermer la discussion", message: "Votre message", send: "Envoyer",
       history: "Conversation", connecting: "Connexion…", reconnecting: "Connexion perdue, reconnexion…",
       refused: "La discussion n'est pas disponible sur cette page.", you: "Vous", agent: "Conseiller",
-      tooLong: "Ce message est trop long.", slowDown: "Vous écrivez vite : le message part dans un instant.", failed: "Pas encore envoyé, nouvel essai…" },
+      tooLong: "Ce message est trop long.", slowDown: "Vous écrivez vite : le message part dans un instant.", attach: "Joindre une image ou un PDF", fileRefused: "Seuls les images et les PDF de 5 Mo au plus peuvent être envoyés.", failed: "Pas encore envoyé, nouvel essai…" },
     de: { title: "Chat", close: "Chat schließen", message: "Ihre Nachricht", send: "Senden",
       history: "Unterhaltung", connecting: "Verbinde…", reconnecting: "Verbindung verloren, verbinde neu…",
       refused: "Der Chat ist auf dieser Seite nicht verfügbar.", you: "Sie", agent: "Berater",
-      tooLong: "Diese Nachricht ist zu lang.", slowDown: "Sie schreiben schnell: die Nachricht geht gleich hinaus.", failed: "Noch nicht gesendet, neuer Versuch…" },
+      tooLong: "Diese Nachricht ist zu lang.", slowDown: "Sie schreiben schnell: die Nachricht geht gleich hinaus.", attach: "Bild oder PDF anhängen", fileRefused: "Nur Bilder und PDFs bis 5 MB können gesendet werden.", failed: "Noch nicht gesendet, neuer Versuch…" },
     es: { title: "Chat", close: "Cerrar el chat", message: "Su mensaje", send: "Enviar",
       history: "Conversación", connecting: "Conectando…", reconnecting: "Conexión perdida, reconectando…",
       refused: "El chat no está disponible en esta página.", you: "Usted", agent: "Agente",
-      tooLong: "Este mensaje es demasiado largo.", slowDown: "Escribe rápido: el mensaje sale en un momento.", failed: "Aún no enviado, reintentando…" },
+      tooLong: "Este mensaje es demasiado largo.", slowDown: "Escribe rápido: el mensaje sale en un momento.", attach: "Adjuntar una imagen o un PDF", fileRefused: "Solo se pueden enviar imágenes y PDF de hasta 5 MB.", failed: "Aún no enviado, reintentando…" },
     pt: { title: "Conversa", close: "Fechar a conversa", message: "A sua mensagem", send: "Enviar",
       history: "Conversa", connecting: "A ligar…", reconnecting: "Ligação perdida, a religar…",
       refused: "A conversa não está disponível nesta página.", you: "Você", agent: "Assistente",
-      tooLong: "Esta mensagem é demasiado longa.", slowDown: "Está a escrever depressa: a mensagem segue dentro de momentos.", failed: "Ainda não enviada, a tentar de novo…" },
+      tooLong: "Esta mensagem é demasiado longa.", slowDown: "Está a escrever depressa: a mensagem segue dentro de momentos.", attach: "Anexar uma imagem ou um PDF", fileRefused: "Só se podem enviar imagens e PDF até 5 MB.", failed: "Ainda não enviada, a tentar de novo…" },
     ru: { title: "Чат", close: "Закрыть чат", message: "Ваше сообщение", send: "Отправить",
       history: "Переписка", connecting: "Подключение…", reconnecting: "Связь потеряна, переподключение…",
       refused: "Чат недоступен на этой странице.", you: "Вы", agent: "Оператор",
-      tooLong: "Сообщение слишком длинное.", slowDown: "Вы пишете быстро: сообщение уйдёт через мгновение.", failed: "Ещё не отправлено, повтор…" },
+      tooLong: "Сообщение слишком длинное.", slowDown: "Вы пишете быстро: сообщение уйдёт через мгновение.", attach: "Прикрепить изображение или PDF", fileRefused: "Можно отправлять только изображения и PDF до 5 МБ.", failed: "Ещё не отправлено, повтор…" },
   };
   const t = TEXT[chat.lang] || TEXT.en;
   const KEY = `omnihub-chat:${chat.site}`;
@@ -41,6 +41,7 @@
   const tab = read(sessionStorage) || { seq: 0, entries: [], pending: [] };
   const mine = new Map(); // client id -> the visitor's message's element
   const shown = new Set(); // entry numbers on screen
+  const files = new Map(); // client id -> the file the visitor sent
   let socket = null;
   let delay = 1000;
   let refused = false;
@@ -69,6 +70,8 @@
     textarea { flex: 1; resize: none; font: inherit; padding: 6px; border: 1px solid #8c959f; border-radius: 6px; }
     button.send { background: var(--accent, #1f6feb); color: #fff; border: none; border-radius: 6px;
       padding: 0 14px; cursor: pointer; font: inherit; }
+    button.attach { background: none; border: 1px solid #8c959f; border-radius: 6px; cursor: pointer;
+      font-size: 18px; padding: 0 8px; }
     :focus-visible { outline: 3px solid #0969da; outline-offset: 2px; }
     .sr { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); }`;
   const sheet = new CSSStyleSheet();
@@ -90,8 +93,11 @@
   const status = make("p", { class: "status", role: "status" });
   const log = make("ol", { role: "log", "aria-live": "polite", "aria-label": t.history, tabindex: "0" });
   const box = make("textarea", { id: "omnihub-chat-message", rows: "2", maxlength: "4000" });
+  const picker = make("input", { type: "file", class: "sr", tabindex: "-1", "aria-hidden": "true",
+    accept: "image/png,image/jpeg,image/gif,application/pdf" });
+  const attach = make("button", { type: "button", class: "attach", "aria-label": t.attach, text: "\u{1F4CE}" });
   const form = make("form", {},
-    make("label", { for: "omnihub-chat-message", class: "sr", text: t.message }), box,
+    make("label", { for: "omnihub-chat-message", class: "sr", text: t.message }), box, attach, picker,
     make("button", { type: "submit", class: "send", text: t.send }));
   const panel = make("div", { class: "panel", role: "dialog", "aria-labelledby": "omnihub-chat-title", hidden: "" },
     make("header", {}, title, close), status, log, form);
@@ -113,7 +119,8 @@
   const render = (entry, waiting) => {
     const inbound = entry.direction === "inbound";
     const item = make("li", { class: `${inbound ? "in" : "out"}${waiting ? " waiting" : ""}` },
-      make("span", { class: "author", text: inbound ? t.you : entry.author || t.agent }), body(entry.text || ""));
+      make("span", { class: "author", text: inbound ? t.you : entry.author || t.agent }),
+      entry.file ? `\u{1F4CE} ${entry.file.name}` : body(entry.text || ""));
     log.append(item);
     log.scrollTop = log.scrollHeight;
     return item;
@@ -181,7 +188,9 @@
         const text = frame.text !== undefined ? frame.text : pending && pending.text;
         const own = mine.get(frame.client_id);
         if (own && frame.text !== undefined) own.replaceChildren(make("span", { class: "author", text: t.you }), body(frame.text));
-        accept(frame.seq, { direction: "inbound", text, client_id: frame.client_id });
+        const sent = files.get(frame.client_id);
+        accept(frame.seq, sent ? { direction: "inbound", file: sent, client_id: frame.client_id }
+          : { direction: "inbound", text, client_id: frame.client_id });
       } else if (frame.type === "error") {
         const own = frame.client_id && mine.get(frame.client_id);
         if (frame.code === "retry" || frame.code === "slow_down") {
@@ -195,7 +204,9 @@
           }, slow ? Math.ceil(frame.retry_after * 1000) : 1000);
         } else if (own) {
           own.classList.remove("waiting");
-          own.title = frame.code === "too_long" ? t.tooLong : frame.message || "";
+          own.title = frame.code === "too_long" ? t.tooLong
+            : ["file_type", "too_large", "bad_file"].includes(frame.code) ? t.fileRefused
+            : frame.message || "";
           status.textContent = own.title;
           tab.pending = tab.pending.filter((p) => p.client_id !== frame.client_id);
           write(sessionStorage, tab);
@@ -225,6 +236,29 @@
     mine.set(clientId, render({ direction: "inbound", text }, true));
     box.value = "";
     say(clientId, text);
+  });
+  const MAX_FILE = 5 * 1024 * 1024;
+  attach.addEventListener("click", () => picker.click());
+  picker.addEventListener("change", () => {
+    const file = picker.files && picker.files[0];
+    picker.value = "";
+    if (!file) return;
+    if (file.size > MAX_FILE || !picker.accept.split(",").includes(file.type)) {
+      status.textContent = t.fileRefused;
+      return;
+    }
+    const reader = new FileReader();
+    reader.addEventListener("load", () => {
+      const clientId = newId();
+      const data = String(reader.result).split(",", 2)[1] || "";
+      files.set(clientId, { name: file.name });
+      mine.set(clientId, render({ direction: "inbound", file: { name: file.name } }, true));
+      if (socket && socket.readyState === WebSocket.OPEN) {
+        socket.send(JSON.stringify({ type: "file", client_id: clientId, name: file.name,
+          content_type: file.type, data }));
+      }
+    });
+    reader.readAsDataURL(file);
   });
   box.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey) {

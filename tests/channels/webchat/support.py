@@ -29,6 +29,14 @@ SITES = [
 ]
 
 
+#: A 1x1 PNG, what a visitor's image starts with.
+PNG = (
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00"
+    b"\x1f\x15\xc4\x89\x00\x00\x00\rIDATx\x9cc\xf8\xff\xff?\x00\x05\xfe\x02\xfe\xa7V\x9d\xf1"
+    b"\x00\x00\x00\x00IEND\xaeB`\x82"
+)
+
+
 def webchat_env(*page_origins: str) -> dict[str, str]:
     """The web chat settings of the suite's hub processes; ``page_origins`` may also embed the
     acme site's widget (the browser tests' pages)."""

@@ -5,6 +5,7 @@ once; origins, signed-in users and visitor ids are checked."""
 
 from __future__ import annotations
 
+import base64
 import gzip
 import re
 import uuid
@@ -15,8 +16,9 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from channels.base import FileBlobStore
 from services.api.auth import Role
-from tests.channels.webchat.support import Widget, claim
+from tests.channels.webchat.support import PNG, Widget, claim
 from tests.support import eventually, unique
 
 pytestmark = pytest.mark.usefixtures("processors", "dispatcher")
@@ -320,3 +322,39 @@ async def test_too_long_messages_and_oversized_frames_are_refused_readably(ws_ur
         assert (await widget.say("ok", "still here"))["type"] == "ack"
     finally:
         await widget.close()
+
+
+async def test_a_visitor_sends_an_image_only_images_and_pdfs_within_the_limit(
+    ws_url: str, pool: asyncpg.Pool, data_dir: Any
+) -> None:
+    widget, welcome = await Widget.open(ws_url)
+
+    async def send_file(client_id: str, name: str, kind: str, data: bytes) -> dict[str, Any]:
+        await widget.send(
+            {
+                "type": "file",
+                "client_id": client_id,
+                "name": name,
+                "content_type": kind,
+                "data": base64.b64encode(data).decode(),
+            }
+        )
+        return await widget.receive()
+
+    try:
+        ack = await send_file("img", "../../etc/photo.png", "image/png", PNG)
+        assert (ack["type"], ack["seq"]) == ("ack", 1)
+        disguised = await send_file("exe", "invoice.pdf", "application/pdf", b"MZ\x90\x00" * 64)
+        assert (disguised["type"], disguised["code"]) == ("error", "file_type")
+        big = await send_file("big", "scan.pdf", "application/pdf", b"%PDF-" + b"0" * 6_000_000)
+        assert (big["type"], big["code"]) == ("error", "too_long")  # beyond any frame it may send
+    finally:
+        await widget.close()
+    row = await row_of(pool, f"{conversation(welcome)}/img")
+    interaction = await pool.fetchval(
+        "SELECT interaction FROM timeline WHERE event_id = $1", row["event_id"]
+    )
+    [attachment] = interaction["attachments"]
+    assert attachment["name"] == "_.._etc_photo.png"  # no directories, no leading dot
+    assert (attachment["content_type"], attachment["size"]) == ("image/png", len(PNG))
+    assert await FileBlobStore(data_dir / "blobs").get(attachment["blob"]) == PNG

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -20,6 +21,7 @@ from aiohttp import web
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from services.stack.ports import free_port
+from tests.channels.webchat.support import PNG
 from tests.console_support import CHROMIUM_ARGS, ensure_chromium, make_user
 from tests.support import eventually, unique
 from tests.test_console_browser import live, routed_department, signed_in
@@ -257,3 +259,36 @@ async def test_a_chat_is_live_in_the_console_and_the_agents_reply_live_in_the_wi
     await expect(sent.locator(".delivery")).to_have_text("read", timeout=30_000)
     await agent.context.close()
     await visitor_context.close()
+
+
+async def test_a_visitor_attaches_an_image_and_a_disguised_file_is_refused(
+    browser: Browser, page_url: str, pool: asyncpg.Pool
+) -> None:
+    context = await browser.new_context()
+    page = await context.new_page()
+    await page.goto(page_url)
+    await page.get_by_role("button", name="Chat with us").click()
+    chat = page.get_by_role("dialog", name="Acme")
+    await expect(chat.get_by_role("button", name="Attach an image or a PDF")).to_be_visible()
+    await page.locator("input[type=file]").set_input_files(
+        {"name": "pixel.png", "mimeType": "image/png", "buffer": PNG}
+    )
+    item = chat.get_by_role("log").get_by_role("listitem").filter(has_text="pixel.png")
+    await expect(item).to_be_visible()
+    await expect(item).not_to_have_class(re.compile("waiting"))  # acknowledged
+    conversation = await visitor_conversation(page)
+    interaction = await eventually(
+        lambda: pool.fetchval(
+            "SELECT interaction FROM timeline WHERE provider_message_id LIKE $1",
+            conversation + "/%",
+        ),
+        timeout=60,
+    )
+    assert [a["name"] for a in interaction["attachments"]] == ["pixel.png"]
+
+    await page.locator("input[type=file]").set_input_files(
+        {"name": "invoice.pdf", "mimeType": "application/pdf", "buffer": b"MZ" + b"\0" * 64}
+    )
+    refused = chat.get_by_role("log").get_by_role("listitem").filter(has_text="invoice.pdf")
+    await expect(refused).to_have_attribute("title", "Only images and PDFs up to 5 MB can be sent.")
+    await context.close()
