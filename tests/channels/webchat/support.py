@@ -16,7 +16,7 @@ VISITOR_KEY = "test-webchat-visitor-key-0123456789abcdef"
 SECRET = "site-secret-of-the-acme-shop-0123456789"
 ORIGIN = "https://shop.acme.example"
 SITES = [
-    {"id": "acme", "name": "Acme", "origins": [ORIGIN], "secret": SECRET},
+    {"id": "acme", "name": "Acme", "origins": [ORIGIN], "secret": SECRET, "colour": "#b0005e"},
     {
         "id": "members",
         "name": "Acme members",

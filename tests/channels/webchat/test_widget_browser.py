@@ -73,11 +73,12 @@ class Proxy:
             await self._server.wait_closed()
 
 
-def host_page(hub: str) -> str:
+def host_page(hub: str, lang: str = "") -> str:
+    chosen = f' data-lang="{lang}"' if lang else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Acme shop</title></head>
-<body><h1>Acme shop</h1><p>Our products.</p>
-<script src="{hub}/channels/webchat/widget.js" data-site="acme" async></script>
+<body><h1>Acme shop</h1><p>Our products.</p><a href="#top">Top</a>
+<script src="{hub}/channels/webchat/widget.js" data-site="acme"{chosen} async></script>
 </body></html>"""
 
 
@@ -102,7 +103,7 @@ async def page_url(webchat_page_port: int, proxy: Proxy) -> AsyncIterator[str]:
 
     async def page(request: web.Request) -> web.Response:
         return web.Response(
-            text=host_page(hub),
+            text=host_page(hub, request.query.get("lang", "")),
             content_type="text/html",
             headers={"Content-Security-Policy": csp},
         )
@@ -291,4 +292,37 @@ async def test_a_visitor_attaches_an_image_and_a_disguised_file_is_refused(
     )
     refused = chat.get_by_role("log").get_by_role("listitem").filter(has_text="invoice.pdf")
     await expect(refused).to_have_attribute("title", "Only images and PDFs up to 5 MB can be sent.")
+    await context.close()
+
+
+async def test_the_widget_speaks_the_visitors_language_wears_the_sites_colour_and_keyboard(
+    browser: Browser, page_url: str
+) -> None:
+    context = await browser.new_context()
+    page = await context.new_page()
+    await page.goto(page_url + "?lang=fr")
+    launcher = page.get_by_role("button", name="Discuter avec nous")
+    await launcher.focus()
+    await page.keyboard.press("Enter")
+    chat = page.get_by_role("dialog", name="Acme")
+    await expect(chat).to_be_visible()
+    box = chat.get_by_role("textbox", name="Votre message")
+    await expect(box).to_be_focused()
+    await expect(chat.get_by_role("button", name="Envoyer")).to_be_visible()
+    await expect(launcher).to_have_attribute("aria-expanded", "true")
+
+    # the site's colour from WEBCHAT_SITES (#b0005e) once the hub welcomed the widget
+    async def colour() -> bool:
+        found = await launcher.evaluate("b => getComputedStyle(b).backgroundColor")
+        return bool(found == "rgb(176, 0, 94)")
+
+    await eventually(colour, timeout=20)
+    await box.fill("first line")
+    await page.keyboard.press("Shift+Enter")
+    await page.keyboard.type("second line")
+    await expect(box).to_have_value("first line\nsecond line")
+    await page.keyboard.press("Escape")
+    await expect(chat).to_be_hidden()
+    await expect(launcher).to_be_focused()
+    await expect(launcher).to_have_attribute("aria-expanded", "false")
     await context.close()
