@@ -134,6 +134,18 @@ async def visitor_conversation(page: Page) -> str:
     return f"{site}:{uuid.UUID(hexed)}"
 
 
+async def first_of(pool: asyncpg.Pool, page: Page, column: str) -> Any:
+    """The timeline row (``column``) of the first message of the page's visitor, once there."""
+    conversation = await visitor_conversation(page)
+    return await eventually(
+        lambda: pool.fetchrow(
+            f"SELECT {column} FROM timeline WHERE provider_message_id LIKE $1",
+            conversation + "/%",
+        ),
+        timeout=60,
+    )
+
+
 async def test_a_visitor_chats_an_agent_answers_and_a_cut_connection_resumes_exactly(
     browser: Browser,
     page_url: str,
@@ -166,14 +178,7 @@ async def test_a_visitor_chats_an_agent_answers_and_a_cut_connection_resumes_exa
     await expect(mine).to_have_text("YouHello there, see https://example.org/order/7")
     await expect(mine.get_by_role("link")).to_have_attribute("href", "https://example.org/order/7")
 
-    conversation = await visitor_conversation(page)
-    row = await eventually(
-        lambda: pool.fetchrow(
-            "SELECT customer_id FROM timeline WHERE provider_message_id LIKE $1",
-            conversation + "/%",
-        ),
-        timeout=60,
-    )
+    row = await first_of(pool, page, "customer_id")
 
     async def reply(text: str) -> None:
         answer = await client.post(
@@ -223,14 +228,7 @@ async def test_a_chat_is_live_in_the_console_and_the_agents_reply_live_in_the_wi
     first = unique("My invoice shows the wrong address")
     await box.fill(first)
     await box.press("Enter")
-    conversation = await visitor_conversation(visitor)
-    customer = await eventually(
-        lambda: pool.fetchval(
-            "SELECT customer_id FROM timeline WHERE provider_message_id LIKE $1",
-            conversation + "/%",
-        ),
-        timeout=60,
-    )
+    customer = (await first_of(pool, visitor, "customer_id"))["customer_id"]
     department = await routed_department(pool, str(customer))
     agent = await signed_in(
         browser, api_url, await make_user(pool, "agent", [department, "triage"])
@@ -277,14 +275,7 @@ async def test_a_visitor_attaches_an_image_and_a_disguised_file_is_refused(
     item = chat.get_by_role("log").get_by_role("listitem").filter(has_text="pixel.png")
     await expect(item).to_be_visible()
     await expect(item).not_to_have_class(re.compile("waiting"))  # acknowledged
-    conversation = await visitor_conversation(page)
-    interaction = await eventually(
-        lambda: pool.fetchval(
-            "SELECT interaction FROM timeline WHERE provider_message_id LIKE $1",
-            conversation + "/%",
-        ),
-        timeout=60,
-    )
+    interaction = (await first_of(pool, page, "interaction"))["interaction"]
     assert [a["name"] for a in interaction["attachments"]] == ["pixel.png"]
 
     await page.locator("input[type=file]").set_input_files(
