@@ -374,7 +374,21 @@ async def test_nothing_accepted_is_lost_or_doubled_while_parts_are_killed(
             sent = {text: len(twilio_api.with_body(text)) for text in replies.queued}
             return sent if all(sent.values()) else {}
 
-        sent = await eventually(sent_once, timeout=90, interval=1)
+        try:
+            # the dispatcher rejoins its group after the broker's kill (Tansu answers a join
+            # after half the session timeout), then works through what waited
+            sent = await eventually(sent_once, timeout=150, interval=1)
+        except AssertionError:
+            missing = [replies.queued[t] for t in replies.queued if not twilio_api.with_body(t)]
+            states = await pool.fetch(
+                "SELECT command_id::text AS id, state FROM outbound_messages"
+                " WHERE command_id = ANY($1::uuid[])",
+                missing,
+            )
+            raise AssertionError(
+                f"{len(missing)} of {len(replies.queued)} replies never reached Twilio's"
+                f" stand-in; their states: {[(r['id'], r['state']) for r in states]}"
+            ) from None
         twice = {text for text, n in sent.items() if n > 1}
         # the named window: each dispatcher kill can interrupt one attempt of a command after
         # the provider took it, and every attempt after that says so
