@@ -131,7 +131,10 @@ def test_the_store_refuses_stale_conditional_writes(store: EmbeddedS3) -> None:
     with ThreadPoolExecutor(16) as pool:
         statuses = list(
             pool.map(
-                lambda n: client.request("PUT", key, f"racer {n}".encode(), {"If-Match": etag})[0],
+                # 30 s: sixteen conditional writes queue up in the store on a loaded machine
+                lambda n: client.request(
+                    "PUT", key, f"racer {n}".encode(), {"If-Match": etag}, timeout=30
+                )[0],
                 range(16),
             )
         )
