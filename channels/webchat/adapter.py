@@ -110,10 +110,10 @@ class WebchatAdapter(SessionAdapter):
             await connection.close(protocol.NOT_VERIFIED, str(exc)[:120])
             return
         visitor = self.visitors.visitor(hello.visitor or "", site.id)
-        token = hello.visitor if visitor is not None else self.visitors.issue(site.id)
-        assert token is not None
-        visitor = visitor or self.visitors.visitor(token, site.id)
-        assert visitor is not None
+        if visitor is not None and hello.visitor is not None:
+            token = hello.visitor
+        else:  # none yet, or one that does not check: a conversation of its own
+            token, visitor = self.visitors.issue(site.id)
         chat = _Chat(self, site, conversation_of(site.id, visitor), claim, hello, connection)
         await chat.run(token, log)
 
@@ -122,13 +122,7 @@ class WebchatAdapter(SessionAdapter):
         holding the visitor's socket (if any: the widget gets it on its next hello)."""
         if self.log is None:
             raise SendError("web chat replies need the conversation log (DATABASE_URL)")
-        entry = {
-            "id": str(command.command_id),
-            "direction": "outbound",
-            "text": command.text,
-            "author": _author(command.requested_by),
-            "at": command.created_at.isoformat(),
-        }
+        entry = _reply_entry(command)
         seq = await self.log.append(command.to.value, command.command_id, entry)
         numbered = command.model_copy(update={"attributes": {**command.attributes, "seq": seq}})
         await self.publisher.relay(numbered)
@@ -141,13 +135,7 @@ class WebchatAdapter(SessionAdapter):
         seq = command.attributes.get("seq")
         if not isinstance(seq, int):
             return False
-        entry = {
-            "id": str(command.command_id),
-            "direction": "outbound",
-            "text": command.text,
-            "author": _author(command.requested_by),
-            "at": command.created_at.isoformat(),
-        }
+        entry = _reply_entry(command)
         return await self.held.send(command.to.value, frame("entry", seq=seq, entry=entry))
 
     async def health(self) -> Health:
@@ -229,23 +217,15 @@ class _Chat:
         if not isinstance(said, Say):
             await self.socket.send_now(frame("error", code="bad_frame", message="hello once"))
             return
-        wait = self.adapter.messages.take(self.conversation, self.socket.peer)
-        if wait:
-            await self.socket.send_now(
-                frame("error", code="slow_down", client_id=said.client_id, retry_after=wait)
-            )
+        if await self._slowed(said.client_id):
             return
         clean = plain_text(said.text)
         if not clean:
-            await self.socket.send_now(
-                frame("error", code="empty", client_id=said.client_id, message="no text left")
-            )
+            await self._refuse(said.client_id, "empty", message="no text left")
             return
         if len(clean) > self.adapter.settings.max_message_chars:
             limit = self.adapter.settings.max_message_chars
-            await self.socket.send_now(
-                frame("error", code="too_long", client_id=said.client_id, limit=limit)
-            )
+            await self._refuse(said.client_id, "too_long", limit=limit)
             return
         interaction = self._interaction(said.client_id, clean)
         seq = await self._publish(interaction, said.client_id, {"text": clean}, log)
@@ -256,20 +236,14 @@ class _Chat:
     async def _upload(self, said: Upload, log: ConversationLog) -> None:
         """An image or PDF: checked, stored in the blob store, then published and numbered
         as a message whose attachment it is."""
-        wait = self.adapter.messages.take(self.conversation, self.socket.peer)
-        if wait:
-            await self.socket.send_now(
-                frame("error", code="slow_down", client_id=said.client_id, retry_after=wait)
-            )
+        if await self._slowed(said.client_id):
             return
         try:
             name, content = accepted_file(
                 said.name, said.content_type, said.data, self.adapter.settings.max_file_bytes
             )
         except FileRefused as exc:
-            await self.socket.send_now(
-                frame("error", code=exc.code, client_id=said.client_id, message=str(exc))
-            )
+            await self._refuse(said.client_id, exc.code, message=str(exc))
             return
         kind = said.content_type.lower()
         provider_id = f"{self.conversation}/{said.client_id}"
@@ -278,9 +252,7 @@ class _Chat:
         try:
             await self.adapter.blobs.put(blob, content)
         except OSError as exc:
-            await self.socket.send_now(
-                frame("error", code="retry", client_id=said.client_id, message=str(exc)[:200])
-            )
+            await self._refuse(said.client_id, "retry", message=str(exc)[:200])
             return
         interaction = self._interaction(said.client_id, None, [attachment])
         shown = {"file": {"name": name, "content_type": kind, "size": len(content)}}
@@ -308,10 +280,19 @@ class _Chat:
             await self.adapter.publisher.publish([interaction])
             return await log.append(self.conversation, interaction.event_id, entry)
         except (PublishError, OSError) as exc:
-            await self.socket.send_now(
-                frame("error", code="retry", client_id=client_id, message=str(exc)[:200])
-            )
+            await self._refuse(client_id, "retry", message=str(exc)[:200])
             return None
+
+    async def _slowed(self, client_id: str) -> bool:
+        """Whether the visitor is writing faster than allowed (then told when to send it)."""
+        wait = self.adapter.messages.take(self.conversation, self.socket.peer)
+        if wait:
+            await self._refuse(client_id, "slow_down", retry_after=wait)
+        return bool(wait)
+
+    async def _refuse(self, client_id: str, code: str, **fields: Any) -> None:
+        """Tell the widget why its frame ``client_id`` was not taken."""
+        await self.socket.send_now(frame("error", code=code, client_id=client_id, **fields))
 
     async def _read(self, seq: int, log: ConversationLog) -> None:
         """The agents' replies up to ``seq`` are read: their delivery state."""
@@ -418,6 +399,17 @@ def plain_text(text: str) -> str:
     """A visitor's text as text: markup removed (scripts with their content), entities read,
     surrounding space trimmed; shown as text everywhere, never as HTML."""
     return html.unescape(nh3.clean(text, tags=set())).strip()
+
+
+def _reply_entry(command: OutboundCommand) -> dict[str, Any]:
+    """What the widget shows of an agent's reply."""
+    return {
+        "id": str(command.command_id),
+        "direction": "outbound",
+        "text": command.text,
+        "author": _author(command.requested_by),
+        "at": command.created_at.isoformat(),
+    }
 
 
 def _author(requested_by: str) -> str:

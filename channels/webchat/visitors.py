@@ -36,9 +36,10 @@ class VisitorIds:
     def __init__(self, key: bytes) -> None:
         self._key = key
 
-    def issue(self, site: str) -> str:
-        """A new visitor's id on ``site``."""
-        return self._id(site, uuid.uuid4())
+    def issue(self, site: str) -> tuple[str, uuid.UUID]:
+        """A new visitor on ``site``: their id, and the visitor it names."""
+        visitor = uuid.uuid4()
+        return self._id(site, visitor), visitor
 
     def visitor(self, token: str, site: str) -> uuid.UUID | None:
         """The visitor ``token`` names on ``site``; None for a forged, edited or other

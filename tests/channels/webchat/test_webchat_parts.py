@@ -35,9 +35,9 @@ def test_sites_need_real_origins_and_long_secrets() -> None:
 
 def test_visitor_ids_are_the_sites_own_and_cannot_be_edited() -> None:
     ids = VisitorIds(b"k" * 40)
-    token = ids.issue("acme")
+    token, issued = ids.issue("acme")
     visitor = ids.visitor(token, "acme")
-    assert isinstance(visitor, uuid.UUID)
+    assert isinstance(visitor, uuid.UUID) and visitor == issued
     assert ids.visitor(token, "other") is None
     assert VisitorIds(b"j" * 40).visitor(token, "acme") is None, "another key's id"
     site, hexed, mac = token.split(".")
