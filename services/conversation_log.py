@@ -42,6 +42,7 @@ SELECT $1, conversation, seq, entry_id, entry::jsonb
 FROM unnest($2::text[], $3::bigint[], $4::uuid[], $5::text[])
      AS a(conversation, seq, entry_id, entry)
 ON CONFLICT (adapter, conversation, entry_id) DO NOTHING
+RETURNING conversation, entry_id
 """
 _SINCE = """
 SELECT seq, entry::text AS entry FROM conversation_log
@@ -125,7 +126,7 @@ class PgConversationLog:
                 for conversation, entry_id in new:
                     given[(conversation, entry_id)] = heads[conversation] - counts[conversation] + 1
                     counts[conversation] -= 1
-                await conn.execute(
+                added = await conn.fetch(
                     _ADD,
                     self.adapter,
                     [c for c, _ in given],
@@ -133,8 +134,12 @@ class PgConversationLog:
                     [e for _, e in given],
                     [entries[key] for key in given],
                 )
+                kept = {(r["conversation"], r["entry_id"]) for r in added}
+                numbers.update({key: n for key, n in given.items() if key in kept})
                 # an entry another process appended meanwhile keeps the number it got there
-                numbers.update(await self._found(conn, new))
+                raced = [key for key in new if key not in kept]
+                if raced:
+                    numbers.update(await self._found(conn, raced))
         return numbers
 
     async def _found(self, conn: Any, keys: Sequence[Key]) -> dict[Key, int]:
