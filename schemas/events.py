@@ -46,6 +46,8 @@ class Channel(StrEnum):
     TELEGRAM = "telegram"
     API = "api"
     MANUAL = "manual"
+    #: What customers do on their self-service pages (/me): corrections, consent, requests.
+    SELF_SERVICE = "self_service"
 
 
 class Direction(StrEnum):
@@ -295,6 +297,11 @@ class OutboundCommand(_Model):
     channel: Channel
     to: Identity
     text: StorableStr = Field(min_length=1, max_length=MAX_TEXT)
+    timeline_text: StorableStr | None = Field(
+        default=None,
+        max_length=MAX_TEXT,
+        description="what the timeline keeps instead of the text (a sign-in link: not for agents)",
+    )
     subject: StorableStr | None = Field(default=None, max_length=MAX_SUBJECT)
     in_reply_to: uuid.UUID | None = None
     thread: ThreadRef | None = None

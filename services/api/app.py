@@ -35,6 +35,7 @@ from services.conversation_log import log_on
 from services.db.pool import migrated_pool
 from services.identity.rules import load_rules
 from services.keys.periods import PeriodKeeper, PeriodKeyFollower, PeriodKeyring
+from services.selfservice import mount as selfservice
 
 #: The body limit of the hub's own API routes (channel routes have their own).
 MAX_BODY = 1_048_576
@@ -165,7 +166,9 @@ def create_app(
         app.include_router(privacy.router)
         app.include_router(keys.router)
         console.install(app)
-        outage.install(app, pages={"/console": console.unavailable})
+        selfservice.install(app)
+        app.state.links_base = selfservice.links_base(settings.public_url, settings.http_port)
+        outage.install(app, pages={"/console": console.unavailable, "/me": selfservice.unavailable})
     openapi.install(app, adapters)
     assets.install(app, (registry.manifest(name) for name in adapters))
     # the last added runs first: metrics, then the channels' routes (each with its own body

@@ -13,6 +13,7 @@ from services.console import (
     auth_pages,
     customer_actions,
     customer_pages,
+    erasure_requests,
     message_files,
     queue_pages,
 )
@@ -40,6 +41,7 @@ def install(app: FastAPI) -> None:
         customer_pages,
         customer_actions,
         admin_pages,
+        erasure_requests,
         message_files,
     ):
         app.include_router(module.router, include_in_schema=False)  # pages, not the API

@@ -118,11 +118,13 @@ async def queue_message(
     source: str = "services/api",
     files: Sequence[tuple[str, str, bytes]] = (),
     blobs: BlobStore | None = None,
+    timeline_text: str | None = None,
 ) -> OutboundCommand:
     """Publish the command once the broker acknowledged it (PublishError when not).
 
     ``to`` defaults to the customer's first identity the channel can deliver to; ``files``
-    (name, type, bytes) are stored in ``blobs`` under the command before it is published.
+    (name, type, bytes) are stored in ``blobs`` under the command before it is published;
+    ``timeline_text`` is what the timeline keeps instead of ``text`` (a secret sent once).
     """
     answered = None
     async with pool.acquire() as conn:
@@ -152,6 +154,7 @@ async def queue_message(
         channel=channel,
         to=to,
         text=text,
+        timeline_text=timeline_text,
         subject=subject or (answered.subject if answered else None),
         in_reply_to=in_reply_to,
         thread=answered.thread if answered else None,

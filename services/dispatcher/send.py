@@ -71,7 +71,7 @@ def _outcome(
         identities=[command.to],
         thread=command.thread,
         subject=command.subject,
-        text=command.text,
+        text=command.timeline_text or command.text,
         attachments=command.attachments,
         provider_message_id=f"command:{command.command_id}",
         provider_ids=provider_ids,

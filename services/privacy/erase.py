@@ -54,6 +54,9 @@ _BY_CUSTOMERS = (
     "DELETE FROM timeline WHERE customer_id = ANY($1::uuid[])",
     "DELETE FROM customer_profiles WHERE customer_id = ANY($1::uuid[])",
     "DELETE FROM consents WHERE customer_id = ANY($1::uuid[])",
+    "DELETE FROM self_service_links WHERE customer_id = ANY($1::uuid[])",
+    "DELETE FROM self_service_sessions WHERE customer_id = ANY($1::uuid[])",
+    "DELETE FROM erasure_requests WHERE customer_id = ANY($1::uuid[])",
 )
 
 
