@@ -112,6 +112,37 @@ async def test_a_link_signs_the_customer_in_once_to_their_own_history_only(
     )
     for url in (f"/me/files/{theirs['event_id']}/1", f"/me/files/{uuid.uuid4()}/1"):
         assert (await me.get(url)).status_code == 404
+    token = await csrf(me)
+    refused = await me.post(
+        "/me/reply", {"event_id": str(theirs["event_id"]), "text": "hi", "csrf": token}
+    )
+    assert refused.status_code == 404
+
+    # a reply written here joins the email conversation it answers, on its channel
+    [mine] = [
+        r
+        for r in await timeline_rows(pool, customer_id, "email")
+        if r["interaction"]["direction"] == "inbound"
+    ]
+    answer = await me.post(
+        "/me/reply",
+        {
+            "event_id": mine["interaction"]["event_id"],
+            "text": "Any news? <b>4411</b>",
+            "csrf": token,
+        },
+    )
+    assert answer.status_code == 303
+
+    async def replied() -> Any:
+        rows = await timeline_rows(pool, customer_id, "email")
+        return [r for r in rows if r["body"] == "Any news? <b>4411</b>"] or None
+
+    [reply] = await eventually(replied, timeout=30)
+    assert reply["interaction"]["direction"] == "inbound"
+    assert reply["interaction"]["identities"][0]["value"] == mail
+    assert reply["interaction"]["attributes"]["written_in"] == "self-service"
+    assert "Any news? &lt;b&gt;4411&lt;/b&gt;" in (await me.get("/me")).text
 
 
 async def test_sessions_are_apart_from_the_consoles_and_links_are_limited(

@@ -21,6 +21,8 @@ PAGE = 20
 HIDDEN_KINDS = [Kind.NOTE.value, Kind.STATUS.value]
 HIDDEN_CHANNELS = [Channel.MANUAL.value]
 UNSENT = ["refused", "failed"]
+#: What a customer's reply cannot join: their own changes on these pages.
+NOT_ANSWERABLE = {Channel.SELF_SERVICE.value}
 
 _VISIBLE = """
 FROM timeline t
@@ -72,6 +74,7 @@ def _view(row: asyncpg.Record) -> dict[str, Any]:
         "subject": row["subject"],
         "text": row["body"],
         "pending": row["direction"] == "outbound" and row["state"] in (None, "queued", "sending"),
+        "answerable": row["channel"] not in NOT_ANSWERABLE,
         "files": [
             {
                 "name": str(a.get("name") or "file"),

@@ -6,14 +6,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
-from services.selfservice import account_pages, signin_pages
+from services.selfservice import account_pages, replies, signin_pages
 from services.selfservice.guard import NotSignedIn
 from services.selfservice.render import page, redirect
 
 
 def install(app: FastAPI) -> None:
     """Add the /me routes, their stylesheet and the sign-in redirect."""
-    for module in (signin_pages, account_pages):
+    for module in (signin_pages, account_pages, replies):
         app.include_router(module.router, include_in_schema=False)  # pages, not the API
     app.mount(
         "/me/static", StaticFiles(packages=[("services.selfservice", "static")]), name="me-static"

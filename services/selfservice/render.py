@@ -25,6 +25,7 @@ NOTICES = {
     "consent": "Your choices were saved; they apply at once.",
     "erasure": "Your request was received. We confirm it by the channel you prefer.",
     "signed_out": "You are signed out.",
+    "replied": "Your message was sent; it appears here in a moment.",
 }
 
 
