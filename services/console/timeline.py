@@ -126,10 +126,18 @@ def item_view(raw: dict[str, Any], attributes: dict[str, Any]) -> dict[str, Any]
 
 
 def _key(item: dict[str, Any], keys: dict[str, str]) -> str:
+    """The conversation of an item: its thread's; else the one of the item it answers (a
+    message sent on another channel in place of a chat joins the chat); else its channel and
+    address. A thread that began by answering another conversation stays in it."""
+    answered = keys.get(item["in_reply_to"] or "")
     if item["thread_id"]:
-        return f"thread:{item['channel']}:{item['thread_id']}"
-    if item["in_reply_to"] and item["in_reply_to"] in keys:
-        return keys[item["in_reply_to"]]
+        thread = f"thread:{item['channel']}:{item['thread_id']}"
+        found = keys.get(thread)
+        if found is None:
+            found = keys[thread] = answered or thread
+        return found
+    if answered:
+        return answered
     if item["channel"] == handlog.CHANNEL:
         return f"manual:{item['event_id']}"
     return f"{item['channel']}:{item['address'] or ''}"
