@@ -27,6 +27,7 @@ from channels.base.session import (
 from channels.base.source import PollingSource, SourceAdapter
 from channels.base.staging import StagingAdapter, stage
 from channels.base.state import SourceState, StateValue
+from channels.base.typing import Typing
 from channels.base.webhook import Audience, Route, WebhookAdapter, WebhookReply, receive
 
 __all__ = [
@@ -63,6 +64,7 @@ __all__ = [
     "SourceState",
     "StagingAdapter",
     "StateValue",
+    "Typing",
     "UnsupportedMediaType",
     "WebhookAdapter",
     "WebhookReply",

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from channels.base.conversation import ConversationLog
     from channels.base.publisher import Publisher
     from channels.base.state import SourceState
+    from channels.base.typing import Typing
 
 #: What a channel hands the hub: interactions, and delivery states of messages the hub sent.
 ChannelEvent: TypeAlias = Interaction | DeliveryStatus
@@ -110,6 +111,7 @@ class ChannelAdapter(ABC):
     _blobs: BlobStore | None = None
     _state: SourceState | None = None
     _log: ConversationLog | None = None
+    _typing: Typing | None = None
 
     def attach(
         self,
@@ -118,14 +120,17 @@ class ChannelAdapter(ABC):
         blobs: BlobStore | None = None,
         state: SourceState | None = None,
         log: ConversationLog | None = None,
+        typing: Typing | None = None,
     ) -> None:
         """Take the publisher the adapter publishes (and relays) through, the hub's blob
-        store for files that arrive with messages, a source's durable state and a session
-        channel's conversation log (None where the process has no database)."""
+        store for files that arrive with messages, a source's durable state, a session
+        channel's conversation log and where its customers' typing is announced (None where
+        the process has no database)."""
         self._publisher = publisher
         self._blobs = blobs
         self._state = state
         self._log = log
+        self._typing = typing
 
     @property
     def publisher(self) -> Publisher:
@@ -150,6 +155,11 @@ class ChannelAdapter(ABC):
     def log(self) -> ConversationLog | None:
         """The attached conversation log, None in a process without a database."""
         return self._log
+
+    @property
+    def typing(self) -> Typing | None:
+        """Where the customers' typing is announced, None where it is off (no database)."""
+        return self._typing
 
     @abstractmethod
     async def send(self, command: OutboundCommand) -> SendResult:

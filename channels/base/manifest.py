@@ -27,6 +27,10 @@ class ChannelInfo:
     recipients: tuple[IdentityType, ...] | None
     #: Whether the channel's messages carry files (``OutboundCommand.attachments``).
     sends_files: bool = False
+    #: Whether typing is shown both ways while the customer is connected: the customer's to
+    #: agents (``ChannelAdapter.typing``) and an agent's to the customer (the adapter's
+    #: ``SessionAdapter.show_typing``); the console then announces its agents' typing.
+    shows_typing: bool = False
 
 
 @dataclass(frozen=True)

@@ -130,6 +130,13 @@ class SessionAdapter(ChannelAdapter):
     async def deliver(self, command: OutboundCommand) -> bool:
         """Deliver a relayed command to a session this process holds; False when none."""
 
+    async def show_typing(self, key: str, author: str) -> bool:
+        """Show the client held under ``key`` (what ``deliver`` addresses, the recipient
+        identity's value) that agent ``author`` is typing; False when this process holds no
+        such session. A channel that shows typing (``ChannelInfo.shows_typing``) overrides
+        this; by default nothing is shown."""
+        return False
+
     async def send(self, command: OutboundCommand) -> SendResult:
         """Relay the command to the processes holding sessions (acked by the broker)."""
         await self.publisher.relay(command)

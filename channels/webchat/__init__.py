@@ -18,6 +18,7 @@ MANIFEST = Manifest(
             label="Web chat",
             icon="💬",
             recipients=(IdentityType.WEBCHAT_VISITOR,),
+            shows_typing=True,
         ),
     ),
     settings=(WebchatSettings,),

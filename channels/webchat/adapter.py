@@ -1,6 +1,7 @@
 """The web chat adapter: the widget's WebSocket, visitors' messages in (acknowledged once
 on the broker and numbered in the conversation log), agents' replies out to whichever web
-process holds the visitor's socket (``SessionAdapter``'s relay)."""
+process holds the visitor's socket (``SessionAdapter``'s relay), and typing both ways (never
+stored: announced through the ``Typing`` the hub attached, shown by ``show_typing``)."""
 
 from __future__ import annotations
 
@@ -28,8 +29,8 @@ from channels.base import (
 from channels.webchat import protocol
 from channels.webchat.config import Site, WebchatSettings
 from channels.webchat.files import FileRefused, accepted_file
-from channels.webchat.limits import Buckets
-from channels.webchat.protocol import BadFrame, Hello, Read, Say, Upload, frame
+from channels.webchat.limits import TYPING_BURST, TYPING_EVERY, Buckets
+from channels.webchat.protocol import BadFrame, Hello, Read, Say, Typing, Upload, frame
 from channels.webchat.visitors import (
     Claim,
     ClaimRefused,
@@ -72,6 +73,7 @@ class WebchatAdapter(SessionAdapter):
         self.visitors = VisitorIds(self.settings.key())
         self.messages = Buckets(self.settings.messages_burst, self.settings.messages_every)
         self.openings = Buckets(self.settings.visitors_burst, self.settings.visitors_every)
+        self.typings = Buckets(TYPING_BURST, TYPING_EVERY)
 
     async def serve(self, connection: ClientConnection, route: SessionRoute) -> None:
         """Hello, then the visitor's messages until the socket closes."""
@@ -137,6 +139,10 @@ class WebchatAdapter(SessionAdapter):
             return False
         entry = _reply_entry(command)
         return await self.held.send(command.to.value, frame("entry", seq=seq, entry=entry))
+
+    async def show_typing(self, key: str, author: str) -> bool:
+        """Tell the visitor's sockets this process holds that agent ``author`` is typing."""
+        return await self.held.send(key, frame("typing", author=author[:100]))
 
     async def health(self) -> Health:
         """Configured sites (no network call)."""
@@ -214,6 +220,9 @@ class _Chat:
         if isinstance(said, Upload):
             await self._upload(said, log)
             return
+        if isinstance(said, Typing):
+            await self._typing()
+            return
         if not isinstance(said, Say):
             await self.socket.send_now(frame("error", code="bad_frame", message="hello once"))
             return
@@ -282,6 +291,16 @@ class _Chat:
         except (PublishError, OSError) as exc:
             await self._refuse(client_id, "retry", message=str(exc)[:200])
             return None
+
+    async def _typing(self) -> None:
+        """The visitor is typing: announced to the agents watching their customer, at most
+        TYPING_BURST at once then one every TYPING_EVERY seconds (the rest dropped, no
+        error); off where the process has no database."""
+        typing = self.adapter.typing
+        if typing is None or self.adapter.typings.take(self.conversation, self.socket.peer):
+            return
+        identity = Identity(type=IdentityType.WEBCHAT_VISITOR, value=self.conversation)
+        await typing.customer_typing(identity)
 
     async def _slowed(self, client_id: str) -> bool:
         """Whether the visitor is writing faster than allowed (then told when to send it)."""

@@ -10,6 +10,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 MAX_KEYS = 100_000
+#: A visitor's typing announcements: the widget sends one every 3 s while they type; more
+#: than this are dropped without a word (typing is a hint, never worth an error).
+TYPING_BURST = 2
+TYPING_EVERY = 2.5
 
 
 @dataclass

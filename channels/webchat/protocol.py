@@ -1,8 +1,8 @@
 """The widget's WebSocket frames (JSON text). A client says ``hello`` first, then sends
-``message`` and ``file`` frames, and ``read`` once the visitor saw the conversation up to a
-number; the
-hub answers ``welcome``, ``entry`` (a message of the conversation, numbered), ``ack`` (a
-visitor's message is on the broker and numbered) and ``error``.
+``message`` and ``file`` frames, ``read`` once the visitor saw the conversation up to a
+number, and ``typing`` while the visitor types; the hub answers ``welcome``, ``entry`` (a
+message of the conversation, numbered), ``ack`` (a visitor's message is on the broker and
+numbered), ``error``, and ``typing`` (with its ``author``) while an agent types.
 
 Close codes (RFC 6455 leaves 4000-4999 to applications): 4400 the first frame was no hello,
 4401 the site's verification refused the visitor, 4403 the page's origin is not the site's,
@@ -61,14 +61,22 @@ class Read(_Frame):
     seq: int = Field(ge=1)
 
 
-_CLIENT = TypeAdapter(Annotated[Hello | Say | Upload | Read, Field(discriminator="type")])
+class Typing(_Frame):
+    """The visitor is typing (the widget says so every few seconds while they do; nothing
+    more: no text, never stored)."""
+
+    type: Literal["typing"]
+
+
+ClientFrame = Hello | Say | Upload | Read | Typing
+_CLIENT: TypeAdapter[ClientFrame] = TypeAdapter(Annotated[ClientFrame, Field(discriminator="type")])
 
 
 class BadFrame(ValueError):
     """A frame that is not JSON or not one the protocol knows."""
 
 
-def client_frame(text: str) -> Hello | Say | Upload | Read:
+def client_frame(text: str) -> ClientFrame:
     """The frame ``text`` holds; BadFrame naming what is wrong."""
     try:
         return _CLIENT.validate_json(text)

@@ -36,6 +36,7 @@ from services.db.pool import migrated_pool
 from services.identity.rules import load_rules
 from services.keys.periods import PeriodKeeper, PeriodKeyFollower, PeriodKeyring
 from services.selfservice import mount as selfservice
+from services.typing import PgTyping, TypingRelay
 
 #: The body limit of the hub's own API routes (channel routes have their own).
 MAX_BODY = 1_048_576
@@ -83,6 +84,7 @@ def create_app(
     relay = SessionRelay(
         bootstrap, (a for a in adapters.values() if isinstance(a, SessionAdapter)), publisher
     )
+    typing = TypingRelay(a for a in adapters.values() if isinstance(a, SessionAdapter))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -122,6 +124,7 @@ def create_app(
                     blobs=blobs,
                     state=PgSourceState(state_pool, adapter.name),
                     log=log_on(state_pool, adapter.name),
+                    typing=PgTyping(state_pool),
                 )
         app.state.pool = pool
         app.state.producer = producer
@@ -130,11 +133,14 @@ def create_app(
         app.state.blobs = blobs
         app.state.sources = sources
         await relay.start(state_pool)
+        # typing both ways needs the database's NOTIFY: off in a process without one
+        await typing.start(database_url if state_pool is not None else None)
         await sources.start()
         try:
             yield
         finally:
             await sources.stop()
+            await typing.stop()
             await relay.stop()
             await cancel(keeping)
             if keys is not None:

@@ -11,8 +11,9 @@ from pydantic import ValidationError
 
 from channels import registry
 from channels.base import PublishError
-from schemas import CustomerEvent, Department, Identity
+from schemas import Channel, CustomerEvent, Department, Identity, Purpose
 from schemas.events import MAX_SUBJECT, MAX_TEXT
+from services import typing
 from services.console import handlog, queue, reply, timeline
 from services.console.customer_pages import customer_page, sendable_channels
 from services.console.forms import read_form
@@ -27,6 +28,10 @@ from services.privacy.erase import NotFound
 
 router = APIRouter(prefix="/console/customers/{customer_id}")
 BUS_DOWN = "The event bus did not acknowledge; nothing was sent. Try again."
+#: An agent's typing is announced at most this often per agent and customer (the page posts
+#: every 3 s while the agent types; more is dropped).
+TYPING_EVERY = 2.0
+_typing_gate = typing.Gate(TYPING_EVERY)
 
 
 @router.post("/reply")
@@ -85,6 +90,32 @@ async def send_reply(request: Request, session: Actor, customer_id: uuid.UUID) -
     except PublishError:
         return await customer_page(request, session, customer_id, BUS_DOWN, 503)
     return redirect(f"/console/customers/{customer_id}?notice=queued")
+
+
+@router.post("/typing")
+async def agent_typing(request: Request, session: Actor, customer_id: uuid.UUID) -> Response:
+    """The agent is typing a reply on ``channel``: where the channel shows typing and the
+    customer consented to service on it, their sessions are told (never stored). 204 whether
+    or not anything was announced (a typing hint is dropped rather than refused)."""
+    form = await read_form(request)
+    try:
+        channel = Channel(form.text("channel"))
+    except ValueError:
+        return Response("unknown channel", status_code=422, headers=SECURITY_HEADERS)
+    done = Response(status_code=204, headers=SECURITY_HEADERS)
+    info = registry.channel_info(channel)
+    if info is None or not info.shows_typing or channel not in sendable_channels(request):
+        return done
+    if not _typing_gate.passes(str(session.user.id), str(customer_id), channel.value):
+        return done
+    async with request.app.state.pool.acquire() as conn:
+        live_id = await manual.live_id(conn, customer_id)
+        if live_id is None:
+            return Response("no such customer", status_code=404, headers=SECURITY_HEADERS)
+        book = await consent.load(conn, [live_id])
+        if book.allows(live_id, channel, Purpose.SERVICE):
+            await typing.announce_agent(conn, live_id, channel, session.user.username)
+    return done
 
 
 @router.post("/log")

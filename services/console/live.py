@@ -6,6 +6,10 @@ its timeline row's transaction, whose notification covers it: migration 0009). T
 keeps one dedicated connection listening (reconnecting when it drops) and hands each
 notification to the queues of the pages showing that customer. A page reconciles with the
 server on every notification and on every (re)connection, so nothing is lost in between.
+
+The same connection hears ``omnihub_typing`` (``services/typing.py``): a customer typing is
+passed to the pages showing that customer as a ``typing`` event (never stored; lost if the
+page is not listening at that moment, which is what a typing hint is worth).
 """
 
 from __future__ import annotations
@@ -19,11 +23,15 @@ from typing import Any
 
 import asyncpg
 
+from services import typing
+
 log = logging.getLogger(__name__)
 
 CHANNEL = "omnihub_timeline"
 QUEUE_SIZE = 100
 RESYNC = "resync"
+#: What a page's queue receives when its customer is typing (no timeline payload looks so).
+TYPING = "typing:visitor"
 
 
 #: Seconds between reminders while the feed cannot listen.
@@ -71,6 +79,7 @@ class TimelineFeed:
                 lost = asyncio.Event()
                 conn.add_termination_listener(_setter(lost))
                 await conn.add_listener(CHANNEL, self._notified)
+                await conn.add_listener(typing.CHANNEL, self._typing)
                 for channel, on_payload, on_listening in self._also:
                     await conn.add_listener(channel, _payload_to(on_payload))
                     on_listening()
@@ -109,6 +118,11 @@ class TimelineFeed:
         customer, _, _ = payload.partition("/")
         for queue in self._subscribers.get(customer, ()):
             self._offer(queue, payload)
+
+    def _typing(self, conn: Any, pid: int, channel: str, payload: str) -> None:
+        customer = typing.customer_typing(payload)
+        for queue in self._subscribers.get(customer or "", ()):
+            self._offer(queue, TYPING)
 
     def _broadcast(self, message: str) -> None:
         for queues in self._subscribers.values():
@@ -160,7 +174,8 @@ def sse(event: str, data: str) -> str:
 async def stream(
     feed: TimelineFeed, customer_id: str, lifetime: float = 15.0, heartbeat: float = 5.0
 ) -> AsyncIterator[str]:
-    """The SSE body for one page: ``ready``, then ``timeline`` events until ``lifetime``.
+    """The SSE body for one page: ``ready``, then ``timeline`` events (and ``typing`` ones
+    while the customer types) until ``lifetime``.
 
     Streams end after ``lifetime`` seconds and the browser's EventSource reconnects (``retry``),
     so a server that stops is never held up by open streams; the page reconciles on ``ready``.
@@ -175,7 +190,7 @@ async def stream(
             except TimeoutError:
                 yield ": keep-alive\n\n"
                 continue
-            yield sse("timeline", message)
+            yield sse("typing", "visitor") if message == TYPING else sse("timeline", message)
 
 
 def _payload_to(handler: Callable[[str], None]) -> Callable[[Any, int, str, str], None]:

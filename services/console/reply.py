@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from channels import registry
 from schemas import Channel, Identity, IdentityType, Purpose
 from services.console import handlog
 from services.console.timeline import channel_label
@@ -23,6 +24,8 @@ class ChannelOption:
     recipient: Identity | None
     disabled_because: str | None
     selected: bool = False
+    #: Whether the page announces the agent's typing on it (``ChannelInfo.shows_typing``).
+    typing: bool = False
 
     @property
     def enabled(self) -> bool:
@@ -81,6 +84,18 @@ def options(
     wishes = [replying_to["channel"] if replying_to else None, preferred, *used]
     choice = next((w for w in wishes if w in enabled), None)
     return [
-        ChannelOption(o.channel, o.label, o.recipient, o.disabled_because, o.channel == choice)
+        ChannelOption(
+            o.channel,
+            o.label,
+            o.recipient,
+            o.disabled_because,
+            o.channel == choice,
+            o.enabled and _shows_typing(o.channel),
+        )
         for o in built
     ]
+
+
+def _shows_typing(channel: Channel) -> bool:
+    info = registry.channel_info(channel)
+    return bool(info and info.shows_typing)

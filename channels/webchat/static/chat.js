@@ -8,27 +8,27 @@
     en: { title: "Chat", close: "Close the chat", message: "Your message", send: "Send",
       history: "Conversation", connecting: "Connecting…", reconnecting: "Connection lost, reconnecting…",
       refused: "The chat is not available on this page.", you: "You", agent: "Agent",
-      tooLong: "This message is too long.", slowDown: "You are writing fast: the message goes out in a moment.", attach: "Attach an image or a PDF", fileRefused: "Only images and PDFs up to 5 MB can be sent.", failed: "Not sent yet, retrying…" },
+      tooLong: "This message is too long.", slowDown: "You are writing fast: the message goes out in a moment.", attach: "Attach an image or a PDF", fileRefused: "Only images and PDFs up to 5 MB can be sent.", failed: "Not sent yet, retrying…", typing: "{name} is typing…" },
     fr: { title: "Discussion", close: "Fermer la discussion", message: "Votre message", send: "Envoyer",
       history: "Conversation", connecting: "Connexion…", reconnecting: "Connexion perdue, reconnexion…",
       refused: "La discussion n'est pas disponible sur cette page.", you: "Vous", agent: "Conseiller",
-      tooLong: "Ce message est trop long.", slowDown: "Vous écrivez vite : le message part dans un instant.", attach: "Joindre une image ou un PDF", fileRefused: "Seuls les images et les PDF de 5 Mo au plus peuvent être envoyés.", failed: "Pas encore envoyé, nouvel essai…" },
+      tooLong: "Ce message est trop long.", slowDown: "Vous écrivez vite : le message part dans un instant.", attach: "Joindre une image ou un PDF", fileRefused: "Seuls les images et les PDF de 5 Mo au plus peuvent être envoyés.", failed: "Pas encore envoyé, nouvel essai…", typing: "{name} est en train d'écrire…" },
     de: { title: "Chat", close: "Chat schließen", message: "Ihre Nachricht", send: "Senden",
       history: "Unterhaltung", connecting: "Verbinde…", reconnecting: "Verbindung verloren, verbinde neu…",
       refused: "Der Chat ist auf dieser Seite nicht verfügbar.", you: "Sie", agent: "Berater",
-      tooLong: "Diese Nachricht ist zu lang.", slowDown: "Sie schreiben schnell: die Nachricht geht gleich hinaus.", attach: "Bild oder PDF anhängen", fileRefused: "Nur Bilder und PDFs bis 5 MB können gesendet werden.", failed: "Noch nicht gesendet, neuer Versuch…" },
+      tooLong: "Diese Nachricht ist zu lang.", slowDown: "Sie schreiben schnell: die Nachricht geht gleich hinaus.", attach: "Bild oder PDF anhängen", fileRefused: "Nur Bilder und PDFs bis 5 MB können gesendet werden.", failed: "Noch nicht gesendet, neuer Versuch…", typing: "{name} schreibt…" },
     es: { title: "Chat", close: "Cerrar el chat", message: "Su mensaje", send: "Enviar",
       history: "Conversación", connecting: "Conectando…", reconnecting: "Conexión perdida, reconectando…",
       refused: "El chat no está disponible en esta página.", you: "Usted", agent: "Agente",
-      tooLong: "Este mensaje es demasiado largo.", slowDown: "Escribe rápido: el mensaje sale en un momento.", attach: "Adjuntar una imagen o un PDF", fileRefused: "Solo se pueden enviar imágenes y PDF de hasta 5 MB.", failed: "Aún no enviado, reintentando…" },
+      tooLong: "Este mensaje es demasiado largo.", slowDown: "Escribe rápido: el mensaje sale en un momento.", attach: "Adjuntar una imagen o un PDF", fileRefused: "Solo se pueden enviar imágenes y PDF de hasta 5 MB.", failed: "Aún no enviado, reintentando…", typing: "{name} está escribiendo…" },
     pt: { title: "Conversa", close: "Fechar a conversa", message: "A sua mensagem", send: "Enviar",
       history: "Conversa", connecting: "A ligar…", reconnecting: "Ligação perdida, a religar…",
       refused: "A conversa não está disponível nesta página.", you: "Você", agent: "Assistente",
-      tooLong: "Esta mensagem é demasiado longa.", slowDown: "Está a escrever depressa: a mensagem segue dentro de momentos.", attach: "Anexar uma imagem ou um PDF", fileRefused: "Só se podem enviar imagens e PDF até 5 MB.", failed: "Ainda não enviada, a tentar de novo…" },
+      tooLong: "Esta mensagem é demasiado longa.", slowDown: "Está a escrever depressa: a mensagem segue dentro de momentos.", attach: "Anexar uma imagem ou um PDF", fileRefused: "Só se podem enviar imagens e PDF até 5 MB.", failed: "Ainda não enviada, a tentar de novo…", typing: "{name} está a escrever…" },
     ru: { title: "Чат", close: "Закрыть чат", message: "Ваше сообщение", send: "Отправить",
       history: "Переписка", connecting: "Подключение…", reconnecting: "Связь потеряна, переподключение…",
       refused: "Чат недоступен на этой странице.", you: "Вы", agent: "Оператор",
-      tooLong: "Сообщение слишком длинное.", slowDown: "Вы пишете быстро: сообщение уйдёт через мгновение.", attach: "Прикрепить изображение или PDF", fileRefused: "Можно отправлять только изображения и PDF до 5 МБ.", failed: "Ещё не отправлено, повтор…" },
+      tooLong: "Сообщение слишком длинное.", slowDown: "Вы пишете быстро: сообщение уйдёт через мгновение.", attach: "Прикрепить изображение или PDF", fileRefused: "Можно отправлять только изображения и PDF до 5 МБ.", failed: "Ещё не отправлено, повтор…", typing: "{name} печатает…" },
   };
   const t = TEXT[chat.lang] || TEXT.en;
   const KEY = `omnihub-chat:${chat.site}`;
@@ -58,6 +58,7 @@
     h2 { font-size: 16px; margin: 0; }
     .close { background: none; border: none; color: inherit; font-size: 22px; cursor: pointer; }
     .status { margin: 0; padding: 4px 14px; font-size: 13px; color: #57606a; min-height: 1em; }
+    .typing { margin: 0; padding: 2px 14px; font-size: 13px; font-style: italic; color: #57606a; min-height: 1.2em; }
     ol { list-style: none; margin: 0; padding: 10px 14px; overflow-y: auto; flex: 1; }
     li { margin: 6px 0; max-width: 85%; padding: 8px 10px; border-radius: 10px; white-space: pre-wrap;
       overflow-wrap: anywhere; }
@@ -92,6 +93,7 @@
   const close = make("button", { type: "button", class: "close", "aria-label": t.close, text: "×" });
   const status = make("p", { class: "status", role: "status" });
   const log = make("ol", { role: "log", "aria-live": "polite", "aria-label": t.history, tabindex: "0" });
+  const typing = make("p", { class: "typing", "aria-live": "polite" });
   const box = make("textarea", { id: "omnihub-chat-message", rows: "2", maxlength: "4000" });
   const picker = make("input", { type: "file", class: "sr", tabindex: "-1", "aria-hidden": "true",
     accept: "image/png,image/jpeg,image/gif,application/pdf" });
@@ -100,7 +102,7 @@
     make("label", { for: "omnihub-chat-message", class: "sr", text: t.message }), box, attach, picker,
     make("button", { type: "submit", class: "send", text: t.send }));
   const panel = make("div", { class: "panel", role: "dialog", "aria-labelledby": "omnihub-chat-title", hidden: "" },
-    make("header", {}, title, close), status, log, form);
+    make("header", {}, title, close), status, log, typing, form);
   chat.root.append(panel);
 
   const links = /\bhttps?:\/\/[^\s<>"']+[^\s<>"'.,;:!?)]/g;
@@ -154,6 +156,24 @@
       socket.send(JSON.stringify({ type: "message", client_id: clientId, text }));
     }
   };
+  // an agent typing: "<name> is typing…" for 6 s after each frame, or until their message
+  let typingTimer = 0;
+  const typingOff = () => { clearTimeout(typingTimer); typing.textContent = ""; };
+  const agentTyping = (author) => {
+    const name = String(author || t.agent);
+    typing.textContent = t.typing.replace("{name}", () => name);
+    clearTimeout(typingTimer);
+    typingTimer = setTimeout(typingOff, 6000);
+  };
+  // the visitor typing: said at most every 3 s while the box has text (the hub drops more)
+  let typedAt = 0;
+  const typed = () => {
+    if (!box.value.trim() || !socket || socket.readyState !== WebSocket.OPEN) return;
+    const now = Date.now();
+    if (now - typedAt < 3000) return;
+    typedAt = now;
+    socket.send(JSON.stringify({ type: "typing" }));
+  };
   const newId = () => Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
 
   const connect = () => {
@@ -180,7 +200,10 @@
           chat.button.style.background = frame.colour;
         }
         for (const p of tab.pending) say(p.client_id, p.text); // what was not acknowledged
+      } else if (frame.type === "typing") {
+        agentTyping(frame.author);
       } else if (frame.type === "entry") {
+        if (frame.entry && frame.entry.direction === "outbound") typingOff();
         accept(frame.seq, frame.entry);
         markRead();
       } else if (frame.type === "ack") {
@@ -235,8 +258,10 @@
     write(sessionStorage, tab);
     mine.set(clientId, render({ direction: "inbound", text }, true));
     box.value = "";
+    typedAt = 0;
     say(clientId, text);
   });
+  box.addEventListener("input", typed);
   const MAX_FILE = 5 * 1024 * 1024;
   attach.addEventListener("click", () => picker.click());
   picker.addEventListener("change", () => {

@@ -108,7 +108,9 @@
     return found;
   }
 
+  // returns how many inbound items it added (a message arrived: the customer stopped typing)
   function reconcile(container, data) {
+    var added = 0;
     var sections = index(container, "section.conversation", "data-key");
     var items = index(container, "li.item", "data-event-id");
     var empty = container.querySelector(".empty");
@@ -132,11 +134,54 @@
           }
         } else {
           node = buildItem(it);
+          if (it.direction === "inbound") added += 1;
         }
         list.appendChild(node); // moves an existing node into its place, in order
       });
       container.appendChild(section); // appended in order: most recent conversation first
     });
+    return added;
+  }
+
+  // "Visitor is typing…" for 6 s after each typing event, or until their message arrives
+  function typingNotice() {
+    var notice = document.getElementById("typing");
+    var timer = null;
+    function off() {
+      clearTimeout(timer);
+      if (notice) notice.textContent = "";
+    }
+    return {
+      on: function () {
+        if (!notice) return;
+        notice.textContent = "Visitor is typing\u2026";
+        clearTimeout(timer);
+        timer = setTimeout(off, 6000);
+      },
+      off: off,
+    };
+  }
+
+  // the agent's typing, announced at most every 3 s on a channel that shows it
+  function agentTyping(form) {
+    var url = form.getAttribute("data-typing-url");
+    var select = form.querySelector("#reply-channel");
+    var text = form.querySelector("#reply-text");
+    var csrf = form.querySelector("input[name=csrf]");
+    var last = 0;
+    if (!url || !select || !text || !csrf) return;
+    text.addEventListener("input", function () {
+      var option = select.options[select.selectedIndex];
+      if (!option || !option.hasAttribute("data-typing") || !text.value.trim()) return;
+      var now = Date.now();
+      if (now - last < 3000) return;
+      last = now;
+      var body = new URLSearchParams();
+      body.set("channel", option.value);
+      fetch(url, { method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": csrf.value }, body: body })
+        .catch(function () { /* a typing hint is not worth retrying */ });
+    });
+    form.addEventListener("submit", function () { last = 0; });
   }
 
   function liveTimeline(section) {
@@ -144,6 +189,7 @@
     var state = document.getElementById("live-state");
     var pending = false;
     var running = false;
+    var typing = typingNotice();
 
     function refresh() {
       if (running) { pending = true; return; }
@@ -154,7 +200,7 @@
           if (!response.ok) throw new Error("HTTP " + response.status);
           return response.json();
         })
-        .then(function (data) { reconcile(container, data); })
+        .then(function (data) { if (reconcile(container, data)) typing.off(); })
         .catch(function () { /* the next notification or reconnection retries */ })
         .finally(function () {
           running = false;
@@ -169,6 +215,7 @@
       refresh(); // reconcile whatever happened while (re)connecting
     });
     source.addEventListener("timeline", refresh);
+    source.addEventListener("typing", typing.on);
     source.addEventListener("error", function () {
       state.textContent = "reconnecting";
       state.setAttribute("data-live", "off");
@@ -181,5 +228,7 @@
     });
     var section = document.getElementById("timeline");
     if (section && window.EventSource && window.fetch) liveTimeline(section);
+    var reply = document.querySelector("form[data-typing-url]");
+    if (reply && window.fetch && window.URLSearchParams) agentTyping(reply);
   });
 })();

@@ -230,29 +230,37 @@ async def test_a_chat_is_live_in_the_console_and_the_agents_reply_live_in_the_wi
     await box.press("Enter")
     customer = (await first_of(pool, visitor, "customer_id"))["customer_id"]
     department = await routed_department(pool, str(customer))
-    agent = await signed_in(
-        browser, api_url, await make_user(pool, "agent", [department, "triage"])
-    )
+    user = await make_user(pool, "agent", [department, "triage"])
+    agent = await signed_in(browser, api_url, user)
     await agent.goto(f"/console/customers/{customer}")
     await expect(agent.locator("#timeline")).to_contain_text(first)
     await live(agent)
 
     second = unique("It should be 12 rue de la Paix")
     await box.fill(second)
+    # the visitor types: the agent sees it, until the message arrives
+    typing = agent.locator("#typing")
+    await expect(typing).to_have_text("Visitor is typing\u2026", timeout=30_000)
+    await expect(typing).to_have_attribute("aria-live", "polite")
     await box.press("Enter")
     arrived = agent.locator("li.item", has_text=second)
     await expect(arrived).to_be_visible()  # live, no reload
     await expect(arrived.locator(".channel")).to_have_text("Web chat")
+    await expect(typing).to_have_text("")
 
     await arrived.get_by_role("link", name="Reply").click()
     await expect(agent.locator("#reply-channel")).to_have_value("webchat")
     answer = unique("Corrected, a new invoice is on its way.")
     await agent.locator("#reply-text").fill(answer)
+    # the agent types: the visitor sees who, until the reply arrives
+    agent_typing = chat.locator("p.typing")
+    await expect(agent_typing).to_have_text(f"{user.username} is typing\u2026", timeout=30_000)
     await agent.locator("#reply-send").click()
     await expect(agent.locator(".notice")).to_contain_text("Reply queued")
     await expect(
         chat.get_by_role("log").get_by_role("listitem").filter(has_text=answer)
     ).to_be_visible()
+    await expect(agent_typing).to_have_text("")
     sent = agent.locator("li.item.outbound", has_text=answer)
     # the visitor has the chat open and in view: read
     await expect(sent.locator(".delivery")).to_have_text("read", timeout=30_000)
