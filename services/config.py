@@ -132,6 +132,16 @@ class Settings(BaseSettings):
             " then its period key is deleted, and with it what an erased customer left there"
         ),
     )
+    unseen_reply_seconds: float = Field(
+        default=120.0,
+        ge=0,
+        le=86400,
+        alias="OMNIHUB_UNSEEN_REPLY_SECONDS",
+        description=(
+            "dispatcher: seconds after which a reply on a session channel (web chat) the"
+            " customer has not read goes to the address they left, by email or SMS; 0: never"
+        ),
+    )
     batch_wait: float = Field(
         default=0.02,
         alias="OMNIHUB_BATCH_WAIT",

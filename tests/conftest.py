@@ -109,6 +109,7 @@ def dispatcher(
         OMNIHUB_API_CALLBACK_URL=f"http://127.0.0.1:{callback_port}/replies",
         OMNIHUB_API_CALLBACK_SECRET="test-callback-secret",
         OMNIHUB_API_CALLBACK_BACKOFF="0.05",
+        OMNIHUB_UNSEEN_REPLY_SECONDS="1",  # tests/channels/webchat/test_offline.py
     )
     proc = start_component("dispatcher", env, data_dir / "dispatcher.log")
     yield proc

@@ -15,6 +15,7 @@ from schemas import Channel, DeliveryState, DeliveryStatus, Interaction, Outboun
 if TYPE_CHECKING:
     from channels.base.blobs import BlobStore
     from channels.base.conversation import ConversationLog
+    from channels.base.presence import Presence
     from channels.base.publisher import Publisher
     from channels.base.state import SourceState
     from channels.base.typing import Typing
@@ -112,6 +113,7 @@ class ChannelAdapter(ABC):
     _state: SourceState | None = None
     _log: ConversationLog | None = None
     _typing: Typing | None = None
+    _presence: Presence | None = None
 
     def attach(
         self,
@@ -121,16 +123,18 @@ class ChannelAdapter(ABC):
         state: SourceState | None = None,
         log: ConversationLog | None = None,
         typing: Typing | None = None,
+        presence: Presence | None = None,
     ) -> None:
         """Take the publisher the adapter publishes (and relays) through, the hub's blob
         store for files that arrive with messages, a source's durable state, a session
-        channel's conversation log and where its customers' typing is announced (None where
-        the process has no database)."""
+        channel's conversation log, where its customers' typing is announced and whether
+        agents are present to answer (None where the process has no database)."""
         self._publisher = publisher
         self._blobs = blobs
         self._state = state
         self._log = log
         self._typing = typing
+        self._presence = presence
 
     @property
     def publisher(self) -> Publisher:
@@ -155,6 +159,11 @@ class ChannelAdapter(ABC):
     def log(self) -> ConversationLog | None:
         """The attached conversation log, None in a process without a database."""
         return self._log
+
+    @property
+    def presence(self) -> Presence | None:
+        """Whether agents are present to answer, None where unknown (no database)."""
+        return self._presence
 
     @property
     def typing(self) -> Typing | None:

@@ -30,7 +30,7 @@ from channels.webchat import protocol
 from channels.webchat.config import Site, WebchatSettings
 from channels.webchat.files import FileRefused, accepted_file
 from channels.webchat.limits import TYPING_BURST, TYPING_EVERY, Buckets
-from channels.webchat.protocol import BadFrame, Hello, Read, Say, Typing, Upload, frame
+from channels.webchat.protocol import BadFrame, Contact, Hello, Read, Say, Typing, Upload, frame
 from channels.webchat.visitors import (
     Claim,
     ClaimRefused,
@@ -181,6 +181,7 @@ class _Chat:
                     site=self.site.id,
                     name=self.site.name,
                     colour=self.site.colour,
+                    online=await self._online(),
                 )
             )
             last = self.hello.after
@@ -222,6 +223,9 @@ class _Chat:
             return
         if isinstance(said, Typing):
             await self._typing()
+            return
+        if isinstance(said, Contact):
+            await self._contact(said, log)
             return
         if not isinstance(said, Say):
             await self.socket.send_now(frame("error", code="bad_frame", message="hello once"))
@@ -292,6 +296,40 @@ class _Chat:
             await self._refuse(client_id, "retry", message=str(exc)[:200])
             return None
 
+    async def _online(self) -> bool:
+        """Whether an agent who would get this chat is present; unknown (no database, or it
+        failed): yes, and the widget simply waits for an answer."""
+        presence = self.adapter.presence
+        if presence is None:
+            return True
+        who = Identity(type=IdentityType.WEBCHAT_VISITOR, value=self.conversation)
+        department = self.site.department.value if self.site.department else None
+        try:
+            return await presence.answering(who, department)
+        except OSError:
+            return True
+
+    async def _contact(self, said: Contact, log: ConversationLog) -> None:
+        """An address for replies the visitor may not see here: recorded on the conversation
+        (attributes ``contact_type`` and ``contact_value``), never as an identity."""
+        if await self._slowed(said.client_id):
+            return
+        address = contact_address(said.address)
+        if address is None:
+            await self._refuse(said.client_id, "bad_address", message="not an address")
+            return
+        interaction = self._interaction(
+            said.client_id,
+            f"Replies may also go to {address.value}",
+            kind=Kind.FORM,
+            extra={"contact_type": address.type.value, "contact_value": address.value},
+        )
+        seq = await self._publish(interaction, said.client_id, {"contact": address.value}, log)
+        if seq is not None:
+            await self.socket.send_now(
+                frame("ack", client_id=said.client_id, seq=seq, contact=address.value)
+            )
+
     async def _typing(self) -> None:
         """The visitor is typing: announced to the agents watching their customer, at most
         TYPING_BURST at once then one every TYPING_EVERY seconds (the rest dropped, no
@@ -339,7 +377,12 @@ class _Chat:
         self.read = entries[-1][0] if len(entries) == limit and entries else seq
 
     def _interaction(
-        self, client_id: str, text: str | None, attachments: list[Attachment] | None = None
+        self,
+        client_id: str,
+        text: str | None,
+        attachments: list[Attachment] | None = None,
+        kind: Kind = Kind.MESSAGE,
+        extra: dict[str, str] | None = None,
     ) -> Interaction:
         identities = [Identity(type=IdentityType.WEBCHAT_VISITOR, value=self.conversation)]
         if self.claim is not None:
@@ -351,10 +394,11 @@ class _Chat:
         attributes: dict[str, str | int | float | bool | None] = {"site": self.site.id}
         if self.hello.language:
             attributes["language"] = self.hello.language
+        attributes.update(extra or {})
         return Interaction.create(
             channel=Channel.WEBCHAT,
             direction=Direction.INBOUND,
-            kind=Kind.MESSAGE,
+            kind=kind,
             identities=identities,
             text=text,
             attachments=attachments or [],
@@ -418,6 +462,16 @@ def plain_text(text: str) -> str:
     """A visitor's text as text: markup removed (scripts with their content), entities read,
     surrounding space trimmed; shown as text everywhere, never as HTML."""
     return html.unescape(nh3.clean(text, tags=set())).strip()
+
+
+def contact_address(text: str) -> Identity | None:
+    """An email address or an international phone number (+ and digits), normalised."""
+    text = text.strip()
+    kind = IdentityType.EMAIL if "@" in text else IdentityType.PHONE
+    try:
+        return Identity(type=kind, value=text)
+    except ValueError:
+        return None
 
 
 def _reply_entry(command: OutboundCommand) -> dict[str, Any]:

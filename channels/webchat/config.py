@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from channels.base.keys import checked_key, key_or_file
 from channels.base.net import loopback
+from schemas import Department
 
 KEY_FILE = "webchat-visitors.key"
 _ORIGIN = re.compile(r"^(https?)://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])(:[0-9]{1,5})?$")
@@ -35,6 +36,13 @@ class Site(BaseModel):
         default=False, description="Refuse visitors the site's backend did not sign"
     )
     colour: str = Field(default="#1f6feb", pattern=r"^#[0-9a-fA-F]{6}$")
+    department: Department | None = Field(
+        default=None,
+        description=(
+            "The department a new visitor's chat is for, while none of their messages is"
+            " routed yet (whose agents' presence the widget shows); unset: any agent"
+        ),
+    )
 
     @field_validator("origins")
     @classmethod

@@ -1,6 +1,7 @@
 """The widget's WebSocket frames (JSON text). A client says ``hello`` first, then sends
 ``message`` and ``file`` frames, ``read`` once the visitor saw the conversation up to a
-number, and ``typing`` while the visitor types; the hub answers ``welcome``, ``entry`` (a
+number, ``typing`` while the visitor types, and ``contact`` (an address for replies, when the
+welcome said no agent is ``online``); the hub answers ``welcome``, ``entry`` (a
 message of the conversation, numbered), ``ack`` (a visitor's message is on the broker and
 numbered), ``error``, and ``typing`` (with its ``author``) while an agent types.
 
@@ -61,6 +62,16 @@ class Read(_Frame):
     seq: int = Field(ge=1)
 
 
+class Contact(_Frame):
+    """Where replies may go when the visitor has left (offline: no agent present): an email
+    address or a phone number, recorded on the conversation, never an identity (typed, not
+    proven: it links no history)."""
+
+    type: Literal["contact"]
+    client_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    address: str = Field(min_length=3, max_length=320)
+
+
 class Typing(_Frame):
     """The visitor is typing (the widget says so every few seconds while they do; nothing
     more: no text, never stored)."""
@@ -68,7 +79,7 @@ class Typing(_Frame):
     type: Literal["typing"]
 
 
-ClientFrame = Hello | Say | Upload | Read | Typing
+ClientFrame = Hello | Say | Upload | Read | Typing | Contact
 _CLIENT: TypeAdapter[ClientFrame] = TypeAdapter(Annotated[ClientFrame, Field(discriminator="type")])
 
 

@@ -35,6 +35,7 @@ from services.conversation_log import log_on
 from services.db.pool import migrated_pool
 from services.identity.rules import load_rules
 from services.keys.periods import PeriodKeeper, PeriodKeyFollower, PeriodKeyring
+from services.presence import PgPresence
 from services.selfservice import mount as selfservice
 from services.typing import PgTyping, TypingRelay
 
@@ -125,6 +126,7 @@ def create_app(
                     state=PgSourceState(state_pool, adapter.name),
                     log=log_on(state_pool, adapter.name),
                     typing=PgTyping(state_pool),
+                    presence=PgPresence(state_pool),
                 )
         app.state.pool = pool
         app.state.producer = producer

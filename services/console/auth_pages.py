@@ -10,7 +10,7 @@ from fastapi.responses import Response
 
 from services.console import sessions, throttle, users
 from services.console.forms import read_form
-from services.console.guard import Actor
+from services.console.guard import Actor, Viewer
 from services.console.render import page, redirect
 
 router = APIRouter()
@@ -102,6 +102,13 @@ async def sign_in(request: Request) -> Response:
     set_cookie(response, request, sessions.COOKIE, session_id, sessions.LIFETIME_HOURS * 3600)
     response.delete_cookie(PRE_COOKIE, path="/console")
     return response
+
+
+@router.get("/console/presence.json")
+async def presence(session: Viewer) -> Response:
+    """The console's heartbeat: looking the session up marks its agent present
+    (services/presence.py); nothing else to say."""
+    return Response(status_code=204, headers={"Cache-Control": "no-store"})
 
 
 @router.post("/console/sign-out")

@@ -119,12 +119,14 @@ async def queue_message(
     files: Sequence[tuple[str, str, bytes]] = (),
     blobs: BlobStore | None = None,
     timeline_text: str | None = None,
+    thread: ThreadRef | None = None,
 ) -> OutboundCommand:
     """Publish the command once the broker acknowledged it (PublishError when not).
 
     ``to`` defaults to the customer's first identity the channel can deliver to; ``files``
     (name, type, bytes) are stored in ``blobs`` under the command before it is published;
-    ``timeline_text`` is what the timeline keeps instead of ``text`` (a secret sent once).
+    ``timeline_text`` is what the timeline keeps instead of ``text`` (a secret sent once);
+    ``thread`` is the conversation when the message answers none on its channel.
     """
     answered = None
     async with pool.acquire() as conn:
@@ -157,7 +159,7 @@ async def queue_message(
         timeline_text=timeline_text,
         subject=subject or (answered.subject if answered else None),
         in_reply_to=in_reply_to,
-        thread=answered.thread if answered else None,
+        thread=answered.thread if answered else thread,
         requested_by=requested_by,
         attributes=answered.attributes if answered else {},
     )

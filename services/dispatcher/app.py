@@ -19,7 +19,7 @@ import asyncpg
 import faust
 
 from channels.base import BlobStore, ChannelAdapter
-from schemas import OutboundCommand
+from schemas import DeliveryState, OutboundCommand
 from schemas.cloudevents import Trace
 from schemas.topics import DELIVERY, INTERACTIONS, OUTBOUND
 from services import tracing
@@ -29,6 +29,7 @@ from services.bus.producer import KafkaPublisher
 from services.bus.records import Record, to_record
 from services.config import Settings
 from services.conversation_log import PgConversationLog
+from services.dispatcher import unseen
 from services.dispatcher.send import Outcome, dispatch
 from services.keys.reader import SealedReader
 from services.keys.seal import sealed_for
@@ -39,6 +40,10 @@ from services.worker.metrics import watch_lag
 from services.worker.resources import Resources
 
 APP_ID = "omnihub-dispatcher"
+#: A relayed reply in one of these states may still go unseen (services/dispatcher/unseen.py).
+_REACHED = (DeliveryState.SENT, DeliveryState.DELIVERED)
+#: Seconds between looks for unseen replies that are due.
+UNSEEN_EVERY = 5.0
 SOURCE = "services/dispatcher"
 log = logging.getLogger(__name__)
 
@@ -48,6 +53,7 @@ async def dispatch_batch(
     adapters: Mapping[str, ChannelAdapter],
     reader: SealedReader,
     events: Sequence[Any],
+    unseen_after: float = 0.0,
 ) -> None:
     """Send the batch's commands, one customer's in order (two quick replies must not swap)
     and different customers' concurrently; publish their states and timeline rows (carrying
@@ -76,6 +82,14 @@ async def dispatch_batch(
         records.append(to_record(DELIVERY, status, str(status.command_id), SOURCE, trace))
     # what was sent is a raw interaction like any other: sealed with the period's key
     await producer.send_all([*await resources.keyring.sealed(interactions), *records])
+    if unseen_after > 0:
+        sessions = unseen.session_channels(adapters)
+        relayed = [
+            (o.status.command_id, o.interaction.customer_id, o.status.channel)
+            for o, _ in sent
+            if o.status.channel in sessions and o.status.state in _REACHED
+        ]
+        await unseen.record(pool, relayed, unseen_after)
 
 
 async def send_traced(
@@ -142,7 +156,9 @@ def create_app(settings: Settings, bootstrap: str, database_url: str) -> faust.A
     async def dispatcher(stream: Any) -> None:
         async for events in stream.take_events(100, within=settings.batch_wait):
             await handle_durably(
-                lambda r, batch: dispatch_batch(r, adapters, reader, batch),
+                lambda r, batch: dispatch_batch(
+                    r, adapters, reader, batch, settings.unseen_reply_seconds
+                ),
                 resources,
                 events,
                 "dispatch",
@@ -157,7 +173,19 @@ def create_app(settings: Settings, bootstrap: str, database_url: str) -> faust.A
         await close_blob_store(blobs)
         await resources.close()
 
+    served = {c for a in adapters.values() for c in a.channels}
+
+    async def send_unseen() -> None:
+        if settings.unseen_reply_seconds <= 0:
+            return
+        pool, producer = await resources.ready()
+        try:
+            await unseen.send_due(pool, producer, served, settings.unseen_reply_seconds)
+        except (OSError, asyncpg.PostgresError):
+            log.warning("unseen replies: the database is unavailable; trying again later")
+
     app.agent(raw_topic(app, OUTBOUND.name), name="omnihub.dispatch", concurrency=1)(dispatcher)
+    app.timer(UNSEEN_EVERY, name="omnihub.dispatch.unseen")(send_unseen)
     watch_lag(app)
     app.on_before_shutdown.connect(close, weak=False)
     return app

@@ -8,27 +8,33 @@
     en: { title: "Chat", close: "Close the chat", message: "Your message", send: "Send",
       history: "Conversation", connecting: "Connecting…", reconnecting: "Connection lost, reconnecting…",
       refused: "The chat is not available on this page.", you: "You", agent: "Agent",
-      tooLong: "This message is too long.", slowDown: "You are writing fast: the message goes out in a moment.", attach: "Attach an image or a PDF", fileRefused: "Only images and PDFs up to 5 MB can be sent.", failed: "Not sent yet, retrying…", typing: "{name} is typing…" },
+      tooLong: "This message is too long.", slowDown: "You are writing fast: the message goes out in a moment.", attach: "Attach an image or a PDF", fileRefused: "Only images and PDFs up to 5 MB can be sent.", failed: "Not sent yet, retrying…", typing: "{name} is typing…",
+      offline: "No one is here right now. Leave your email address or phone number and we will answer there.", contact: "Email or phone (+…)", leave: "Leave it", saved: "If you have gone, we will answer at {address}.", badAddress: "That is neither an email address nor a phone number with its country code." },
     fr: { title: "Discussion", close: "Fermer la discussion", message: "Votre message", send: "Envoyer",
       history: "Conversation", connecting: "Connexion…", reconnecting: "Connexion perdue, reconnexion…",
       refused: "La discussion n'est pas disponible sur cette page.", you: "Vous", agent: "Conseiller",
-      tooLong: "Ce message est trop long.", slowDown: "Vous écrivez vite : le message part dans un instant.", attach: "Joindre une image ou un PDF", fileRefused: "Seuls les images et les PDF de 5 Mo au plus peuvent être envoyés.", failed: "Pas encore envoyé, nouvel essai…", typing: "{name} est en train d'écrire…" },
+      tooLong: "Ce message est trop long.", slowDown: "Vous écrivez vite : le message part dans un instant.", attach: "Joindre une image ou un PDF", fileRefused: "Seuls les images et les PDF de 5 Mo au plus peuvent être envoyés.", failed: "Pas encore envoyé, nouvel essai…", typing: "{name} est en train d'écrire…",
+      offline: "Personne n'est disponible pour le moment. Laissez votre adresse e-mail ou votre numéro de téléphone et nous vous répondrons là.", contact: "E-mail ou téléphone (+…)", leave: "Laisser", saved: "Si vous êtes parti, nous répondrons à {address}.", badAddress: "Ce n'est ni une adresse e-mail ni un numéro de téléphone avec son indicatif." },
     de: { title: "Chat", close: "Chat schließen", message: "Ihre Nachricht", send: "Senden",
       history: "Unterhaltung", connecting: "Verbinde…", reconnecting: "Verbindung verloren, verbinde neu…",
       refused: "Der Chat ist auf dieser Seite nicht verfügbar.", you: "Sie", agent: "Berater",
-      tooLong: "Diese Nachricht ist zu lang.", slowDown: "Sie schreiben schnell: die Nachricht geht gleich hinaus.", attach: "Bild oder PDF anhängen", fileRefused: "Nur Bilder und PDFs bis 5 MB können gesendet werden.", failed: "Noch nicht gesendet, neuer Versuch…", typing: "{name} schreibt…" },
+      tooLong: "Diese Nachricht ist zu lang.", slowDown: "Sie schreiben schnell: die Nachricht geht gleich hinaus.", attach: "Bild oder PDF anhängen", fileRefused: "Nur Bilder und PDFs bis 5 MB können gesendet werden.", failed: "Noch nicht gesendet, neuer Versuch…", typing: "{name} schreibt…",
+      offline: "Gerade ist niemand da. Hinterlassen Sie Ihre E-Mail-Adresse oder Telefonnummer, wir antworten dort.", contact: "E-Mail oder Telefon (+…)", leave: "Hinterlassen", saved: "Wenn Sie gegangen sind, antworten wir an {address}.", badAddress: "Das ist weder eine E-Mail-Adresse noch eine Telefonnummer mit Ländervorwahl." },
     es: { title: "Chat", close: "Cerrar el chat", message: "Su mensaje", send: "Enviar",
       history: "Conversación", connecting: "Conectando…", reconnecting: "Conexión perdida, reconectando…",
       refused: "El chat no está disponible en esta página.", you: "Usted", agent: "Agente",
-      tooLong: "Este mensaje es demasiado largo.", slowDown: "Escribe rápido: el mensaje sale en un momento.", attach: "Adjuntar una imagen o un PDF", fileRefused: "Solo se pueden enviar imágenes y PDF de hasta 5 MB.", failed: "Aún no enviado, reintentando…", typing: "{name} está escribiendo…" },
+      tooLong: "Este mensaje es demasiado largo.", slowDown: "Escribe rápido: el mensaje sale en un momento.", attach: "Adjuntar una imagen o un PDF", fileRefused: "Solo se pueden enviar imágenes y PDF de hasta 5 MB.", failed: "Aún no enviado, reintentando…", typing: "{name} está escribiendo…",
+      offline: "Ahora no hay nadie disponible. Deje su correo electrónico o su teléfono y le responderemos allí.", contact: "Correo o teléfono (+…)", leave: "Dejarlo", saved: "Si se ha ido, le responderemos en {address}.", badAddress: "No es un correo electrónico ni un teléfono con su prefijo internacional." },
     pt: { title: "Conversa", close: "Fechar a conversa", message: "A sua mensagem", send: "Enviar",
       history: "Conversa", connecting: "A ligar…", reconnecting: "Ligação perdida, a religar…",
       refused: "A conversa não está disponível nesta página.", you: "Você", agent: "Assistente",
-      tooLong: "Esta mensagem é demasiado longa.", slowDown: "Está a escrever depressa: a mensagem segue dentro de momentos.", attach: "Anexar uma imagem ou um PDF", fileRefused: "Só se podem enviar imagens e PDF até 5 MB.", failed: "Ainda não enviada, a tentar de novo…", typing: "{name} está a escrever…" },
+      tooLong: "Esta mensagem é demasiado longa.", slowDown: "Está a escrever depressa: a mensagem segue dentro de momentos.", attach: "Anexar uma imagem ou um PDF", fileRefused: "Só se podem enviar imagens e PDF até 5 MB.", failed: "Ainda não enviada, a tentar de novo…", typing: "{name} está a escrever…",
+      offline: "Neste momento não está ninguém. Deixe o seu e-mail ou telefone e responderemos por lá.", contact: "E-mail ou telefone (+…)", leave: "Deixar", saved: "Se já tiver saído, respondemos para {address}.", badAddress: "Não é um e-mail nem um telefone com o indicativo do país." },
     ru: { title: "Чат", close: "Закрыть чат", message: "Ваше сообщение", send: "Отправить",
       history: "Переписка", connecting: "Подключение…", reconnecting: "Связь потеряна, переподключение…",
       refused: "Чат недоступен на этой странице.", you: "Вы", agent: "Оператор",
-      tooLong: "Сообщение слишком длинное.", slowDown: "Вы пишете быстро: сообщение уйдёт через мгновение.", attach: "Прикрепить изображение или PDF", fileRefused: "Можно отправлять только изображения и PDF до 5 МБ.", failed: "Ещё не отправлено, повтор…", typing: "{name} печатает…" },
+      tooLong: "Сообщение слишком длинное.", slowDown: "Вы пишете быстро: сообщение уйдёт через мгновение.", attach: "Прикрепить изображение или PDF", fileRefused: "Можно отправлять только изображения и PDF до 5 МБ.", failed: "Ещё не отправлено, повтор…", typing: "{name} печатает…",
+      offline: "Сейчас никого нет на месте. Оставьте email или номер телефона, и мы ответим туда.", contact: "Email или телефон (+…)", leave: "Оставить", saved: "Если вы уйдёте, мы ответим на {address}.", badAddress: "Это не email и не номер телефона с кодом страны." },
   };
   const t = TEXT[chat.lang] || TEXT.en;
   const KEY = `omnihub-chat:${chat.site}`;
@@ -58,6 +64,10 @@
     h2 { font-size: 16px; margin: 0; }
     .close { background: none; border: none; color: inherit; font-size: 22px; cursor: pointer; }
     .status { margin: 0; padding: 4px 14px; font-size: 13px; color: #57606a; min-height: 1em; }
+    .offline { margin: 0; padding: 8px 14px; font-size: 13px; background: #fff8c5; border-bottom: 1px solid #d4a72c; }
+    .offline[hidden], .offline form[hidden] { display: none; }
+    .offline form { padding: 6px 0 0; border: none; }
+    .offline input { flex: 1; font: inherit; padding: 4px 6px; border: 1px solid #8c959f; border-radius: 6px; }
     .typing { margin: 0; padding: 2px 14px; font-size: 13px; font-style: italic; color: #57606a; min-height: 1.2em; }
     ol { list-style: none; margin: 0; padding: 10px 14px; overflow-y: auto; flex: 1; }
     li { margin: 6px 0; max-width: 85%; padding: 8px 10px; border-radius: 10px; white-space: pre-wrap;
@@ -94,6 +104,15 @@
   const status = make("p", { class: "status", role: "status" });
   const log = make("ol", { role: "log", "aria-live": "polite", "aria-label": t.history, tabindex: "0" });
   const typing = make("p", { class: "typing", "aria-live": "polite" });
+  // no agent present: where replies may go instead (an address the visitor types: not proof)
+  const contactInput = make("input", { id: "omnihub-chat-contact", type: "text", maxlength: "320",
+    autocomplete: "email" });
+  const contactForm = make("form", {},
+    make("label", { for: "omnihub-chat-contact", class: "sr", text: t.contact }), contactInput,
+    make("button", { type: "submit", class: "send", text: t.leave }));
+  const offlineNote = make("p", { text: t.offline });
+  const offline = make("div", { class: "offline", role: "region", "aria-label": t.contact, hidden: "" },
+    offlineNote, contactForm);
   const box = make("textarea", { id: "omnihub-chat-message", rows: "2", maxlength: "4000" });
   const picker = make("input", { type: "file", class: "sr", tabindex: "-1", "aria-hidden": "true",
     accept: "image/png,image/jpeg,image/gif,application/pdf" });
@@ -102,7 +121,7 @@
     make("label", { for: "omnihub-chat-message", class: "sr", text: t.message }), box, attach, picker,
     make("button", { type: "submit", class: "send", text: t.send }));
   const panel = make("div", { class: "panel", role: "dialog", "aria-labelledby": "omnihub-chat-title", hidden: "" },
-    make("header", {}, title, close), status, log, typing, form);
+    make("header", {}, title, close), offline, status, log, typing, form);
   chat.root.append(panel);
 
   const links = /\bhttps?:\/\/[^\s<>"']+[^\s<>"'.,;:!?)]/g;
@@ -122,7 +141,8 @@
     const inbound = entry.direction === "inbound";
     const item = make("li", { class: `${inbound ? "in" : "out"}${waiting ? " waiting" : ""}` },
       make("span", { class: "author", text: inbound ? t.you : entry.author || t.agent }),
-      entry.file ? `\u{1F4CE} ${entry.file.name}` : body(entry.text || ""));
+      entry.file ? `\u{1F4CE} ${entry.file.name}`
+        : entry.contact ? t.saved.replace("{address}", () => entry.contact) : body(entry.text || ""));
     log.append(item);
     log.scrollTop = log.scrollHeight;
     return item;
@@ -200,12 +220,18 @@
           chat.button.style.background = frame.colour;
         }
         for (const p of tab.pending) say(p.client_id, p.text); // what was not acknowledged
+        offline.hidden = frame.online !== false;
+        if (tab.contact) showContact(tab.contact);
       } else if (frame.type === "typing") {
         agentTyping(frame.author);
       } else if (frame.type === "entry") {
         if (frame.entry && frame.entry.direction === "outbound") typingOff();
         accept(frame.seq, frame.entry);
         markRead();
+      } else if (frame.type === "ack" && frame.contact !== undefined) {
+        tab.contact = frame.contact;
+        showContact(frame.contact);
+        accept(frame.seq, { direction: "inbound", contact: frame.contact, client_id: frame.client_id });
       } else if (frame.type === "ack") {
         const pending = tab.pending.find((p) => p.client_id === frame.client_id);
         const text = frame.text !== undefined ? frame.text : pending && pending.text;
@@ -225,6 +251,9 @@
             if (p) say(p.client_id, p.text);
             if (slow) status.textContent = "";
           }, slow ? Math.ceil(frame.retry_after * 1000) : 1000);
+        } else if (frame.code === "bad_address") {
+          status.textContent = t.badAddress;
+          contactInput.focus();
         } else if (own) {
           own.classList.remove("waiting");
           own.title = frame.code === "too_long" ? t.tooLong
@@ -262,6 +291,17 @@
     say(clientId, text);
   });
   box.addEventListener("input", typed);
+  const showContact = (address) => {
+    offlineNote.textContent = t.saved.replace("{address}", () => address);
+    contactForm.hidden = true;
+  };
+  contactForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const address = contactInput.value.trim();
+    if (!address || !socket || socket.readyState !== WebSocket.OPEN) return;
+    status.textContent = "";
+    socket.send(JSON.stringify({ type: "contact", client_id: newId(), address }));
+  });
   const MAX_FILE = 5 * 1024 * 1024;
   attach.addEventListener("click", () => picker.click());
   picker.addEventListener("change", () => {
