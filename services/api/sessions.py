@@ -86,7 +86,10 @@ class SessionRelay:
         assert self._consumer is not None
         while True:
             batches = await self._consumer.getmany(timeout_ms=1000)
-            for records in batches.values():
+            # every partition's records at once: one key read and one publish a fetch, not
+            # one a partition (docs/performance.md#web-chat)
+            records = [record for found in batches.values() for record in found]
+            if records:
                 await self._handle_until_done(records)
 
     async def _handle_until_done(self, records: Sequence[Any]) -> None:
@@ -102,8 +105,11 @@ class SessionRelay:
                 delay = min(delay * 2, 5.0)
 
     async def handle(self, records: Sequence[Any]) -> None:
-        """Deliver relayed commands where this process holds their sessions."""
+        """Deliver relayed commands where this process holds their sessions, in order; their
+        delivered states published together once the batch is delivered (one broker round
+        trip a batch, not one a reply: docs/performance.md#web-chat)."""
         assert self._db is not None
+        delivered: list[DeliveryStatus] = []
         for opened in await self._reader.open_each(self._db, records):
             if isinstance(opened, Unopened):  # its customer was erased meanwhile, or altered
                 log.warning("sessions topic: a command that does not open; skipped")
@@ -113,10 +119,13 @@ class SessionRelay:
             except ValidationError:
                 log.warning("sessions topic: a record that is not an outbound command; skipped")
                 continue
-            await self._deliver(command)
+            delivered += await self._deliver(command)
+        if delivered:
+            await self.publisher.publish(delivered)
 
-    async def _deliver(self, command: OutboundCommand) -> None:
-        """Deliver one command where this process holds its session."""
+    async def _deliver(self, command: OutboundCommand) -> list[DeliveryStatus]:
+        """Deliver one command where this process holds its session; its delivered state."""
+        states = []
         for adapter in self.adapters:
             if command.channel not in adapter.channels:
                 continue
@@ -126,14 +135,13 @@ class SessionRelay:
                 log.exception("%s: delivery to a session failed", adapter.name)
                 continue
             if delivered:
-                await self.publisher.publish(
-                    [
-                        DeliveryStatus(
-                            command_id=command.command_id,
-                            channel=command.channel,
-                            state=DeliveryState.DELIVERED,
-                            occurred_at=utcnow(),
-                            provider_message_id=f"relay:{command.command_id}",
-                        )
-                    ]
+                states.append(
+                    DeliveryStatus(
+                        command_id=command.command_id,
+                        channel=command.channel,
+                        state=DeliveryState.DELIVERED,
+                        occurred_at=utcnow(),
+                        provider_message_id=f"relay:{command.command_id}",
+                    )
                 )
+        return states
