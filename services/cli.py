@@ -362,6 +362,22 @@ def bench(
     email_only: Annotated[
         bool, typer.Option(help="only email ingress (and the plain loop it is scaled by)")
     ] = False,
+    webchat_connections: Annotated[
+        int, typer.Option(min=0, help="WebSockets one web chat process holds; 0: no web chat")
+    ] = 5_000,
+    webchat_hold: Annotated[
+        float,
+        typer.Option(min=0, help="seconds they are held, each visitor sending one message"),
+    ] = 60,
+    webchat_messages: Annotated[
+        int, typer.Option(min=1, help="messages of the web chat acks measurement")
+    ] = 20_000,
+    webchat_reply_rate: Annotated[
+        float, typer.Option(min=1, help="agents' replies/s offered to the visitors' sockets")
+    ] = 200,
+    webchat_only: Annotated[
+        bool, typer.Option(help="only web chat (and the plain loop its acks are scaled by)")
+    ] = False,
 ) -> None:
     """Measure throughput and latency of the whole hub; prints one JSON object."""
     import uvloop
@@ -393,6 +409,13 @@ def bench(
         email_messages=email_messages if not email_only else max(1, email_messages),
         email_connections=email_connections,
         email_only=email_only,
+        webchat_connections=webchat_connections
+        if not webchat_only
+        else max(1, webchat_connections),
+        webchat_hold=webchat_hold,
+        webchat_messages=webchat_messages,
+        webchat_reply_rate=webchat_reply_rate,
+        webchat_only=webchat_only,
     )
     err = Console(stderr=True)
     with Progress(console=err, transient=False) as progress:

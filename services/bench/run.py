@@ -7,10 +7,12 @@ channels at saturation, 6. latency at the same load again, after all that, 7. st
 peak memory, lost and duplicated events, timeline page cost, 8. the embedded broker's memory
 and durable storages side by side (services/bench/storage.py), 9. email ingress: one SMTP
 process beside a bare aiosmtpd, and through to the timeline (services/bench/email_ingress.py;
-``--email-only`` runs it alone). The latency and end-to-end phases
-report the CPU every process spent an event: the embedded broker's grows with the small batches
-its partitions hold, which is why latency is measured twice. With ``--soak``, a soak at half
-the measured capacity follows phase 6 (services/bench/soak.py).
+``--email-only`` runs it alone), 10. web chat: WebSockets one process holds, acks/s, agents'
+replies to the visitors' sockets (services/bench/webchat.py; ``--webchat-only`` runs it
+alone). The latency and end-to-end phases report the CPU every process spent an event: the
+embedded broker's grows with the small batches its partitions hold, which is why latency is
+measured twice. With ``--soak``, a soak at half the measured capacity follows phase 6
+(services/bench/soak.py).
 """
 
 from __future__ import annotations
@@ -84,6 +86,16 @@ class Options:
     email_connections: int = 20
     #: Only the email section (and the plain loop its per-second target is scaled by).
     email_only: bool = False
+    #: WebSockets one web chat process holds (services/bench/webchat.py); 0: no web chat.
+    webchat_connections: int = 5_000
+    #: Seconds the connections are held, each visitor sending one message meanwhile.
+    webchat_hold: float = 60.0
+    #: Messages of the web chat acks measurement.
+    webchat_messages: int = 20_000
+    #: Agents' replies a second offered to the visitors' sockets.
+    webchat_reply_rate: float = 200.0
+    #: Only the web chat section (and the plain loop its acks are scaled by).
+    webchat_only: bool = False
 
 
 @dataclass
@@ -450,11 +462,13 @@ class Hub:
 
 def steps(opts: Options) -> int:
     """How many times ``run`` calls its ``say`` (for a progress bar)."""
-    from services.bench import email_ingress, soak  # they build on this module's helpers
+    from services.bench import email_ingress, soak, webchat  # they build on this module's
 
     if opts.email_only:
         return 2 + email_ingress.steps(opts)
-    email = 0 if opts.latency_only else email_ingress.steps(opts)
+    if opts.webchat_only:
+        return 2 + webchat.steps(opts)
+    email = 0 if opts.latency_only else email_ingress.steps(opts) + webchat.steps(opts)
     return (3 if opts.latency_only else 13) + soak.steps(opts) + email
 
 
@@ -502,6 +516,15 @@ async def run(opts: Options, say: Callable[[str], None]) -> dict[str, Any]:
             from services.bench import email_ingress
 
             report.update(await email_ingress.alone(opts, settings, stack, procs, conn, watch, say))
+            report["peak_memory_mb"] = dict(procs.peak_mb)
+            report["machine"]["cpu_steal_share"] = measure.steal_share(
+                machine, measure.machine_times()
+            )
+            return report
+        if opts.webchat_only:
+            from services.bench import webchat
+
+            report.update(await webchat.alone(opts, settings, stack, procs, conn, watch, say))
             report["peak_memory_mb"] = dict(procs.peak_mb)
             report["machine"]["cpu_steal_share"] = measure.steal_share(
                 machine, measure.machine_times()
@@ -578,6 +601,13 @@ async def run(opts: Options, say: Callable[[str], None]) -> dict[str, Any]:
 
             plain_rate = report["yardstick"]["plain_aiokafka_loop_events_per_second"]
             report["email"] = await email_ingress.section(  # counts its own messages
+                opts, settings, stack, procs, conn, watch, plain_rate, say
+            )
+        if not opts.latency_only and opts.webchat_connections:
+            from services.bench import webchat
+
+            plain_rate = report["yardstick"]["plain_aiokafka_loop_events_per_second"]
+            report["webchat"] = await webchat.section(  # counts its own messages
                 opts, settings, stack, procs, conn, watch, plain_rate, say
             )
 
