@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import logging
 import uuid
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -26,6 +27,7 @@ from channels.base import (
     SessionRoute,
     blob_id,
 )
+from channels.base.scan import CommandScanner, ScanUnavailable
 from channels.webchat import protocol
 from channels.webchat.config import Site, WebchatSettings
 from channels.webchat.files import FileRefused, accepted_file
@@ -139,6 +141,20 @@ class WebchatAdapter(SessionAdapter):
             return False
         entry = _reply_entry(command)
         return await self.held.send(command.to.value, frame("entry", seq=seq, entry=entry))
+
+    async def scanned(self, content: bytes) -> None:
+        """Run the virus scan hook, if one is set (WEBCHAT_SCAN_COMMAND): FileRefused
+        ``infected`` when it finds something, ``retry`` when it gives no verdict."""
+        command = self.settings.scan_command
+        if not command:
+            return
+        try:
+            found = await CommandScanner(command).infected(content)
+        except ScanUnavailable as exc:
+            logging.getLogger(__name__).warning("web chat: no virus scan verdict: %s", exc)
+            raise FileRefused("retry", "the file could not be checked; try again") from exc
+        if found is not None:
+            raise FileRefused("infected", "this file looks harmful and was not sent")
 
     async def show_typing(self, key: str, author: str) -> bool:
         """Tell the visitor's sockets this process holds that agent ``author`` is typing."""
@@ -255,6 +271,7 @@ class _Chat:
             name, content = accepted_file(
                 said.name, said.content_type, said.data, self.adapter.settings.max_file_bytes
             )
+            await self.adapter.scanned(content)
         except FileRefused as exc:
             await self._refuse(said.client_id, exc.code, message=str(exc))
             return

@@ -88,6 +88,14 @@ class WebchatSettings(BaseSettings):
         alias="WEBCHAT_MAX_FILE_BYTES",
         description="Largest file a visitor may send (images and PDFs only)",
     )
+    scan_command: str | None = Field(
+        default=None,
+        alias="WEBCHAT_SCAN_COMMAND",
+        description=(
+            "Virus scan of visitors' files: a command reading the file on stdin, exit 0 clean,"
+            " 1 infected, else an error (file refused): e.g. clamdscan --no-summary --stream -"
+        ),
+    )
     messages_burst: int = Field(
         default=10,
         ge=1,

@@ -9,32 +9,32 @@
       history: "Conversation", connecting: "Connecting…", reconnecting: "Connection lost, reconnecting…",
       refused: "The chat is not available on this page.", you: "You", agent: "Agent",
       tooLong: "This message is too long.", slowDown: "You are writing fast: the message goes out in a moment.", attach: "Attach an image or a PDF", fileRefused: "Only images and PDFs up to 5 MB can be sent.", failed: "Not sent yet, retrying…", typing: "{name} is typing…",
-      offline: "No one is here right now. Leave your email address or phone number and we will answer there.", contact: "Email or phone (+…)", leave: "Leave it", saved: "If you have gone, we will answer at {address}.", badAddress: "That is neither an email address nor a phone number with its country code." },
+      offline: "No one is here right now. Leave your email address or phone number and we will answer there.", contact: "Email or phone (+…)", leave: "Leave it", saved: "If you have gone, we will answer at {address}.", badAddress: "That is neither an email address nor a phone number with its country code.", infected: "This file looks harmful; it was not sent." },
     fr: { title: "Discussion", close: "Fermer la discussion", message: "Votre message", send: "Envoyer",
       history: "Conversation", connecting: "Connexion…", reconnecting: "Connexion perdue, reconnexion…",
       refused: "La discussion n'est pas disponible sur cette page.", you: "Vous", agent: "Conseiller",
       tooLong: "Ce message est trop long.", slowDown: "Vous écrivez vite : le message part dans un instant.", attach: "Joindre une image ou un PDF", fileRefused: "Seuls les images et les PDF de 5 Mo au plus peuvent être envoyés.", failed: "Pas encore envoyé, nouvel essai…", typing: "{name} est en train d'écrire…",
-      offline: "Personne n'est disponible pour le moment. Laissez votre adresse e-mail ou votre numéro de téléphone et nous vous répondrons là.", contact: "E-mail ou téléphone (+…)", leave: "Laisser", saved: "Si vous êtes parti, nous répondrons à {address}.", badAddress: "Ce n'est ni une adresse e-mail ni un numéro de téléphone avec son indicatif." },
+      offline: "Personne n'est disponible pour le moment. Laissez votre adresse e-mail ou votre numéro de téléphone et nous vous répondrons là.", contact: "E-mail ou téléphone (+…)", leave: "Laisser", saved: "Si vous êtes parti, nous répondrons à {address}.", badAddress: "Ce n'est ni une adresse e-mail ni un numéro de téléphone avec son indicatif.", infected: "Ce fichier semble dangereux ; il n'a pas été envoyé." },
     de: { title: "Chat", close: "Chat schließen", message: "Ihre Nachricht", send: "Senden",
       history: "Unterhaltung", connecting: "Verbinde…", reconnecting: "Verbindung verloren, verbinde neu…",
       refused: "Der Chat ist auf dieser Seite nicht verfügbar.", you: "Sie", agent: "Berater",
       tooLong: "Diese Nachricht ist zu lang.", slowDown: "Sie schreiben schnell: die Nachricht geht gleich hinaus.", attach: "Bild oder PDF anhängen", fileRefused: "Nur Bilder und PDFs bis 5 MB können gesendet werden.", failed: "Noch nicht gesendet, neuer Versuch…", typing: "{name} schreibt…",
-      offline: "Gerade ist niemand da. Hinterlassen Sie Ihre E-Mail-Adresse oder Telefonnummer, wir antworten dort.", contact: "E-Mail oder Telefon (+…)", leave: "Hinterlassen", saved: "Wenn Sie gegangen sind, antworten wir an {address}.", badAddress: "Das ist weder eine E-Mail-Adresse noch eine Telefonnummer mit Ländervorwahl." },
+      offline: "Gerade ist niemand da. Hinterlassen Sie Ihre E-Mail-Adresse oder Telefonnummer, wir antworten dort.", contact: "E-Mail oder Telefon (+…)", leave: "Hinterlassen", saved: "Wenn Sie gegangen sind, antworten wir an {address}.", badAddress: "Das ist weder eine E-Mail-Adresse noch eine Telefonnummer mit Ländervorwahl.", infected: "Diese Datei scheint schädlich; sie wurde nicht gesendet." },
     es: { title: "Chat", close: "Cerrar el chat", message: "Su mensaje", send: "Enviar",
       history: "Conversación", connecting: "Conectando…", reconnecting: "Conexión perdida, reconectando…",
       refused: "El chat no está disponible en esta página.", you: "Usted", agent: "Agente",
       tooLong: "Este mensaje es demasiado largo.", slowDown: "Escribe rápido: el mensaje sale en un momento.", attach: "Adjuntar una imagen o un PDF", fileRefused: "Solo se pueden enviar imágenes y PDF de hasta 5 MB.", failed: "Aún no enviado, reintentando…", typing: "{name} está escribiendo…",
-      offline: "Ahora no hay nadie disponible. Deje su correo electrónico o su teléfono y le responderemos allí.", contact: "Correo o teléfono (+…)", leave: "Dejarlo", saved: "Si se ha ido, le responderemos en {address}.", badAddress: "No es un correo electrónico ni un teléfono con su prefijo internacional." },
+      offline: "Ahora no hay nadie disponible. Deje su correo electrónico o su teléfono y le responderemos allí.", contact: "Correo o teléfono (+…)", leave: "Dejarlo", saved: "Si se ha ido, le responderemos en {address}.", badAddress: "No es un correo electrónico ni un teléfono con su prefijo internacional.", infected: "Este archivo parece dañino; no se ha enviado." },
     pt: { title: "Conversa", close: "Fechar a conversa", message: "A sua mensagem", send: "Enviar",
       history: "Conversa", connecting: "A ligar…", reconnecting: "Ligação perdida, a religar…",
       refused: "A conversa não está disponível nesta página.", you: "Você", agent: "Assistente",
       tooLong: "Esta mensagem é demasiado longa.", slowDown: "Está a escrever depressa: a mensagem segue dentro de momentos.", attach: "Anexar uma imagem ou um PDF", fileRefused: "Só se podem enviar imagens e PDF até 5 MB.", failed: "Ainda não enviada, a tentar de novo…", typing: "{name} está a escrever…",
-      offline: "Neste momento não está ninguém. Deixe o seu e-mail ou telefone e responderemos por lá.", contact: "E-mail ou telefone (+…)", leave: "Deixar", saved: "Se já tiver saído, respondemos para {address}.", badAddress: "Não é um e-mail nem um telefone com o indicativo do país." },
+      offline: "Neste momento não está ninguém. Deixe o seu e-mail ou telefone e responderemos por lá.", contact: "E-mail ou telefone (+…)", leave: "Deixar", saved: "Se já tiver saído, respondemos para {address}.", badAddress: "Não é um e-mail nem um telefone com o indicativo do país.", infected: "Este ficheiro parece perigoso; não foi enviado." },
     ru: { title: "Чат", close: "Закрыть чат", message: "Ваше сообщение", send: "Отправить",
       history: "Переписка", connecting: "Подключение…", reconnecting: "Связь потеряна, переподключение…",
       refused: "Чат недоступен на этой странице.", you: "Вы", agent: "Оператор",
       tooLong: "Сообщение слишком длинное.", slowDown: "Вы пишете быстро: сообщение уйдёт через мгновение.", attach: "Прикрепить изображение или PDF", fileRefused: "Можно отправлять только изображения и PDF до 5 МБ.", failed: "Ещё не отправлено, повтор…", typing: "{name} печатает…",
-      offline: "Сейчас никого нет на месте. Оставьте email или номер телефона, и мы ответим туда.", contact: "Email или телефон (+…)", leave: "Оставить", saved: "Если вы уйдёте, мы ответим на {address}.", badAddress: "Это не email и не номер телефона с кодом страны." },
+      offline: "Сейчас никого нет на месте. Оставьте email или номер телефона, и мы ответим туда.", contact: "Email или телефон (+…)", leave: "Оставить", saved: "Если вы уйдёте, мы ответим на {address}.", badAddress: "Это не email и не номер телефона с кодом страны.", infected: "Этот файл похож на вредоносный; он не отправлен." },
   };
   const t = TEXT[chat.lang] || TEXT.en;
   const KEY = `omnihub-chat:${chat.site}`;
@@ -258,6 +258,7 @@
           own.classList.remove("waiting");
           own.title = frame.code === "too_long" ? t.tooLong
             : ["file_type", "too_large", "bad_file"].includes(frame.code) ? t.fileRefused
+            : frame.code === "infected" ? t.infected
             : frame.message || "";
           status.textContent = own.title;
           tab.pending = tab.pending.filter((p) => p.client_id !== frame.client_id);

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import websockets
@@ -37,11 +39,19 @@ PNG = (
 )
 
 
+#: The scan hook of the suite's hub processes: a scanner that knows the EICAR test file.
+SCANNER = f"{sys.executable} {Path(__file__).with_name('eicar_scanner.py')}"
+
+
 def webchat_env(*page_origins: str) -> dict[str, str]:
     """The web chat settings of the suite's hub processes; ``page_origins`` may also embed the
     acme site's widget (the browser tests' pages)."""
     sites = [{**SITES[0], "origins": [ORIGIN, *page_origins]}, *SITES[1:]]
-    return {"WEBCHAT_SITES": json.dumps(sites), "WEBCHAT_VISITOR_KEY": VISITOR_KEY}
+    return {
+        "WEBCHAT_SITES": json.dumps(sites),
+        "WEBCHAT_VISITOR_KEY": VISITOR_KEY,
+        "WEBCHAT_SCAN_COMMAND": SCANNER,
+    }
 
 
 def claim(user_id: str, email: str | None = None, *, ttl: int = 600, secret: str = SECRET) -> Any:

@@ -18,6 +18,7 @@ from websockets.exceptions import ConnectionClosed
 
 from channels.base import FileBlobStore
 from services.api.auth import Role
+from tests.channels.webchat.eicar_scanner import EICAR
 from tests.channels.webchat.support import PNG, Widget, claim
 from tests.support import eventually, unique
 
@@ -346,6 +347,9 @@ async def test_a_visitor_sends_an_image_only_images_and_pdfs_within_the_limit(
         assert (ack["type"], ack["seq"]) == ("ack", 1)
         disguised = await send_file("exe", "invoice.pdf", "application/pdf", b"MZ\x90\x00" * 64)
         assert (disguised["type"], disguised["code"]) == ("error", "file_type")
+        # the scan hook (WEBCHAT_SCAN_COMMAND, the suite's scanner) refuses the EICAR test file
+        infected = await send_file("virus", "report.pdf", "application/pdf", b"%PDF-1.4\n" + EICAR)
+        assert (infected["type"], infected["code"]) == ("error", "infected")
         big = await send_file("big", "scan.pdf", "application/pdf", b"%PDF-" + b"0" * 6_000_000)
         assert (big["type"], big["code"]) == ("error", "too_long")  # beyond any frame it may send
     finally:
@@ -358,3 +362,8 @@ async def test_a_visitor_sends_an_image_only_images_and_pdfs_within_the_limit(
     assert attachment["name"] == "_.._etc_photo.png"  # no directories, no leading dot
     assert (attachment["content_type"], attachment["size"]) == ("image/png", len(PNG))
     assert await FileBlobStore(data_dir / "blobs").get(attachment["blob"]) == PNG
+    refused = await pool.fetchval(
+        "SELECT count(*) FROM timeline WHERE provider_message_id = $1",
+        f"{conversation(welcome)}/virus",
+    )
+    assert refused == 0

@@ -4,6 +4,7 @@ users' claims, visitor text, and the conversation log's numbering under concurre
 from __future__ import annotations
 
 import asyncio
+import sys
 import uuid
 from datetime import UTC, datetime
 
@@ -11,12 +12,14 @@ import asyncpg
 import pytest
 from pydantic import ValidationError
 
+from channels.base.scan import CommandScanner, ScanUnavailable
 from channels.webchat.adapter import plain_text
 from channels.webchat.config import Site, WebchatSettings
 from channels.webchat.limits import Buckets
 from channels.webchat.visitors import ClaimRefused, VisitorIds, verified_claim
 from services.conversation_log import LogUnavailable, PgConversationLog, log_on
-from tests.channels.webchat.support import SECRET, SITES, claim
+from tests.channels.webchat.eicar_scanner import EICAR
+from tests.channels.webchat.support import SCANNER, SECRET, SITES, claim
 from tests.support import unique
 
 
@@ -116,3 +119,16 @@ async def test_appends_that_cannot_be_written_fail_each_waiting_caller() -> None
     )
     assert all(isinstance(f, LogUnavailable) for f in failed), failed
     assert isinstance(failed[0], OSError), "callers treat it as a transient failure"
+
+
+async def test_the_scan_hook_keeps_clamscans_convention_and_fails_closed() -> None:
+    scanner = CommandScanner(SCANNER)
+    assert await scanner.infected(b"%PDF-1.4 a clean file") is None
+    assert await scanner.infected(b"%PDF-1.4\n" + EICAR) == "stdin: Eicar-Test-Signature FOUND"
+    for broken in (
+        CommandScanner(f"{SCANNER} --fail"),  # an error status
+        CommandScanner("/nonexistent/clamdscan -"),  # not installed
+        CommandScanner(f"{sys.executable} -c 'import time; time.sleep(30)'", timeout=0.5),
+    ):
+        with pytest.raises(ScanUnavailable):
+            await broken.infected(b"%PDF-1.4")
