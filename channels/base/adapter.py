@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl
 from schemas import Channel, DeliveryState, DeliveryStatus, Interaction, OutboundCommand
 
 if TYPE_CHECKING:
+    from channels.base.accounts import AccountLinks
     from channels.base.blobs import BlobStore
     from channels.base.conversation import ConversationLog
     from channels.base.presence import Presence
@@ -114,6 +115,7 @@ class ChannelAdapter(ABC):
     _log: ConversationLog | None = None
     _typing: Typing | None = None
     _presence: Presence | None = None
+    _accounts: AccountLinks | None = None
 
     def attach(
         self,
@@ -124,17 +126,20 @@ class ChannelAdapter(ABC):
         log: ConversationLog | None = None,
         typing: Typing | None = None,
         presence: Presence | None = None,
+        accounts: AccountLinks | None = None,
     ) -> None:
         """Take the publisher the adapter publishes (and relays) through, the hub's blob
         store for files that arrive with messages, a source's durable state, a session
-        channel's conversation log, where its customers' typing is announced and whether
-        agents are present to answer (None where the process has no database)."""
+        channel's conversation log, where its customers' typing is announced, whether agents
+        are present to answer and how a signed-in customer reaches their self-service pages
+        (None where the process has no database)."""
         self._publisher = publisher
         self._blobs = blobs
         self._state = state
         self._log = log
         self._typing = typing
         self._presence = presence
+        self._accounts = accounts
 
     @property
     def publisher(self) -> Publisher:
@@ -159,6 +164,11 @@ class ChannelAdapter(ABC):
     def log(self) -> ConversationLog | None:
         """The attached conversation log, None in a process without a database."""
         return self._log
+
+    @property
+    def accounts(self) -> AccountLinks | None:
+        """Sign-in tokens for customers' self-service pages, None where unavailable."""
+        return self._accounts
 
     @property
     def presence(self) -> Presence | None:

@@ -32,7 +32,17 @@ from channels.webchat import protocol
 from channels.webchat.config import Site, WebchatSettings
 from channels.webchat.files import FileRefused, accepted_file
 from channels.webchat.limits import TYPING_BURST, TYPING_EVERY, Buckets
-from channels.webchat.protocol import BadFrame, Contact, Hello, Read, Say, Typing, Upload, frame
+from channels.webchat.protocol import (
+    Account,
+    BadFrame,
+    Contact,
+    Hello,
+    Read,
+    Say,
+    Typing,
+    Upload,
+    frame,
+)
 from channels.webchat.visitors import (
     Claim,
     ClaimRefused,
@@ -198,6 +208,7 @@ class _Chat:
                     name=self.site.name,
                     colour=self.site.colour,
                     online=await self._online(),
+                    account=self.claim is not None and self.adapter.accounts is not None,
                 )
             )
             last = self.hello.after
@@ -242,6 +253,9 @@ class _Chat:
             return
         if isinstance(said, Contact):
             await self._contact(said, log)
+            return
+        if isinstance(said, Account):
+            await self._account()
             return
         if not isinstance(said, Say):
             await self.socket.send_now(frame("error", code="bad_frame", message="hello once"))
@@ -325,6 +339,32 @@ class _Chat:
             return await presence.answering(who, department)
         except OSError:
             return True
+
+    async def _account(self) -> None:
+        """A visitor the site signed in asks for their self-service pages: a one-time token
+        for the customer their signed-in id belongs to, over this socket only."""
+        accounts = self.adapter.accounts
+        if self.claim is None or accounts is None:
+            await self.socket.send_now(
+                frame("error", code="not_signed_in", message="the site did not sign you in")
+            )
+            return
+        wait = self.adapter.messages.take(self.conversation, self.socket.peer)
+        if wait:
+            await self.socket.send_now(frame("error", code="slow_down", retry_after=wait))
+            return
+        who = Identity(type=IdentityType.USER_ID, scope=self.site.id, value=self.claim.user_id)
+        try:
+            token = await accounts.sign_in_token(who)
+        except OSError:
+            await self.socket.send_now(frame("error", code="retry", message="try again"))
+            return
+        if token is None:  # their first message is not resolved yet
+            await self.socket.send_now(
+                frame("error", code="not_yet", message="write to us first, then try again")
+            )
+            return
+        await self.socket.send_now(frame("account", token=token))
 
     async def _contact(self, said: Contact, log: ConversationLog) -> None:
         """An address for replies the visitor may not see here: recorded on the conversation

@@ -1,7 +1,8 @@
 """The widget's WebSocket frames (JSON text). A client says ``hello`` first, then sends
 ``message`` and ``file`` frames, ``read`` once the visitor saw the conversation up to a
-number, ``typing`` while the visitor types, and ``contact`` (an address for replies, when the
-welcome said no agent is ``online``); the hub answers ``welcome``, ``entry`` (a
+number, ``typing`` while the visitor types, ``contact`` (an address for replies, when the
+welcome said no agent is ``online``) and ``account`` (a signed-in visitor's way to their
+self-service pages, when the welcome offered ``account``); the hub answers ``welcome``, ``entry`` (a
 message of the conversation, numbered), ``ack`` (a visitor's message is on the broker and
 numbered), ``error``, and ``typing`` (with its ``author``) while an agent types.
 
@@ -72,6 +73,13 @@ class Contact(_Frame):
     address: str = Field(min_length=3, max_length=320)
 
 
+class Account(_Frame):
+    """A signed-in visitor asks for their account pages: the hub answers ``account`` with a
+    one-time sign-in token, which the widget posts to the hub's ``/me/widget`` page."""
+
+    type: Literal["account"]
+
+
 class Typing(_Frame):
     """The visitor is typing (the widget says so every few seconds while they do; nothing
     more: no text, never stored)."""
@@ -79,7 +87,7 @@ class Typing(_Frame):
     type: Literal["typing"]
 
 
-ClientFrame = Hello | Say | Upload | Read | Typing | Contact
+ClientFrame = Hello | Say | Upload | Read | Typing | Contact | Account
 _CLIENT: TypeAdapter[ClientFrame] = TypeAdapter(Annotated[ClientFrame, Field(discriminator="type")])
 
 

@@ -37,6 +37,7 @@ from services.identity.rules import load_rules
 from services.keys.periods import PeriodKeeper, PeriodKeyFollower, PeriodKeyring
 from services.presence import PgPresence
 from services.selfservice import mount as selfservice
+from services.selfservice.links import PgAccountLinks
 from services.typing import PgTyping, TypingRelay
 
 #: The body limit of the hub's own API routes (channel routes have their own).
@@ -127,6 +128,7 @@ def create_app(
                     log=log_on(state_pool, adapter.name),
                     typing=PgTyping(state_pool),
                     presence=PgPresence(state_pool),
+                    accounts=PgAccountLinks(state_pool),
                 )
         app.state.pool = pool
         app.state.producer = producer

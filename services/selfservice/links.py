@@ -81,25 +81,57 @@ async def request_link(
             address_hash,
             source,
         )
-        customer_id = await conn.fetchval(
-            "SELECT coalesce(c.merged_into, c.id) FROM identities i"
-            " JOIN customers c ON c.id = i.customer_id"
-            " WHERE i.type = $1 AND i.scope = '' AND i.value = $2 AND c.status <> 'deleted'",
-            address.type.value,
-            address.value,
-        )
+        customer_id = await _holder(conn, address)
         if customer_id is None:
             return None
-        token = new_token()
-        await conn.execute(
-            "INSERT INTO self_service_links (token_hash, customer_id, sent_to, expires_at)"
-            " VALUES ($1, $2, $3, now() + make_interval(mins => $4))",
-            digest(token),
-            customer_id,
-            address.key,
-            LINK_MINUTES,
-        )
+        token = await _new_link(conn, customer_id, address.key)
     return LinkToSend(token, customer_id, address, CHANNEL_FOR[address.type])
+
+
+async def _holder(conn: asyncpg.Connection, identity: Identity) -> uuid.UUID | None:
+    """The live customer holding ``identity`` (the survivor of a merge), if any."""
+    found: uuid.UUID | None = await conn.fetchval(
+        "SELECT coalesce(c.merged_into, c.id) FROM identities i"
+        " JOIN customers c ON c.id = i.customer_id"
+        " WHERE i.type = $1 AND i.scope = $2 AND i.value = $3 AND c.status <> 'deleted'",
+        identity.type.value,
+        identity.scope,
+        identity.value,
+    )
+    return found
+
+
+async def _new_link(conn: asyncpg.Connection, customer_id: uuid.UUID, sent_to: str) -> str:
+    token = new_token()
+    await conn.execute(
+        "INSERT INTO self_service_links (token_hash, customer_id, sent_to, expires_at)"
+        " VALUES ($1, $2, $3, now() + make_interval(mins => $4))",
+        digest(token),
+        customer_id,
+        sent_to,
+        LINK_MINUTES,
+    )
+    return token
+
+
+class PgAccountLinks:
+    """``channels.base.AccountLinks``: tokens for customers a channel proved (a web chat
+    visitor the site signed in), handed over their own connection; single use, expiring, as
+    mailed links are."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def sign_in_token(self, who: Identity) -> str | None:
+        """A token for the customer holding ``who``; None when nobody does yet."""
+        try:
+            async with self._pool.acquire() as conn:
+                customer_id = await _holder(conn, who)
+                if customer_id is None:
+                    return None
+                return await _new_link(conn, customer_id, f"session:{who.key}")
+        except asyncpg.PostgresError as exc:  # the channel knows OSError only
+            raise OSError(f"no sign-in token: {exc}") from exc
 
 
 async def use_link(conn: asyncpg.Connection, token: str) -> uuid.UUID | None:

@@ -118,6 +118,14 @@ async def link_page(request: Request, token: str) -> Response:
     return _with_pre_token(request, "link.html", token=token[:100])
 
 
+@router.post("/widget")
+async def widget_link(request: Request) -> Response:
+    """The page a channel's signed-in customer lands on from their own connection (the chat
+    widget posts the token it was given: it never travels in a URL): the same button."""
+    form = await read_form(request)
+    return _with_pre_token(request, "link.html", token=form.get("token", "")[:100])
+
+
 @router.post("/link")
 async def use_link(request: Request) -> Response:
     """Sign in with the link's token: once, before it expires."""

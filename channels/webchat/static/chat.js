@@ -9,32 +9,32 @@
       history: "Conversation", connecting: "Connecting…", reconnecting: "Connection lost, reconnecting…",
       refused: "The chat is not available on this page.", you: "You", agent: "Agent",
       tooLong: "This message is too long.", slowDown: "You are writing fast: the message goes out in a moment.", attach: "Attach an image or a PDF", fileRefused: "Only images and PDFs up to 5 MB can be sent.", failed: "Not sent yet, retrying…", typing: "{name} is typing…",
-      offline: "No one is here right now. Leave your email address or phone number and we will answer there.", contact: "Email or phone (+…)", leave: "Leave it", saved: "If you have gone, we will answer at {address}.", badAddress: "That is neither an email address nor a phone number with its country code.", infected: "This file looks harmful; it was not sent." },
+      offline: "No one is here right now. Leave your email address or phone number and we will answer there.", contact: "Email or phone (+…)", leave: "Leave it", saved: "If you have gone, we will answer at {address}.", badAddress: "That is neither an email address nor a phone number with its country code.", infected: "This file looks harmful; it was not sent.", account: "My account", notYet: "Write to us first, then open your account." },
     fr: { title: "Discussion", close: "Fermer la discussion", message: "Votre message", send: "Envoyer",
       history: "Conversation", connecting: "Connexion…", reconnecting: "Connexion perdue, reconnexion…",
       refused: "La discussion n'est pas disponible sur cette page.", you: "Vous", agent: "Conseiller",
       tooLong: "Ce message est trop long.", slowDown: "Vous écrivez vite : le message part dans un instant.", attach: "Joindre une image ou un PDF", fileRefused: "Seuls les images et les PDF de 5 Mo au plus peuvent être envoyés.", failed: "Pas encore envoyé, nouvel essai…", typing: "{name} est en train d'écrire…",
-      offline: "Personne n'est disponible pour le moment. Laissez votre adresse e-mail ou votre numéro de téléphone et nous vous répondrons là.", contact: "E-mail ou téléphone (+…)", leave: "Laisser", saved: "Si vous êtes parti, nous répondrons à {address}.", badAddress: "Ce n'est ni une adresse e-mail ni un numéro de téléphone avec son indicatif.", infected: "Ce fichier semble dangereux ; il n'a pas été envoyé." },
+      offline: "Personne n'est disponible pour le moment. Laissez votre adresse e-mail ou votre numéro de téléphone et nous vous répondrons là.", contact: "E-mail ou téléphone (+…)", leave: "Laisser", saved: "Si vous êtes parti, nous répondrons à {address}.", badAddress: "Ce n'est ni une adresse e-mail ni un numéro de téléphone avec son indicatif.", infected: "Ce fichier semble dangereux ; il n'a pas été envoyé.", account: "Mon compte", notYet: "Écrivez-nous d'abord, puis ouvrez votre compte." },
     de: { title: "Chat", close: "Chat schließen", message: "Ihre Nachricht", send: "Senden",
       history: "Unterhaltung", connecting: "Verbinde…", reconnecting: "Verbindung verloren, verbinde neu…",
       refused: "Der Chat ist auf dieser Seite nicht verfügbar.", you: "Sie", agent: "Berater",
       tooLong: "Diese Nachricht ist zu lang.", slowDown: "Sie schreiben schnell: die Nachricht geht gleich hinaus.", attach: "Bild oder PDF anhängen", fileRefused: "Nur Bilder und PDFs bis 5 MB können gesendet werden.", failed: "Noch nicht gesendet, neuer Versuch…", typing: "{name} schreibt…",
-      offline: "Gerade ist niemand da. Hinterlassen Sie Ihre E-Mail-Adresse oder Telefonnummer, wir antworten dort.", contact: "E-Mail oder Telefon (+…)", leave: "Hinterlassen", saved: "Wenn Sie gegangen sind, antworten wir an {address}.", badAddress: "Das ist weder eine E-Mail-Adresse noch eine Telefonnummer mit Ländervorwahl.", infected: "Diese Datei scheint schädlich; sie wurde nicht gesendet." },
+      offline: "Gerade ist niemand da. Hinterlassen Sie Ihre E-Mail-Adresse oder Telefonnummer, wir antworten dort.", contact: "E-Mail oder Telefon (+…)", leave: "Hinterlassen", saved: "Wenn Sie gegangen sind, antworten wir an {address}.", badAddress: "Das ist weder eine E-Mail-Adresse noch eine Telefonnummer mit Ländervorwahl.", infected: "Diese Datei scheint schädlich; sie wurde nicht gesendet.", account: "Mein Konto", notYet: "Schreiben Sie uns zuerst, dann öffnen Sie Ihr Konto." },
     es: { title: "Chat", close: "Cerrar el chat", message: "Su mensaje", send: "Enviar",
       history: "Conversación", connecting: "Conectando…", reconnecting: "Conexión perdida, reconectando…",
       refused: "El chat no está disponible en esta página.", you: "Usted", agent: "Agente",
       tooLong: "Este mensaje es demasiado largo.", slowDown: "Escribe rápido: el mensaje sale en un momento.", attach: "Adjuntar una imagen o un PDF", fileRefused: "Solo se pueden enviar imágenes y PDF de hasta 5 MB.", failed: "Aún no enviado, reintentando…", typing: "{name} está escribiendo…",
-      offline: "Ahora no hay nadie disponible. Deje su correo electrónico o su teléfono y le responderemos allí.", contact: "Correo o teléfono (+…)", leave: "Dejarlo", saved: "Si se ha ido, le responderemos en {address}.", badAddress: "No es un correo electrónico ni un teléfono con su prefijo internacional.", infected: "Este archivo parece dañino; no se ha enviado." },
+      offline: "Ahora no hay nadie disponible. Deje su correo electrónico o su teléfono y le responderemos allí.", contact: "Correo o teléfono (+…)", leave: "Dejarlo", saved: "Si se ha ido, le responderemos en {address}.", badAddress: "No es un correo electrónico ni un teléfono con su prefijo internacional.", infected: "Este archivo parece dañino; no se ha enviado.", account: "Mi cuenta", notYet: "Escríbanos primero y luego abra su cuenta." },
     pt: { title: "Conversa", close: "Fechar a conversa", message: "A sua mensagem", send: "Enviar",
       history: "Conversa", connecting: "A ligar…", reconnecting: "Ligação perdida, a religar…",
       refused: "A conversa não está disponível nesta página.", you: "Você", agent: "Assistente",
       tooLong: "Esta mensagem é demasiado longa.", slowDown: "Está a escrever depressa: a mensagem segue dentro de momentos.", attach: "Anexar uma imagem ou um PDF", fileRefused: "Só se podem enviar imagens e PDF até 5 MB.", failed: "Ainda não enviada, a tentar de novo…", typing: "{name} está a escrever…",
-      offline: "Neste momento não está ninguém. Deixe o seu e-mail ou telefone e responderemos por lá.", contact: "E-mail ou telefone (+…)", leave: "Deixar", saved: "Se já tiver saído, respondemos para {address}.", badAddress: "Não é um e-mail nem um telefone com o indicativo do país.", infected: "Este ficheiro parece perigoso; não foi enviado." },
+      offline: "Neste momento não está ninguém. Deixe o seu e-mail ou telefone e responderemos por lá.", contact: "E-mail ou telefone (+…)", leave: "Deixar", saved: "Se já tiver saído, respondemos para {address}.", badAddress: "Não é um e-mail nem um telefone com o indicativo do país.", infected: "Este ficheiro parece perigoso; não foi enviado.", account: "A minha conta", notYet: "Escreva-nos primeiro e depois abra a sua conta." },
     ru: { title: "Чат", close: "Закрыть чат", message: "Ваше сообщение", send: "Отправить",
       history: "Переписка", connecting: "Подключение…", reconnecting: "Связь потеряна, переподключение…",
       refused: "Чат недоступен на этой странице.", you: "Вы", agent: "Оператор",
       tooLong: "Сообщение слишком длинное.", slowDown: "Вы пишете быстро: сообщение уйдёт через мгновение.", attach: "Прикрепить изображение или PDF", fileRefused: "Можно отправлять только изображения и PDF до 5 МБ.", failed: "Ещё не отправлено, повтор…", typing: "{name} печатает…",
-      offline: "Сейчас никого нет на месте. Оставьте email или номер телефона, и мы ответим туда.", contact: "Email или телефон (+…)", leave: "Оставить", saved: "Если вы уйдёте, мы ответим на {address}.", badAddress: "Это не email и не номер телефона с кодом страны.", infected: "Этот файл похож на вредоносный; он не отправлен." },
+      offline: "Сейчас никого нет на месте. Оставьте email или номер телефона, и мы ответим туда.", contact: "Email или телефон (+…)", leave: "Оставить", saved: "Если вы уйдёте, мы ответим на {address}.", badAddress: "Это не email и не номер телефона с кодом страны.", infected: "Этот файл похож на вредоносный; он не отправлен.", account: "Мой аккаунт", notYet: "Сначала напишите нам, затем откройте аккаунт." },
   };
   const t = TEXT[chat.lang] || TEXT.en;
   const KEY = `omnihub-chat:${chat.site}`;
@@ -62,6 +62,9 @@
     header { display: flex; align-items: center; justify-content: space-between; padding: 10px 14px;
       background: var(--accent, #1f6feb); color: #fff; }
     h2 { font-size: 16px; margin: 0; }
+    .account { background: none; border: 1px solid currentColor; color: inherit; border-radius: 6px;
+      font: inherit; font-size: 13px; padding: 2px 8px; cursor: pointer; margin-right: 6px; }
+    .account[hidden] { display: none; }
     .close { background: none; border: none; color: inherit; font-size: 22px; cursor: pointer; }
     .status { margin: 0; padding: 4px 14px; font-size: 13px; color: #57606a; min-height: 1em; }
     .offline { margin: 0; padding: 8px 14px; font-size: 13px; background: #fff8c5; border-bottom: 1px solid #d4a72c; }
@@ -101,6 +104,8 @@
   };
   const title = make("h2", { id: "omnihub-chat-title", text: t.title });
   const close = make("button", { type: "button", class: "close", "aria-label": t.close, text: "×" });
+  // a visitor the site signed in may open their account pages (a new tab; the token is posted)
+  const account = make("button", { type: "button", class: "account", text: t.account, hidden: "" });
   const status = make("p", { class: "status", role: "status" });
   const log = make("ol", { role: "log", "aria-live": "polite", "aria-label": t.history, tabindex: "0" });
   const typing = make("p", { class: "typing", "aria-live": "polite" });
@@ -121,7 +126,7 @@
     make("label", { for: "omnihub-chat-message", class: "sr", text: t.message }), box, attach, picker,
     make("button", { type: "submit", class: "send", text: t.send }));
   const panel = make("div", { class: "panel", role: "dialog", "aria-labelledby": "omnihub-chat-title", hidden: "" },
-    make("header", {}, title, close), offline, status, log, typing, form);
+    make("header", {}, title, make("span", {}, account, close)), offline, status, log, typing, form);
   chat.root.append(panel);
 
   const links = /\bhttps?:\/\/[^\s<>"']+[^\s<>"'.,;:!?)]/g;
@@ -205,7 +210,7 @@
     socket = ws;
     ws.addEventListener("open", () => {
       ws.send(JSON.stringify({ type: "hello", site: chat.site, visitor: visitor.visitor || null,
-        after: tab.seq, language: chat.lang }));
+        identity: chat.identity || null, after: tab.seq, language: chat.lang }));
     });
     ws.addEventListener("message", (event) => {
       const frame = JSON.parse(event.data);
@@ -221,7 +226,10 @@
         }
         for (const p of tab.pending) say(p.client_id, p.text); // what was not acknowledged
         offline.hidden = frame.online !== false;
+        account.hidden = frame.account !== true;
         if (tab.contact) showContact(tab.contact);
+      } else if (frame.type === "account") {
+        openAccount(frame.token);
       } else if (frame.type === "typing") {
         agentTyping(frame.author);
       } else if (frame.type === "entry") {
@@ -251,6 +259,8 @@
             if (p) say(p.client_id, p.text);
             if (slow) status.textContent = "";
           }, slow ? Math.ceil(frame.retry_after * 1000) : 1000);
+        } else if (frame.code === "not_yet") {
+          status.textContent = t.notYet;
         } else if (frame.code === "bad_address") {
           status.textContent = t.badAddress;
           contactInput.focus();
@@ -292,6 +302,18 @@
     say(clientId, text);
   });
   box.addEventListener("input", typed);
+  // the token goes in a form's body to the hub's page, in a new tab: never in a URL
+  const openAccount = (token) => {
+    const post = make("form", { method: "post", action: new URL("/me/widget", chat.base).href,
+      target: "_blank", rel: "noopener", hidden: "" },
+    make("input", { type: "hidden", name: "token", value: String(token) }));
+    chat.root.append(post);
+    post.submit();
+    post.remove();
+  };
+  account.addEventListener("click", () => {
+    if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ type: "account" }));
+  });
   const showContact = (address) => {
     offlineNote.textContent = t.saved.replace("{address}", () => address);
     contactForm.hidden = true;

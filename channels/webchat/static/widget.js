@@ -27,8 +27,12 @@
     boxShadow: "0 2px 8px rgba(0,0,0,.3)",
   });
   root.append(button);
+  // a user the site signed in: the claim its backend signed, rendered into the tag's data-user-*
+  const data = script.dataset;
+  const identity = data.userId && data.userSignature ? { id: data.userId,
+    email: data.userEmail || undefined, expires: Number(data.userExpires), signature: data.userSignature } : null;
   const chat = {
-    root, button, lang, site: script.dataset.site || "",
+    root, button, lang, site: data.site || "", identity,
     base: new URL(".", script.src).href, version: "__OMNIHUB_ASSET_VERSION__",
   };
   let loading = null;
