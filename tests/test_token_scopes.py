@@ -284,3 +284,18 @@ async def test_an_integration_posts_only_as_its_channels(
     assert posted.status_code == 202, posted.text
     # the genuine SMS with that sid keeps its own event id
     assert posted.json()["event_id"] != str(event_id_for("sms", sid))
+
+
+async def test_no_token_speaks_for_a_customer_on_their_own_pages(
+    http: httpx.AsyncClient, pool: asyncpg.Pool, tokens: dict[Role, str]
+) -> None:
+    """Only the hub's self-service pages write channel self_service: not even an admin's token
+    may post as it (it would put words in the customer's mouth), and none can be granted it."""
+    posted = await http.post(
+        "/v1/interactions",
+        json=interaction(f"SS{uuid.uuid4().hex}", channel="self_service"),
+        headers=bearer(tokens[Role.ADMIN]),
+    )
+    assert posted.status_code == 403, posted.text
+    with pytest.raises(ValueError, match="self_service"):
+        await token(pool, Scope.INTERACTIONS_WRITE, channels=("api", "self_service"))

@@ -29,7 +29,9 @@ TOKENS_CHANNEL = "omnihub_tokens"
 
 
 ALL_SCOPES: frozenset[Scope] = frozenset(Scope)
-ALL_CHANNELS: frozenset[str] = frozenset(c.value for c in Channel)
+#: What a token may post as: every channel but the customers' own pages, which only the hub
+#: writes (an integration must not speak for a customer there).
+ALL_CHANNELS: frozenset[str] = frozenset(c.value for c in Channel if c is not Channel.SELF_SERVICE)
 #: The channels a token may post as unless more are granted.
 DEFAULT_CHANNELS: frozenset[str] = frozenset({Channel.API.value})
 
