@@ -108,14 +108,13 @@ def _serve(
     channels: list[str] | None = None,
     core: bool = True,
 ) -> None:
-    import uvicorn
-
+    from services.api import serving
     from services.api.app import create_app
     from services.worker.runtime import tune_gc
 
     app = create_app(settings, bootstrap, database_url, channels=channels, core=core)
     tune_gc()
-    uvicorn.run(
+    serving.run(  # uvicorn.run, ending the sessions' fallback streams when it stops
         app,
         host=settings.http_host,
         port=settings.http_port,

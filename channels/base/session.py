@@ -130,6 +130,12 @@ class SessionAdapter(ChannelAdapter):
     async def deliver(self, command: OutboundCommand) -> bool:
         """Deliver a relayed command to a session this process holds; False when none."""
 
+    def allowed_origin(self, origin: str) -> bool:
+        """Whether pages of ``origin`` may use the sessions' fallback transport (Server-Sent
+        Events + POST, for networks that block WebSockets) from a browser: the CORS answer.
+        ``serve`` still checks each connection's own origin; by default no other origin."""
+        return False
+
     async def show_typing(self, key: str, author: str) -> bool:
         """Show the client held under ``key`` (what ``deliver`` addresses, the recipient
         identity's value) that agent ``author`` is typing; False when this process holds no

@@ -166,6 +166,11 @@ class WebchatAdapter(SessionAdapter):
         if found is not None:
             raise FileRefused("infected", "this file looks harmful and was not sent")
 
+    def allowed_origin(self, origin: str) -> bool:
+        """The configured sites' pages may use the fallback transport (CORS); each hello is
+        still checked against its own site's origins."""
+        return any(origin.lower() in site.origins for site in self.settings.sites)
+
     async def show_typing(self, key: str, author: str) -> bool:
         """Tell the visitor's sockets this process holds that agent ``author`` is typing."""
         return await self.held.send(key, frame("typing", author=author[:100]))

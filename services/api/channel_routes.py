@@ -37,6 +37,7 @@ from services.api import outage
 from services.api.auth import Principal, authorize
 from services.api.errors import database_unavailable
 from services.api.limits import BodyLimit, Scope
+from services.api.session_fallback import SessionFallback
 
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
@@ -92,6 +93,8 @@ class ChannelRoutes:
             if isinstance(adapter, SessionAdapter):
                 for session in adapter.sessions:
                     self.sessions[session.full_path(name)] = (adapter, session)
+        # each session also over Server-Sent Events + POST, where WebSockets are blocked
+        self.fallback = SessionFallback(self.sessions)
 
     def _add(self, name: str, adapter: WebhookAdapter, route: Route) -> None:
         path = route.full_path(name)
@@ -129,6 +132,9 @@ class ChannelRoutes:
             return
         if scope["type"] == "websocket" and (session := self.sessions.get(scope["path"])):
             await serve_session(*session, scope, receive_, send)
+            return
+        if scope["type"] == "http" and self.sessions and self.fallback.match(scope["path"]):
+            await self.fallback(scope, receive_, send)
             return
         await self.app(scope, receive_, send)
 
