@@ -201,12 +201,100 @@
   };
   const newId = () => Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
 
+  // Server-Sent Events + POST where a proxy blocks WebSockets, shaped as a WebSocket
+  // (readyState, send, close; open, message and close events) so the chat above it is the
+  // same on both: the first frame sent (the hello) opens the stream, the others are POSTed
+  // one at a time, in order, the stream's id in the body (never in a URL). A refused POST
+  // ends the stream like a dropped socket: the chat reconnects, resumes and re-sends.
+  const eventStream = () => {
+    const link = new EventTarget();
+    const stop = new AbortController();
+    let stream = "";
+    let ready;
+    let queue = new Promise((resolve) => { ready = resolve; });
+    const post = (path, body) => fetch(new URL(path, chat.base).href,
+      { method: "POST", body, mode: "cors", cache: "no-store", signal: stop.signal });
+    const end = (code, reason = "") => {
+      if (link.readyState === WebSocket.CLOSED) return;
+      link.readyState = WebSocket.CLOSED;
+      stop.abort();
+      link.dispatchEvent(new CloseEvent("close", { code, reason }));
+    };
+    let kind = "";
+    let data = [];
+    const line = (text) => { // one line of the stream, as EventSource reads it (HTML, 9.2.6)
+      if (text) {
+        const colon = text.indexOf(":");
+        if (colon === 0) return; // a comment: the heartbeat
+        const field = colon < 0 ? text : text.slice(0, colon);
+        const value = colon < 0 ? "" : text.slice(colon + (text[colon + 1] === " " ? 2 : 1));
+        if (field === "event") kind = value;
+        else if (field === "data") data.push(value);
+        return;
+      }
+      const [event, payload] = [kind || "message", data.join("\n")];
+      kind = "";
+      data = [];
+      if (!payload || link.readyState === WebSocket.CLOSED) return;
+      if (event === "stream") {
+        stream = JSON.parse(payload).stream;
+        ready();
+      } else if (event === "close") {
+        const closed = JSON.parse(payload);
+        end(closed.code, closed.reason);
+      } else {
+        link.dispatchEvent(new MessageEvent("message", { data: payload }));
+      }
+    };
+    const listen = async (hello) => {
+      const answer = await post("ws/stream", hello);
+      if (!answer.ok || !answer.body) throw new Error(`stream: ${answer.status}`);
+      const reader = answer.body.getReader();
+      const decoder = new TextDecoder();
+      let rest = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        const lines = (rest + decoder.decode(value, { stream: true })).split("\n");
+        rest = lines.pop();
+        for (const text of lines) line(text.endsWith("\r") ? text.slice(0, -1) : text);
+      }
+      end(1006);
+    };
+    link.readyState = WebSocket.CONNECTING;
+    let started = false;
+    link.send = (text) => {
+      if (link.readyState === WebSocket.CLOSED) return;
+      if (!started) { // the hello opens the stream
+        started = true;
+        listen(text).catch(() => end(1006));
+        return;
+      }
+      // after the stream's id came (queue starts there), one at a time; the frame as it is
+      queue = queue
+        .then(() => link.readyState === WebSocket.OPEN
+          && post("ws/send", `{"stream":${JSON.stringify(stream)},"frame":${text}}`))
+        .then((answer) => { if (answer && answer.status !== 202) end(1006); }, () => end(1006));
+    };
+    link.close = () => end(1000);
+    setTimeout(() => { // open: ready for the hello, as a socket would be
+      if (link.readyState !== WebSocket.CONNECTING) return;
+      link.readyState = WebSocket.OPEN;
+      link.dispatchEvent(new Event("open"));
+    }, 0);
+    return link;
+  };
+
+  let unopened = 0; // WebSockets that did not open, in a row
   const connect = () => {
     if (socket || refused) return;
     status.textContent = t.connecting;
     const url = new URL("ws", chat.base);
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
-    const ws = new WebSocket(url.href);
+    const ws = chat.transport === "sse" || tab.transport === "sse" ? eventStream() : new WebSocket(url.href);
+    let opened = false;
+    const late = setTimeout(() => { if (!opened) ws.close(); }, 5000);
+    ws.addEventListener("open", () => { opened = true; clearTimeout(late); });
     socket = ws;
     ws.addEventListener("open", () => {
       ws.send(JSON.stringify({ type: "hello", site: chat.site, visitor: visitor.visitor || null,
@@ -277,11 +365,20 @@
       }
     });
     ws.addEventListener("close", (event) => {
+      clearTimeout(late);
       if (socket === ws) socket = null;
       if (REFUSED.has(event.code)) {
         refused = true;
         status.textContent = t.refused;
         return;
+      }
+      // a WebSocket that did not open twice in a row is blocked on the way: the fallback,
+      // for the rest of the tab
+      unopened = opened ? 0 : unopened + 1;
+      if (unopened >= 2 && tab.transport !== "sse") {
+        tab.transport = "sse";
+        write(sessionStorage, tab);
+        delay = 1000;
       }
       status.textContent = t.reconnecting;
       setTimeout(connect, delay);

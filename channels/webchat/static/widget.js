@@ -33,6 +33,7 @@
     email: data.userEmail || undefined, expires: Number(data.userExpires), signature: data.userSignature } : null;
   const chat = {
     root, button, lang, site: data.site || "", identity,
+    transport: data.transport || "", // "sse": Server-Sent Events + POST, never a WebSocket
     base: new URL(".", script.src).href, version: "__OMNIHUB_ASSET_VERSION__",
   };
   let loading = null;
