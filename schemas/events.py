@@ -157,6 +157,17 @@ class ThreadRef(_Model):
     reply_to: StorableStr | None = Field(default=None, max_length=512)
 
 
+class Revision(_Model):
+    """What an interaction does to an earlier one of the same channel and customer instead of
+    being a message of its own: the sender edited it (its text is the new version) or deleted
+    it (unsent). Applied to the original on the timeline, the earlier version kept apart."""
+
+    of: StorableStr = Field(
+        min_length=1, max_length=512, description="the original's provider_message_id"
+    )
+    action: Literal["edit", "delete"]
+
+
 class Interaction(_Model):
     """One interaction entering the hub from any channel, normalised (topic: interactions)."""
 
@@ -185,6 +196,9 @@ class Interaction(_Model):
     delivery: DeliveryStatus | None = None
     consent: list[ConsentChange] = Field(default_factory=list, max_length=10)
     attributes: StorableDict[Scalar] = Field(default_factory=dict)
+    revises: Revision | None = Field(
+        default=None, description="an edit or deletion of an earlier message, not a new one"
+    )
 
     @property
     def partition_key(self) -> bytes:

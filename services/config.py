@@ -132,6 +132,14 @@ class Settings(BaseSettings):
             " then its period key is deleted, and with it what an erased customer left there"
         ),
     )
+    keep_deleted_text: bool = Field(
+        default=False,
+        alias="OMNIHUB_KEEP_DELETED_TEXT",
+        description=(
+            "processors: keep the text of a message its sender deleted (unsent), for admins"
+            " only; off: the text is gone from the hub once the deletion arrives"
+        ),
+    )
     unseen_reply_seconds: float = Field(
         default=120.0,
         ge=0,

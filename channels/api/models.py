@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from schemas import Attachment, Channel, ConsentChange, Direction, Identity, Kind, ThreadRef
+from schemas import (
+    Attachment,
+    Channel,
+    ConsentChange,
+    Direction,
+    Identity,
+    Kind,
+    Revision,
+    ThreadRef,
+)
 from schemas.events import MAX_SUBJECT, MAX_TEXT, Scalar
 from schemas.identities import StorableDict, StorableStr
 
@@ -37,6 +46,13 @@ class InteractionRequest(BaseModel):
         default_factory=list, max_length=10, description="consent the customer gave or withdrew"
     )
     attributes: StorableDict[Scalar] = Field(default_factory=dict)
+    revises: Revision | None = Field(
+        default=None,
+        description=(
+            "this edits or deletes the customer's earlier message on the same channel (its"
+            " provider_message_id): applied to it on the timeline, not a new message"
+        ),
+    )
 
 
 class Accepted(BaseModel):

@@ -54,7 +54,9 @@ async def customer_page(
         live_id = uuid.UUID(found["id"])
         if live_id != customer_id:  # a merged-away id: show the survivor
             return redirect(f"/console/customers/{live_id}")
-        conversations = await timeline.load(conn, live_id)
+        conversations = await timeline.load(
+            conn, live_id, deleted_text=session.user.role is ConsoleRole.ADMIN
+        )
         book = await consent.load(conn, [live_id])
         why = await views.identities(conn, live_id)
     replying_to = timeline.find_item(conversations, request.query_params.get("reply_to", ""))
@@ -112,7 +114,9 @@ async def timeline_json(request: Request, session: Viewer, customer_id: uuid.UUI
     """The timeline the page shows, for the page's script to reconcile with."""
     live_id = await _live(request, customer_id)
     async with request.app.state.pool.acquire() as conn:
-        conversations = await timeline.load(conn, live_id)
+        conversations = await timeline.load(
+            conn, live_id, deleted_text=session.user.role is ConsoleRole.ADMIN
+        )
     return JSONResponse(
         {"customer_id": str(live_id), "conversations": [c.as_json() for c in conversations]},
         headers=SECURITY_HEADERS,

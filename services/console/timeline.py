@@ -122,6 +122,11 @@ def item_view(raw: dict[str, Any], attributes: dict[str, Any]) -> dict[str, Any]
         # the sender's and say nothing about our sending
         "maybe_twice": raw["direction"] == "outbound" and attributes.get(MAYBE_TWICE) is True,
         "thread_id": raw["thread_id"],
+        # what the sender did to it since: edited (the earlier versions below), or deleted
+        "edited_at": _text(attributes, "edited_at"),
+        "deleted_at": _text(attributes, "deleted_at"),
+        "revised": _text(attributes, "deleted_at") or _text(attributes, "edited_at") or "",
+        "earlier": [],
     }
 
 
@@ -163,16 +168,52 @@ def group(items: list[dict[str, Any]]) -> list[Conversation]:
     return sorted(conversations.values(), key=lambda c: c.last_at, reverse=True)
 
 
-async def load(conn: asyncpg.Connection, customer_id: uuid.UUID) -> list[Conversation]:
-    """The customer's newest items (up to LIMIT), as conversations."""
+async def load(
+    conn: asyncpg.Connection, customer_id: uuid.UUID, deleted_text: bool = False
+) -> list[Conversation]:
+    """The customer's newest items (up to LIMIT), as conversations; the text a sender deleted
+    only with ``deleted_text`` (admins, where the hub keeps it)."""
     page = await store.timeline_page(conn, customer_id, LIMIT, None)
+    shown = [item["event_id"] for item in page["items"]]
     rows = await conn.fetch(
         "SELECT event_id::text, interaction->'attributes' AS attributes FROM timeline"
         " WHERE event_id = ANY($1::uuid[])",
-        [item["event_id"] for item in page["items"]],
+        shown,
     )
     attributes = {r["event_id"]: r["attributes"] or {} for r in rows}
-    return group([item_view(i, attributes.get(i["event_id"], {})) for i in page["items"]])
+    items = [item_view(i, attributes.get(i["event_id"], {})) for i in page["items"]]
+    earlier = await revisions(conn, [i["event_id"] for i in items if i["revised"]], deleted_text)
+    for item in items:
+        item["earlier"] = earlier.get(item["event_id"], [])
+    return group(items)
+
+
+async def revisions(
+    conn: asyncpg.Connection, event_ids: list[str], deleted_text: bool
+) -> dict[str, list[dict[str, Any]]]:
+    """The earlier versions of edited or deleted items, oldest first."""
+    if not event_ids:
+        return {}
+    rows = await conn.fetch(
+        "SELECT event_id::text, action, revised_at, previous_text FROM timeline_revisions"
+        " WHERE event_id = ANY($1::uuid[]) ORDER BY revised_at",
+        event_ids,
+    )
+    found: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        text = row["previous_text"]
+        if row["action"] == "delete" and not deleted_text:
+            text = None
+        if text is None:
+            continue
+        found.setdefault(row["event_id"], []).append(
+            {
+                "action": row["action"],
+                "when": row["revised_at"].strftime("%Y-%m-%d %H:%M UTC"),
+                "text": text,
+            }
+        )
+    return found
 
 
 def channels_used(conversations: list[Conversation]) -> list[str]:

@@ -84,7 +84,12 @@ async def _write(conn: Any, route: RouteStep, work: Work) -> tuple[list[Record],
     assert work.routed is not None
     async with conn.transaction():
         routed, published = await route.record(conn, work.routed)
-        written = await insert_events(conn, work.unified, work.routed.interactions())
+        written = await insert_events(
+            conn,
+            work.unified,
+            work.routed.interactions(),
+            keep_deleted=route.settings.keep_deleted_text,
+        )
     metrics.TIMELINE_ROWS.inc(written)
     return routed, published
 

@@ -143,6 +143,8 @@ def decide(
     for event in events:
         if event.event_id in seen:  # the same event twice in one batch (a producer retry)
             continue
+        if event.interaction.revises is not None:  # an edit or deletion: routed as its original
+            continue
         seen.add(event.event_id)
         customer = event.customer_id
         withdrawn = found.withdrawn(customer) | withdrawn_here.get(customer, set())
@@ -270,6 +272,7 @@ class RouteStep:
     then record the decisions in the transaction that writes the timeline."""
 
     def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         """Load and validate the ruleset now (a bad one stops the worker at start)."""
         self.router = Router.load(settings.routing_rules, background=True)
         rules = len(self.router.ruleset.rules)

@@ -47,6 +47,54 @@ WHERE live.status IS DISTINCT FROM 'deleted'
 ON CONFLICT (event_id) DO NOTHING
 """
 
+#: Edits and deletions (``Interaction.revises``) applied to their original: the customer's
+#: message on the same channel with that provider id (the earliest, should there be several).
+#: Each revision is kept once (``timeline_revisions``; a redelivered one changes nothing), with
+#: the text it replaced (a deletion's only when deleted text is kept for admins, $8), and the
+#: original takes the new text (none once deleted) and the attribute ``edited_at`` or
+#: ``deleted_at``. Returns the revisions applied: the rest found no original and are kept as
+#: events of their own, so nothing is lost.
+_APPLY_REVISIONS = """
+WITH rev AS (
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
+                         $7::timestamptz[]) AS u(revision_id, customer, channel, original, action,
+                                                 text, at)
+),
+target AS (
+    SELECT DISTINCT ON (rev.revision_id) rev.*, t.event_id, t.body
+    FROM rev
+    JOIN customers c ON c.id = rev.customer
+    JOIN timeline t ON t.customer_id = coalesce(c.merged_into, c.id)
+                   AND t.channel = rev.channel AND t.provider_message_id = rev.original
+    ORDER BY rev.revision_id, t.occurred_at
+),
+kept AS (
+    INSERT INTO timeline_revisions (event_id, revision_id, action, revised_at, previous_text)
+    SELECT event_id, revision_id, action, at, CASE WHEN action = 'edit' OR $8 THEN body END
+    FROM target
+    ON CONFLICT DO NOTHING
+    RETURNING event_id, revision_id
+),
+changed AS (
+    UPDATE timeline t SET
+        body = CASE WHEN tg.action = 'edit' THEN tg.text END,
+        interaction = jsonb_set(
+            t.interaction || jsonb_build_object(
+                'text', CASE WHEN tg.action = 'edit' THEN to_jsonb(tg.text) ELSE 'null'::jsonb END
+            ),
+            '{attributes}',
+            coalesce(t.interaction->'attributes', '{}'::jsonb) || jsonb_build_object(
+                CASE WHEN tg.action = 'edit' THEN 'edited_at' ELSE 'deleted_at' END, tg.at
+            )
+        )
+    FROM kept JOIN target tg USING (event_id, revision_id)
+    WHERE t.event_id = kept.event_id
+    RETURNING tg.revision_id
+)
+SELECT revision_id FROM changed
+UNION SELECT revision_id FROM target  -- found, kept before: applied already
+"""
+
 _INSERT_STATES = """
 INSERT INTO delivery_states (command_id, state, rank, occurred_at, provider_message_id,
                              error_code, error_message)
@@ -81,13 +129,51 @@ async def insert_events(
     conn: asyncpg.Connection,
     events: Sequence[UnifiedEvent],
     encoded: Mapping[uuid.UUID, str] | None = None,
+    keep_deleted: bool = False,
 ) -> int:
     """Insert unified events into the timeline in one statement (in the caller's transaction,
     which holds the key-share locks on their customers until it ends; see ``_INSERT_EVENTS``); an
-    event id already there is skipped. ``encoded`` may hold interactions' JSON already made."""
+    event id already there is skipped. ``encoded`` may hold interactions' JSON already made.
+    Edits and deletions are applied to their originals (``_APPLY_REVISIONS``) after the batch's
+    new messages are in, so an original and its edit in one batch work."""
     if not events:
         return 0
-    known = encoded or {}
+    revisions = [e for e in events if e.interaction.revises is not None]
+    if revisions:
+        events = [e for e in events if e.interaction.revises is None]
+        inserted = await _insert(conn, events, encoded or {}) if events else 0
+        applied = await apply_revisions(conn, revisions, keep_deleted)
+        unapplied = [e for e in revisions if e.event_id not in applied]
+        return inserted + (await _insert(conn, unapplied, encoded or {}) if unapplied else 0)
+    return await _insert(conn, events, encoded or {})
+
+
+async def apply_revisions(
+    conn: asyncpg.Connection, revisions: Sequence[UnifiedEvent], keep_deleted: bool
+) -> set[uuid.UUID]:
+    """Apply edits and deletions to their originals; the revisions that found one."""
+    rows = [
+        (
+            e.event_id,
+            e.customer_id,
+            e.interaction.channel.value,
+            e.interaction.revises.of,
+            e.interaction.revises.action,
+            e.interaction.text,
+            e.interaction.occurred_at,
+        )
+        for e in revisions
+        if e.interaction.revises is not None
+    ]
+    found = await conn.fetch(
+        _APPLY_REVISIONS, *(list(c) for c in zip(*rows, strict=True)), keep_deleted
+    )
+    return {r["revision_id"] for r in found}
+
+
+async def _insert(
+    conn: asyncpg.Connection, events: Sequence[UnifiedEvent], known: Mapping[uuid.UUID, str]
+) -> int:
     status = await conn.execute(
         _INSERT_EVENTS,
         [e.event_id for e in events],

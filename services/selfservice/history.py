@@ -36,7 +36,9 @@ WHERE t.customer_id = $1 AND t.channel <> ALL($2::text[]) AND t.kind <> ALL($3::
 
 _PAGE = f"""
 SELECT t.event_id, t.occurred_at, t.channel, t.direction, t.kind, t.subject, t.body,
-       t.interaction->'attachments' AS attachments, d.state
+       t.interaction->'attachments' AS attachments, d.state,
+       t.interaction->'attributes'->>'edited_at' AS edited_at,
+       t.interaction->'attributes'->>'deleted_at' AS deleted_at
 {_VISIBLE}
   AND ($5::timestamptz IS NULL OR (t.occurred_at, t.event_id) < ($5, $6))
 ORDER BY t.occurred_at DESC, t.event_id DESC
@@ -74,7 +76,9 @@ def _view(row: asyncpg.Record) -> dict[str, Any]:
         "subject": row["subject"],
         "text": row["body"],
         "pending": row["direction"] == "outbound" and row["state"] in (None, "queued", "sending"),
-        "answerable": row["channel"] not in NOT_ANSWERABLE,
+        "answerable": row["channel"] not in NOT_ANSWERABLE and not row["deleted_at"],
+        "edited": bool(row["edited_at"]),
+        "deleted": bool(row["deleted_at"]),
         "files": [
             {
                 "name": str(a.get("name") or "file"),

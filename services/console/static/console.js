@@ -28,6 +28,7 @@
   function buildItem(it) {
     var li = el("li", "item " + it.direction);
     li.setAttribute("data-event-id", it.event_id);
+    li.setAttribute("data-revised", it.revised || "");
     var meta = el("div", "meta");
     if (it.channel_icon) {
       var icon = el("span", "channel-icon", it.channel_icon);
@@ -44,7 +45,9 @@
     if (it.language) meta.appendChild(el("span", "language", it.language));
     setDelivery(meta, it.delivery);
     if (it.logged_by) meta.appendChild(el("span", "logged-by", "logged by " + it.logged_by));
+    if (it.edited_at && !it.deleted_at) meta.appendChild(el("span", "edited", "edited"));
     li.appendChild(meta);
+    if (it.deleted_at) li.appendChild(el("p", "deleted", "Deleted by the customer"));
     if (it.unverified) {
       var warning = el("p", "warning unverified",
         "\u26a0 " + it.unverified + ". Not linked to any customer by this address.");
@@ -62,6 +65,20 @@
     }
     if (it.subject) li.appendChild(el("div", "subject", it.subject));
     if (it.text) li.appendChild(el("p", "text", it.text));
+    if (it.earlier && it.earlier.length) {
+      var earlier = el("details", "earlier");
+      earlier.appendChild(el("summary", null, "Earlier versions"));
+      var versions = el("ol");
+      it.earlier.forEach(function (v) {
+        var entry = el("li");
+        entry.appendChild(el("span", "revised-at", v.when));
+        entry.appendChild(document.createTextNode(
+          (v.action === "delete" ? " (deleted; admins only)" : "") + ": " + v.text));
+        versions.appendChild(entry);
+      });
+      earlier.appendChild(versions);
+      li.appendChild(earlier);
+    }
     if (it.history) {
       var history = el("details", "history");
       history.appendChild(el("summary", null, "Quoted history"));
@@ -126,7 +143,11 @@
       var list = section.querySelector("ol.items");
       conv.items.forEach(function (it) {
         var node = items.get(it.event_id);
-        if (node) {
+        if (node && node.getAttribute("data-revised") !== (it.revised || "")) {
+          var revised = buildItem(it); // edited or deleted since it was shown
+          node.replaceWith(revised);
+          node = revised;
+        } else if (node) {
           setDelivery(node.querySelector(".meta"), it.delivery);
           var dept = node.querySelector(".department");
           if (it.department && !dept) {
