@@ -248,6 +248,25 @@ async def test_a_chat_is_live_in_the_console_and_the_agents_reply_live_in_the_wi
     await expect(arrived.locator(".channel")).to_have_text("Web chat")
     await expect(typing).to_have_text("")
 
+    # markup a visitor spells with entities is stored as the text it reads as: text everywhere
+    dialogs: list[Any] = []
+    agent.on("dialog", lambda d: dialogs.append(d))
+    visitor.on("dialog", lambda d: dialogs.append(d))
+    await box.fill("&lt;img src=x onerror=alert(1)&gt; is this safe?")
+    await box.press("Enter")
+    spelled = "<img src=x onerror=alert(1)> is this safe?"
+    await expect(agent.locator("li.item", has_text=spelled)).to_be_visible()  # live, as text
+    await expect(
+        chat.get_by_role("log").get_by_role("listitem").filter(has_text=spelled)
+    ).to_be_visible()
+    assert await agent.locator("#timeline img").count() == 0
+    assert await visitor.evaluate("window.omnihubChat.root.querySelectorAll('img').length") == 0
+    await agent.reload()
+    await expect(agent.locator("li.item", has_text=spelled)).to_be_visible()  # server-rendered
+    assert await agent.locator("#timeline img").count() == 0 and not dialogs
+    await live(agent)
+    arrived = agent.locator("li.item", has_text=second)
+
     await arrived.get_by_role("link", name="Reply").click()
     await expect(agent.locator("#reply-channel")).to_have_value("webchat")
     answer = unique("Corrected, a new invoice is on its way.")
