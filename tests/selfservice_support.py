@@ -116,3 +116,28 @@ async def timeline_rows(pool: asyncpg.Pool, customer_id: uuid.UUID, channel: str
             channel,
         )
     )
+
+
+async def newsletter_decision(client: httpx.AsyncClient, pool: asyncpg.Pool, mail: str) -> Any:
+    """Post "Please send me your newsletter" (marketing's, by the shipped rules) from ``mail``;
+    its routing decision once published to its departments' topics."""
+    asked = await client.post(
+        "/v1/interactions",
+        json={
+            "channel": "email",
+            "identities": [{"type": "email", "value": mail}],
+            "text": "Please send me your newsletter",
+            "provider_message_id": unique("news"),
+        },
+    )
+    assert asked.status_code == 202, asked.text
+    event_id = uuid.UUID(asked.json()["event_id"])
+
+    async def published() -> Any:
+        return await pool.fetchrow(
+            "SELECT department, copies, reason, customer_id FROM routing_decisions"
+            " WHERE event_id = $1 AND published_at IS NOT NULL",
+            event_id,
+        )
+
+    return await eventually(published, timeout=30)

@@ -24,6 +24,7 @@ from tests.selfservice_support import (
     csrf,
     customer_by_email_and_phone,
     links_sent_to,
+    newsletter_decision,
     open_link,
     signed_in_customer,
     timeline_rows,
@@ -244,24 +245,7 @@ async def test_corrections_and_consent_are_events_and_apply_at_once(
         }
     ]
     # a message marketing would get is routed elsewhere now
-    asked = await client.post(
-        "/v1/interactions",
-        json={
-            "channel": "email",
-            "identities": [{"type": "email", "value": mail}],
-            "text": "Please send me your newsletter",
-            "provider_message_id": unique("news"),
-        },
-    )
-    event_id = uuid.UUID(asked.json()["event_id"])
-
-    async def decided() -> Any:
-        return await pool.fetchrow(
-            "SELECT department, copies, reason FROM routing_decisions WHERE event_id = $1",
-            event_id,
-        )
-
-    decision = await eventually(decided, timeout=30)
+    decision = await newsletter_decision(client, pool, mail)
     assert decision["department"] != "marketing" and "marketing" not in decision["copies"]
     assert "marketing consent withdrawn" in decision["reason"]
 

@@ -4,7 +4,6 @@ as text), withdraw marketing consent, and a message marketing would get is route
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,8 +13,12 @@ import pytest
 from playwright.async_api import Browser, async_playwright, expect
 
 from tests.console_support import CHROMIUM_ARGS, ensure_chromium
-from tests.selfservice_support import customer_by_email_and_phone, links_sent_to
-from tests.support import email, eventually, phone, unique
+from tests.selfservice_support import (
+    customer_by_email_and_phone,
+    links_sent_to,
+    newsletter_decision,
+)
+from tests.support import email, eventually, phone
 
 pytestmark = pytest.mark.usefixtures("processors", "dispatcher")
 expect.set_options(timeout=30_000)
@@ -74,25 +77,7 @@ async def test_a_customer_signs_in_by_link_and_withdraws_marketing_consent(
     await expect(page.get_by_label("Email: service messages")).to_be_checked()
     await context.close()
 
-    asked = await client.post(
-        "/v1/interactions",
-        json={
-            "channel": "email",
-            "identities": [{"type": "email", "value": mail}],
-            "text": "Please send me your newsletter",
-            "provider_message_id": unique("news"),
-        },
-    )
-    event_id = uuid.UUID(asked.json()["event_id"])
-
-    async def published() -> Any:
-        return await pool.fetchrow(
-            "SELECT department, copies, reason, customer_id FROM routing_decisions"
-            " WHERE event_id = $1 AND published_at IS NOT NULL",
-            event_id,
-        )
-
-    decision = await eventually(published, timeout=30)
+    decision = await newsletter_decision(client, pool, mail)
     assert decision["customer_id"] == customer_id
     assert decision["department"] != "marketing" and "marketing" not in decision["copies"]
     assert "marketing consent withdrawn" in decision["reason"]

@@ -25,8 +25,16 @@ def safe_next(target: str | None) -> str:
     return "/console"
 
 
-def set_cookie(response: Response, request: Request, name: str, value: str, max_age: int) -> None:
-    """HttpOnly, SameSite=Strict, path /console; Secure when OMNIHUB_PUBLIC_URL is https."""
+def set_cookie(
+    response: Response,
+    request: Request,
+    name: str,
+    value: str,
+    max_age: int,
+    path: str = "/console",
+) -> None:
+    """HttpOnly, SameSite=Strict, only below ``path``; Secure when OMNIHUB_PUBLIC_URL is https
+    (the customers' pages use it too, below /me)."""
     response.set_cookie(
         name,
         value,
@@ -34,7 +42,7 @@ def set_cookie(response: Response, request: Request, name: str, value: str, max_
         httponly=True,
         samesite="strict",
         secure=request.app.state.console.secure_cookies,
-        path="/console",
+        path=path,
     )
 
 

@@ -13,6 +13,7 @@ from fastapi.responses import Response
 
 from channels.base import PublishError
 from services.console.auth_pages import client_address
+from services.console.auth_pages import set_cookie as console_cookie
 from services.console.forms import read_form
 from services.customers import outbound
 from services.selfservice import links, sessions
@@ -29,16 +30,8 @@ NO_REFERRER = {"Referrer-Policy": "no-referrer"}
 
 
 def set_cookie(response: Response, request: Request, name: str, value: str, max_age: int) -> None:
-    """HttpOnly, SameSite=Strict, path /me; Secure when OMNIHUB_PUBLIC_URL is https."""
-    response.set_cookie(
-        name,
-        value,
-        max_age=max_age,
-        httponly=True,
-        samesite="strict",
-        secure=request.app.state.console.secure_cookies,
-        path="/me",
-    )
+    """The console's cookie flags, below /me."""
+    console_cookie(response, request, name, value, max_age, path="/me")
 
 
 def _with_pre_token(
