@@ -22,6 +22,7 @@ from services.stack.embedded import Stack, start_stack
 from services.stack.ports import free_port, wait_for_port
 from services.stack.postgres import EmbeddedPostgres
 from tests.channels.email.support import email_env
+from tests.channels.meta.support import meta_env
 from tests.channels.webchat.support import webchat_env
 from tests.support import start_component, stop_process
 
@@ -70,6 +71,7 @@ def component_env(
     twilio_env: dict[str, str],
     mail_relay: Any,
     webchat_page_port: int,
+    meta_graph_port: int,
 ) -> dict[str, str]:
     """Environment of a component process pointed at the session stack."""
     return dict(
@@ -82,6 +84,7 @@ def component_env(
         **twilio_env,
         **email_env(mail_relay),
         **webchat_env(f"http://127.0.0.1:{webchat_page_port}"),
+        **meta_env(meta_graph_port),
     )
 
 
@@ -180,6 +183,23 @@ async def twilio_api(twilio_api_port: int) -> AsyncIterator[Any]:
 
     fake = FakeTwilio()
     runner = await fake.start(twilio_api_port)
+    yield fake
+    await runner.cleanup()
+
+
+@pytest.fixture(scope="session")
+def meta_graph_port() -> int:
+    """Port of the loopback stand-in for Meta's Graph API (and its CDN)."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+async def meta_graph(meta_graph_port: int) -> AsyncIterator[Any]:
+    """The stand-in for the Graph API, where the Meta adapter sends and fetches media."""
+    from tests.channels.meta.support import FakeGraph
+
+    fake = FakeGraph()
+    runner = await fake.start(meta_graph_port)
     yield fake
     await runner.cleanup()
 

@@ -12,6 +12,7 @@ from channels.base.errors import (
     ParseError,
     PayloadTooLarge,
     SendError,
+    SendRefused,
     SignatureError,
     UnsupportedMediaType,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "Publisher",
     "Route",
     "SendError",
+    "SendRefused",
     "SendResult",
     "SessionAdapter",
     "SessionClosed",

@@ -26,6 +26,12 @@ class SendError(ChannelError):
         self.retryable = retryable
 
 
+class SendRefused(SendError):
+    """The adapter refused to send before reaching the provider, which would refuse it too (a
+    reply outside a platform's messaging window): the delivery state ``refused``, not
+    ``failed``."""
+
+
 class PayloadTooLarge(ParseError):
     """The body is larger than the adapter accepts (HTTP 413)."""
 

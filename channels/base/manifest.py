@@ -31,6 +31,10 @@ class ChannelInfo:
     #: agents (``ChannelAdapter.typing``) and an agent's to the customer (the adapter's
     #: ``SessionAdapter.show_typing``); the console then announces its agents' typing.
     shows_typing: bool = False
+    #: Whether replies are allowed only for a while after the customer last wrote (Meta's
+    #: 24-hour window): the hub attaches when that was to each command, as the attribute
+    #: ``last_inbound_at`` (ISO 8601; absent when the customer never wrote on the channel).
+    reply_window: bool = False
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,24 @@ async def reply_context(
     return ReplyContext(thread, subject[:998] if subject else None, attributes)
 
 
+_LAST_INBOUND = """
+SELECT max(occurred_at) FROM timeline
+WHERE customer_id = $1 AND channel = $2 AND direction = 'inbound'
+"""
+
+
+async def window_attributes(
+    conn: asyncpg.Connection, customer_id: uuid.UUID, channel: Channel
+) -> dict[str, str]:
+    """``last_inbound_at``, when the customer last wrote on ``channel``, for a channel whose
+    replies are allowed only for a while after that (``ChannelInfo.reply_window``)."""
+    info = registry.channel_info(channel)
+    if info is None or not info.reply_window:
+        return {}
+    last = await conn.fetchval(_LAST_INBOUND, customer_id, channel.value)
+    return {"last_inbound_at": last.isoformat()} if last is not None else {}
+
+
 class NoSuchCustomer(LookupError):
     """The customer is unknown (or deleted)."""
 
@@ -133,6 +151,7 @@ async def queue_message(
         found = await store.customer(conn, customer_id)
         if found is not None and in_reply_to is not None:  # on the live customer's timeline
             answered = await reply_context(conn, uuid.UUID(found["id"]), in_reply_to, channel)
+        window = await window_attributes(conn, uuid.UUID(found["id"]), channel) if found else {}
     if found is None:
         raise NoSuchCustomer(str(customer_id))
     if to is None:
@@ -161,7 +180,7 @@ async def queue_message(
         in_reply_to=in_reply_to,
         thread=answered.thread if answered else thread,
         requested_by=requested_by,
-        attributes=answered.attributes if answered else {},
+        attributes={**(answered.attributes if answered else {}), **window},
     )
     record = to_record(OUTBOUND, command, str(command.command_id), source)
     try:  # sealed with the customer's key: erasing the customer shreds the command too

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from channels.base import ChannelAdapter, SendError
+from channels.base import ChannelAdapter, SendError, SendRefused
 from schemas import (
     DeliveryState,
     DeliveryStatus,
@@ -153,7 +153,9 @@ async def dispatch(
                     "command %s sent again after an interrupted attempt", command.command_id
                 )
         except SendError as exc:
-            outcome = _outcome(command, DeliveryState.FAILED, None, exc.code, str(exc))
+            # an adapter's own refusal (SendRefused: a platform's rule) never reached it
+            state = DeliveryState.REFUSED if isinstance(exc, SendRefused) else DeliveryState.FAILED
+            outcome = _outcome(command, state, None, exc.code, str(exc))
             metrics.SEND_FAILURES.labels(command.channel.value, exc.code or "unknown").inc()
         finally:
             metrics.SEND_SECONDS.labels(command.channel.value).observe(

@@ -15,7 +15,7 @@ from typing import Any
 
 import faust
 
-from schemas import DeliveryStatus, Direction, Interaction, UnifiedEvent
+from schemas import DeliveryStatus, Interaction, UnifiedEvent
 from schemas.cloudevents import Trace
 from schemas.events import utcnow
 from schemas.topics import DELIVERY, INTERACTIONS, STAGED, UNIFIED
@@ -50,6 +50,8 @@ SOURCE = "services/processors"
 #: A step of the processors' agents.
 Step = AnyStep[ProcessorResources]
 
+#: The source of the outbound interactions the dispatcher records for what it sent.
+DISPATCHER = "services/dispatcher"
 _ECHOES = """
 SELECT channel, provider_message_id FROM outbound_messages
 WHERE (channel, provider_message_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
@@ -57,12 +59,14 @@ WHERE (channel, provider_message_id) IN (SELECT * FROM unnest($1::text[], $2::te
 
 
 async def drop_echoes(conn: Any, interactions: list[Interaction]) -> list[Interaction]:
-    """Remove inbound interactions that are the provider echoing a message we sent."""
-    inbound = [i for i in interactions if i.direction is Direction.INBOUND]
-    if not inbound:
+    """Remove interactions that are the provider echoing a message we sent: inbound ones, and
+    outbound ones a channel reports (a platform echoing what the page sent: the hub's own
+    replies among them); the dispatcher's own rows (``command:<id>``) never match."""
+    echoing = [i for i in interactions if i.source != DISPATCHER]
+    if not echoing:
         return interactions
     rows = await conn.fetch(
-        _ECHOES, [i.channel.value for i in inbound], [i.provider_message_id for i in inbound]
+        _ECHOES, [i.channel.value for i in echoing], [i.provider_message_id for i in echoing]
     )
     if not rows:
         return interactions
@@ -70,7 +74,7 @@ async def drop_echoes(conn: Any, interactions: list[Interaction]) -> list[Intera
     kept = [
         i
         for i in interactions
-        if i.direction is Direction.OUTBOUND or (i.channel.value, i.provider_message_id) not in ours
+        if i.source == DISPATCHER or (i.channel.value, i.provider_message_id) not in ours
     ]
     metrics.ECHOES_DROPPED.inc(len(interactions) - len(kept))
     return kept
