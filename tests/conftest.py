@@ -69,6 +69,7 @@ def component_env(
     stack: Stack,
     data_dir: Path,
     twilio_env: dict[str, str],
+    telegram_env: dict[str, str],
     mail_relay: Any,
     webchat_page_port: int,
     meta_graph_port: int,
@@ -82,6 +83,7 @@ def component_env(
         OMNIHUB_LOG_LEVEL="WARNING",
         OMNIHUB_API_DOCS="true",  # tests/test_api.py reads /openapi.json
         **twilio_env,
+        **telegram_env,
         **email_env(mail_relay),
         **webchat_env(f"http://127.0.0.1:{webchat_page_port}"),
         **meta_env(meta_graph_port),
@@ -200,6 +202,32 @@ async def meta_graph(meta_graph_port: int) -> AsyncIterator[Any]:
 
     fake = FakeGraph()
     runner = await fake.start(meta_graph_port)
+    yield fake
+    await runner.cleanup()
+
+
+@pytest.fixture(scope="session")
+def telegram_api_port() -> int:
+    """Port of the loopback stand-in for Telegram's Bot API."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def telegram_env(telegram_api_port: int) -> dict[str, str]:
+    """The Telegram adapter's settings (the samples' secret token, Bot API calls to the fake)."""
+    from tests.channels.telegram.support import telegram_env
+
+    return telegram_env(telegram_api_port)
+
+
+@pytest.fixture(scope="session")
+async def telegram_api(telegram_api_port: int) -> AsyncIterator[Any]:
+    """The stand-in for the Bot API, where the processors fetch media and the dispatcher's
+    Telegram adapter sends."""
+    from tests.channels.telegram.support import FakeBotApi
+
+    fake = FakeBotApi()
+    runner = await fake.start(telegram_api_port)
     yield fake
     await runner.cleanup()
 
