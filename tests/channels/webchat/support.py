@@ -4,13 +4,16 @@ visitor key, and a WebSocket client that speaks the widget's frames."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import websockets
+from aiohttp import web
 
 from channels.webchat.visitors import claim_signature
 
@@ -97,3 +100,26 @@ class Widget:
 
 async def asyncio_wait(awaitable: Any, timeout: float) -> Any:
     return await asyncio.wait_for(awaitable, timeout)
+
+
+@contextlib.asynccontextmanager
+async def hosted_page(
+    port: int, render: Callable[[web.Request], str], csp: str
+) -> AsyncIterator[str]:
+    """A site's page that embeds the widget, on its own origin (loopback ``port``) under
+    ``csp``; its address while open."""
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(
+            text=render(request), content_type="text/html", headers={"Content-Security-Policy": csp}
+        )
+
+    app = web.Application()
+    app.router.add_get("/", page)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        await runner.cleanup()

@@ -11,10 +11,9 @@ from typing import Any
 
 import asyncpg
 import pytest
-from aiohttp import web
 from playwright.async_api import Browser, async_playwright, expect
 
-from tests.channels.webchat.support import claim
+from tests.channels.webchat.support import claim, hosted_page
 from tests.console_support import CHROMIUM_ARGS, ensure_chromium
 from tests.support import eventually, unique
 
@@ -60,24 +59,21 @@ async def test_a_signed_in_member_opens_their_account_from_the_chat(
         f" img-src 'none'; base-uri 'none'; form-action {api_url}"
     )
 
-    async def page(request: web.Request) -> web.Response:
-        return web.Response(
-            text=member_page(api_url, user),
-            content_type="text/html",
-            headers={"Content-Security-Policy": csp},
-        )
+    page = hosted_page(webchat_page_port, lambda request: member_page(api_url, user), csp)
+    async with page as url:
+        await chat_and_open_account(browser, url, api_url, pool, user_id)
 
-    app = web.Application()
-    app.router.add_get("/", page)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", webchat_page_port).start()
+
+async def chat_and_open_account(
+    browser: Browser, url: str, api_url: str, pool: asyncpg.Pool, user_id: str
+) -> None:
+    """The member chats, then opens their account from the widget."""
     context = await browser.new_context()
     try:
         shop = await context.new_page()
         urls: list[str] = []
         context.on("request", lambda request: urls.append(request.url))
-        await shop.goto(f"http://127.0.0.1:{webchat_page_port}/")
+        await shop.goto(url)
         await shop.get_by_role("button", name="Chat with us").click()
         box = shop.get_by_label("Your message")
         await box.fill("Has my order 8841 left?")
@@ -101,4 +97,3 @@ async def test_a_signed_in_member_opens_their_account_from_the_chat(
         assert not [u for u in urls if "token" in u or "/me/link/" in u]  # never in a URL
     finally:
         await context.close()
-        await runner.cleanup()

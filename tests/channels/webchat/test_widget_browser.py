@@ -17,11 +17,10 @@ from urllib.parse import urlsplit
 import asyncpg
 import httpx
 import pytest
-from aiohttp import web
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from services.stack.ports import free_port
-from tests.channels.webchat.support import PNG
+from tests.channels.webchat.support import PNG, hosted_page
 from tests.console_support import CHROMIUM_ARGS, ensure_chromium, make_user
 from tests.support import eventually, unique
 from tests.test_console_browser import live, routed_department, signed_in
@@ -49,15 +48,23 @@ class Proxy:
             return
         self._writers |= {writer, up_writer}
 
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, out: bool) -> None:
             with contextlib.suppress(OSError, ConnectionError):
                 while data := await src.read(65536):
+                    if out and self.refuses(data):
+                        writer.transport.abort()
+                        up_writer.transport.abort()
+                        return
                     dst.write(data)
                     await dst.drain()
             dst.close()
 
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
         self._writers -= {writer, up_writer}
+
+    def refuses(self, data: bytes) -> bool:
+        """Whether to drop the connection that sends ``data`` to the hub (none, here)."""
+        return False
 
     def cut(self) -> int:
         """Drop every connection open now (the network failing); new ones go through."""
@@ -101,21 +108,9 @@ async def page_url(webchat_page_port: int, proxy: Proxy) -> AsyncIterator[str]:
         "style-src 'none'; img-src 'none'; base-uri 'none'; form-action 'none'"
     )
 
-    async def page(request: web.Request) -> web.Response:
-        return web.Response(
-            text=host_page(hub, request.query.get("lang", "")),
-            content_type="text/html",
-            headers={"Content-Security-Policy": csp},
-        )
-
-    app = web.Application()
-    app.router.add_get("/", page)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", webchat_page_port)
-    await site.start()
-    yield f"http://127.0.0.1:{webchat_page_port}/"
-    await runner.cleanup()
+    render = lambda request: host_page(hub, request.query.get("lang", ""))  # noqa: E731
+    async with hosted_page(webchat_page_port, render, csp) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

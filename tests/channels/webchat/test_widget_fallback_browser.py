@@ -6,7 +6,6 @@ cut and the chat resumes exactly; ``data-transport="sse"`` skips the WebSocket a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,6 +17,7 @@ import pytest
 from aiohttp import web
 from playwright.async_api import Browser, Page, expect
 
+from tests.channels.webchat.support import hosted_page
 from tests.channels.webchat.test_widget_browser import Proxy, browser, first_of
 
 __all__ = ["browser"]  # the module's Chromium, as a fixture here too
@@ -31,28 +31,11 @@ class NoWebSockets(Proxy):
 
     refused = 0
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.close()
-            return
-        self._writers |= {writer, up_writer}
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, out: bool) -> None:
-            with contextlib.suppress(OSError, ConnectionError):
-                while data := await src.read(65536):
-                    if out and b"\r\nupgrade: websocket" in data.lower():
-                        self.refused += 1
-                        writer.transport.abort()
-                        up_writer.transport.abort()
-                        return
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
-        self._writers -= {writer, up_writer}
+    def refuses(self, data: bytes) -> bool:
+        if b"\r\nupgrade: websocket" in data.lower():
+            self.refused += 1
+            return True
+        return False
 
 
 @pytest.fixture
@@ -75,24 +58,16 @@ async def page_url(webchat_page_port: int, blocking: NoWebSockets) -> AsyncItera
         f"{hub}; style-src 'none'; img-src 'none'; base-uri 'none'; form-action 'none'"
     )
 
-    async def page(request: web.Request) -> web.Response:
+    def render(request: web.Request) -> str:
         forced = ' data-transport="sse"' if request.query.get("transport") == "sse" else ""
-        html = f"""<!doctype html>
+        return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Acme shop</title></head>
 <body><h1>Acme shop</h1>
 <script src="{hub}/channels/webchat/widget.js" data-site="acme"{forced} async></script>
 </body></html>"""
-        return web.Response(
-            text=html, content_type="text/html", headers={"Content-Security-Policy": csp}
-        )
 
-    app = web.Application()
-    app.router.add_get("/", page)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", webchat_page_port).start()
-    yield f"http://127.0.0.1:{webchat_page_port}/"
-    await runner.cleanup()
+    async with hosted_page(webchat_page_port, render, csp) as url:
+        yield url
 
 
 async def transport(page: Page) -> Any:
