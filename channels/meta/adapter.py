@@ -56,7 +56,7 @@ class MetaAdapter(WebhookAdapter, StagingAdapter):
             methods=("GET",),
             publishes=False,
             summary="Meta's subscription check: echoes hub.challenge for our verify token",
-            media_type="text/plain",
+            media_type="text/plain; charset=utf-8",
         ),
         Route(
             "webhook",
