@@ -53,8 +53,12 @@ def manifest(name: str) -> Manifest:
 
 
 def selected(names: Sequence[str]) -> list[Manifest]:
-    """The manifests named (every one when ``names`` is empty); KeyError for an unknown."""
-    return [manifest(name) for name in names] if names else list(manifests().values())
+    """The manifests named; when ``names`` is empty, every one switched on (a channel off by
+    default runs only where its setting or a name asks: ``Manifest.enabled``). KeyError for
+    an unknown name."""
+    if names:
+        return [manifest(name) for name in names]
+    return [m for m in manifests().values() if m.switched_on()]
 
 
 def for_channel(channel: Channel) -> Manifest | None:
