@@ -24,6 +24,7 @@ from services.stack.postgres import EmbeddedPostgres
 from tests.channels.email.support import email_env
 from tests.channels.meta.support import meta_env
 from tests.channels.webchat.support import webchat_env
+from tests.channels.x.support import x_env
 from tests.support import start_component, stop_process
 
 # Every hub process the suite starts serves the email channel's SMTP server: on a port of the
@@ -73,6 +74,7 @@ def component_env(
     mail_relay: Any,
     webchat_page_port: int,
     meta_graph_port: int,
+    x_api_port: int,
 ) -> dict[str, str]:
     """Environment of a component process pointed at the session stack."""
     return dict(
@@ -87,6 +89,7 @@ def component_env(
         **email_env(mail_relay),
         **webchat_env(f"http://127.0.0.1:{webchat_page_port}"),
         **meta_env(meta_graph_port),
+        **x_env(x_api_port),  # X switched on (off by default), its API the loopback fake
     )
 
 
@@ -228,6 +231,24 @@ async def telegram_api(telegram_api_port: int) -> AsyncIterator[Any]:
 
     fake = FakeBotApi()
     runner = await fake.start(telegram_api_port)
+    yield fake
+    await runner.cleanup()
+
+
+@pytest.fixture(scope="session")
+def x_api_port() -> int:
+    """Port of the loopback stand-in for X's API (and its DM media host)."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+async def x_api(x_api_port: int) -> AsyncIterator[Any]:
+    """The stand-in for X's API, where the dispatcher's X adapter sends and the processors
+    fetch DM media."""
+    from tests.channels.x.support import FakeX
+
+    fake = FakeX()
+    runner = await fake.start(x_api_port)
     yield fake
     await runner.cleanup()
 
