@@ -16,7 +16,7 @@ from channels.base.errors import (
     SignatureError,
     UnsupportedMediaType,
 )
-from channels.base.manifest import ChannelInfo, Listener, Manifest
+from channels.base.manifest import ChannelInfo, Listener, Manifest, ReplyWindow
 from channels.base.publisher import Publisher, PublishError
 from channels.base.session import (
     ClientConnection,
@@ -54,6 +54,7 @@ __all__ = [
     "PollingSource",
     "PublishError",
     "Publisher",
+    "ReplyWindow",
     "Route",
     "SendError",
     "SendRefused",

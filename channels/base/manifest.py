@@ -6,12 +6,35 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from pydantic_settings import BaseSettings
 
 from channels.base.adapter import ChannelAdapter
 from schemas import Channel, IdentityType
+
+
+@dataclass(frozen=True)
+class ReplyWindow:
+    """When a channel lets a business answer: for a while after the customer last wrote. One
+    rule for the adapter that refuses a late reply and the console that says how long is left."""
+
+    #: Any reply, free-form, this long after the customer's last message.
+    free: timedelta
+    #: A person's reply (not an automatic one), tagged as such, up to this long; None: no longer.
+    by_person: timedelta | None = None
+    #: Whether pre-approved templates may go at any time (``template`` command attributes).
+    templates: bool = False
+
+    def closes(self, last_inbound: datetime, *, person: bool = False) -> datetime:
+        """When replies (a person's, with ``person``) stop being allowed."""
+        longest = max(self.free, self.by_person or self.free) if person else self.free
+        return last_inbound + longest
+
+    def open(self, last_inbound: datetime | None, now: datetime, *, person: bool = False) -> bool:
+        """Whether such a reply may go ``now`` (never before the customer wrote)."""
+        return last_inbound is not None and now <= self.closes(last_inbound, person=person)
 
 
 @dataclass(frozen=True)
@@ -31,10 +54,10 @@ class ChannelInfo:
     #: agents (``ChannelAdapter.typing``) and an agent's to the customer (the adapter's
     #: ``SessionAdapter.show_typing``); the console then announces its agents' typing.
     shows_typing: bool = False
-    #: Whether replies are allowed only for a while after the customer last wrote (Meta's
-    #: 24-hour window): the hub attaches when that was to each command, as the attribute
+    #: How long after the customer last wrote replies are allowed (Meta's 24-hour window);
+    #: None: at any time. The hub attaches when that was to each command, as the attribute
     #: ``last_inbound_at`` (ISO 8601; absent when the customer never wrote on the channel).
-    reply_window: bool = False
+    reply_window: ReplyWindow | None = None
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ through the Graph API."""
 from channels.base import ChannelInfo, Manifest
 from channels.meta.adapter import MetaAdapter
 from channels.meta.config import MetaSettings
+from channels.meta.window import WINDOWS
 from schemas import Channel, IdentityType
 
 MANIFEST = Manifest(
@@ -17,7 +18,7 @@ MANIFEST = Manifest(
             icon="ⓜ",
             recipients=(IdentityType.FACEBOOK,),
             sends_files=True,
-            reply_window=True,
+            reply_window=WINDOWS[Channel.MESSENGER],
         ),
         ChannelInfo(
             Channel.INSTAGRAM,
@@ -25,7 +26,7 @@ MANIFEST = Manifest(
             icon="◎",
             recipients=(IdentityType.INSTAGRAM,),
             sends_files=True,
-            reply_window=True,
+            reply_window=WINDOWS[Channel.INSTAGRAM],
         ),
         ChannelInfo(
             Channel.WHATSAPP,
@@ -33,7 +34,7 @@ MANIFEST = Manifest(
             icon="✆",
             recipients=(IdentityType.WHATSAPP,),
             sends_files=True,
-            reply_window=True,
+            reply_window=WINDOWS[Channel.WHATSAPP],
         ),
     ),
     settings=(MetaSettings,),

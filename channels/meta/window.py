@@ -10,10 +10,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from channels.base.errors import SendRefused
+from channels.base.manifest import ReplyWindow
 from schemas import Channel, OutboundCommand
 
 STANDARD = timedelta(hours=24)
 HUMAN_AGENT = timedelta(days=7)
+#: Each channel's window, declared in the manifest (the console shows it) and applied here.
+WINDOWS = {
+    Channel.MESSENGER: ReplyWindow(free=STANDARD, by_person=HUMAN_AGENT),
+    Channel.INSTAGRAM: ReplyWindow(free=STANDARD, by_person=HUMAN_AGENT),
+    Channel.WHATSAPP: ReplyWindow(free=STANDARD, templates=True),
+}
 #: The attribute the hub sets on commands of channels with a reply window.
 LAST_INBOUND = "last_inbound_at"
 #: How a console user is named in ``requested_by`` (``services/console``: ``console:<user>``).
@@ -43,14 +50,15 @@ def last_inbound(command: OutboundCommand) -> datetime | None:
 def permit(command: OutboundCommand, now: datetime, *, template: bool = False) -> Permit:
     """The way ``command`` may be sent now; SendRefused (``outside_24h_window``) when Meta
     would refuse it."""
-    if template and command.channel is Channel.WHATSAPP:
+    window = WINDOWS[command.channel]
+    if template and window.templates:
         return Permit()
     last = last_inbound(command)
-    if last is not None and now - last <= STANDARD:
+    if window.open(last, now):
         return Permit()
     human = command.requested_by.startswith(CONSOLE_USER)
-    tagged = command.channel in (Channel.MESSENGER, Channel.INSTAGRAM)
-    if last is not None and tagged and human and now - last <= HUMAN_AGENT:
+    tagged = window.by_person is not None
+    if human and window.open(last, now, person=True):
         return Permit(tag="HUMAN_AGENT")
     if last is None:
         why = f"the customer has never written on {command.channel.value}"

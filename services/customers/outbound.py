@@ -10,8 +10,9 @@ import asyncio
 import json
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -102,6 +103,14 @@ WHERE customer_id = $1 AND channel = $2 AND direction = 'inbound'
 """
 
 
+async def last_inbound(
+    conn: asyncpg.Connection, customer_id: uuid.UUID, channel: Channel
+) -> datetime | None:
+    """When the customer last wrote on ``channel`` (what its reply window counts from)."""
+    found: datetime | None = await conn.fetchval(_LAST_INBOUND, customer_id, channel.value)
+    return found
+
+
 async def window_attributes(
     conn: asyncpg.Connection, customer_id: uuid.UUID, channel: Channel
 ) -> dict[str, str]:
@@ -110,7 +119,7 @@ async def window_attributes(
     info = registry.channel_info(channel)
     if info is None or not info.reply_window:
         return {}
-    last = await conn.fetchval(_LAST_INBOUND, customer_id, channel.value)
+    last = await last_inbound(conn, customer_id, channel)
     return {"last_inbound_at": last.isoformat()} if last is not None else {}
 
 
@@ -138,13 +147,15 @@ async def queue_message(
     blobs: BlobStore | None = None,
     timeline_text: str | None = None,
     thread: ThreadRef | None = None,
+    attributes: Mapping[str, str] | None = None,
 ) -> OutboundCommand:
     """Publish the command once the broker acknowledged it (PublishError when not).
 
     ``to`` defaults to the customer's first identity the channel can deliver to; ``files``
     (name, type, bytes) are stored in ``blobs`` under the command before it is published;
     ``timeline_text`` is what the timeline keeps instead of ``text`` (a secret sent once);
-    ``thread`` is the conversation when the message answers none on its channel.
+    ``thread`` is the conversation when the message answers none on its channel;
+    ``attributes`` are what the channel reads besides (a template's name and parameters).
     """
     answered = None
     async with pool.acquire() as conn:
@@ -180,7 +191,11 @@ async def queue_message(
         in_reply_to=in_reply_to,
         thread=answered.thread if answered else thread,
         requested_by=requested_by,
-        attributes={**(answered.attributes if answered else {}), **window},
+        attributes={
+            **(answered.attributes if answered else {}),
+            **(attributes or {}),
+            **window,
+        },
     )
     record = to_record(OUTBOUND, command, str(command.command_id), source)
     try:  # sealed with the customer's key: erasing the customer shreds the command too
