@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -14,7 +15,7 @@ from channels.base import PublishError
 from schemas import Channel, CustomerEvent, Department, Identity, Purpose
 from schemas.events import MAX_SUBJECT, MAX_TEXT
 from services import typing
-from services.console import handlog, queue, reply, timeline
+from services.console import handlog, queue, reply, timeline, window
 from services.console.customer_pages import customer_page, sendable_channels
 from services.console.forms import read_form
 from services.console.guard import Actor, Viewer, at_least
@@ -41,7 +42,9 @@ async def send_reply(request: Request, session: Actor, customer_id: uuid.UUID) -
     if refused := form.unstorable():
         return await customer_page(request, session, customer_id, refused, 422)
     text, subject = form.text("text"), form.text("subject") or None
-    if not text or len(text) > MAX_TEXT or (subject and len(subject) > MAX_SUBJECT):
+    template = form.text("template")
+    too_long = len(text) > MAX_TEXT or (subject and len(subject) > MAX_SUBJECT)
+    if too_long or not (text or template):
         return await customer_page(request, session, customer_id, "Write a reply first.", 422)
     async with request.app.state.pool.acquire() as conn:
         found = await store.customer(conn, customer_id)
@@ -50,6 +53,7 @@ async def send_reply(request: Request, session: Actor, customer_id: uuid.UUID) -
         customer_id = uuid.UUID(found["id"])
         conversations = await timeline.load(conn, customer_id)
         book = await consent.load(conn, [customer_id])
+        windows = await window.states(conn, customer_id, datetime.now(UTC), list(Channel))
     replying_to = timeline.find_item(conversations, form.text("in_reply_to"))
     choices = reply.options(
         customer_id,
@@ -59,6 +63,7 @@ async def send_reply(request: Request, session: Actor, customer_id: uuid.UUID) -
         timeline.channels_used(conversations),
         (found["profile"] or {}).get("preferred_channel"),
         replying_to,
+        windows,
     )
     chosen = next((o for o in choices if o.channel.value == form.text("channel")), None)
     if chosen is None or not chosen.enabled:
@@ -72,6 +77,22 @@ async def send_reply(request: Request, session: Actor, customer_id: uuid.UUID) -
         return await customer_page(
             request, session, customer_id, f"{label} messages cannot carry files.", 422
         )
+    attributes: dict[str, str] = {}
+    state = windows.get(chosen.channel)
+    if template:  # what the channel's templates need, where it has any
+        if state is None or not state.templates:
+            why = "That channel has no templates: write a message."
+            return await customer_page(request, session, customer_id, why, 422)
+        try:
+            attributes = reply.template_attributes(
+                template, form.text("template_language"), form.text("template_parameters")
+            )
+        except ValueError as exc:
+            return await customer_page(request, session, customer_id, f"Template: {exc}.", 422)
+        text = text or reply.template_text(attributes)
+    elif chosen.template_only and state is not None:
+        why = f"{state.text}. Choose a template to send."
+        return await customer_page(request, session, customer_id, why, 422)
     try:
         await outbound.queue_message(
             request.app.state.pool,
@@ -86,6 +107,7 @@ async def send_reply(request: Request, session: Actor, customer_id: uuid.UUID) -
             source="services/console",
             files=[(f.name, f.content_type, f.data) for f in form.files],
             blobs=request.app.state.blobs,
+            attributes=attributes,
         )
     except PublishError:
         return await customer_page(request, session, customer_id, BUS_DOWN, 503)

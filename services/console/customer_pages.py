@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from schemas import Channel, Department
-from services.console import handlog, live, reply, search, timeline
+from services.console import handlog, live, reply, search, timeline, window
 from services.console.guard import Viewer
 from services.console.render import SECURITY_HEADERS, page, redirect
 from services.console.sessions import Session
@@ -59,16 +60,19 @@ async def customer_page(
         )
         book = await consent.load(conn, [live_id])
         why = await views.identities(conn, live_id)
+        windows = await window.states(conn, live_id, datetime.now(UTC), list(Channel))
     replying_to = timeline.find_item(conversations, request.query_params.get("reply_to", ""))
     profile = found["profile"] or {}
+    used = timeline.channels_used(conversations)
     options = reply.options(
         live_id,
         found["identities"],
         book,
         sendable_channels(request),
-        timeline.channels_used(conversations),
+        used,
         profile.get("preferred_channel"),
         replying_to,
+        windows,
     )
     return page(
         request,
@@ -80,6 +84,9 @@ async def customer_page(
         conversations=conversations,
         options=options,
         replying_to=replying_to,
+        # the windows of the channels the customer wrote on, for the page's header
+        windows=[w for c, w in windows.items() if c.value in used],
+        template_form=any(o.template_only for o in options),
         identities=why,
         consents=consent_table(found["consents"]),
         departments=[d.value for d in Department],

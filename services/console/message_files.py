@@ -8,10 +8,11 @@ import re
 import uuid
 
 from fastapi import APIRouter, HTTPException, Request, status
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 
 from channels.base.html import sanitized_html
 from services.console.guard import Viewer
+from services.console.timeline import inline_image
 from services.customers.files import (
     FILE_HEADERS,
     attachment_of,
@@ -32,6 +33,44 @@ async def message_file(
     """One file of a message, as a download."""
     attachment = attachment_of(await interaction_of(request, event_id), index)
     return file_response(await read_blob(request, attachment["blob"]), attachment)
+
+
+#: How each image type shown inline begins: a file whose bytes are not what its stored type
+#: says is not shown (a browser must never be handed HTML or SVG labelled as a picture).
+_MAGIC = {
+    "image/png": (b"\x89PNG\r\n\x1a\n",),
+    "image/jpeg": (b"\xff\xd8\xff",),
+    "image/gif": (b"GIF87a", b"GIF89a"),
+    "image/webp": (b"RIFF",),
+}
+
+
+@router.get("/messages/{event_id}/images/{index}")
+async def message_image(
+    request: Request, session: Viewer, event_id: uuid.UUID, index: int
+) -> Response:
+    """One image of a message, inline, for the timeline's thumbnails: PNG, JPEG, GIF and
+    WebP only (415 for anything else, SVG included), of the type stored, never sniffed."""
+    attachment = attachment_of(await interaction_of(request, event_id), index)
+    kind = inline_image(attachment.get("content_type"))
+    if kind is None:
+        return _not_inline("not an image shown inline; download it instead")
+    data = await read_blob(request, attachment["blob"])
+    if not data.startswith(_MAGIC[kind]) or (kind == "image/webp" and data[8:12] != b"WEBP"):
+        return _not_inline(f"the file is not a {kind} image")
+    return Response(
+        data,
+        media_type=kind,
+        headers={
+            **FILE_HEADERS,
+            "Content-Disposition": "inline",
+            "Cross-Origin-Resource-Policy": "same-origin",
+        },
+    )
+
+
+def _not_inline(why: str) -> Response:
+    return PlainTextResponse(why, status_code=415, headers=FILE_HEADERS)
 
 
 @router.get("/messages/{event_id}/html")

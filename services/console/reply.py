@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +13,7 @@ from channels import registry
 from schemas import Channel, Identity, IdentityType, Purpose
 from services.console import handlog
 from services.console.timeline import channel_label
+from services.console.window import WindowState
 from services.customers.consent import ConsentBook
 from services.customers.outbound import default_recipient
 
@@ -26,6 +29,8 @@ class ChannelOption:
     selected: bool = False
     #: Whether the page announces the agent's typing on it (``ChannelInfo.shows_typing``).
     typing: bool = False
+    #: Outside its reply window but open to the channel's templates: the form asks for one.
+    template_only: bool = False
 
     @property
     def enabled(self) -> bool:
@@ -57,12 +62,15 @@ def options(
     used: Sequence[str],
     preferred: str | None,
     replying_to: dict[str, Any] | None,
+    windows: Mapping[Channel, WindowState] | None = None,
 ) -> list[ChannelOption]:
     """The channels offered: those the hub sends on, the customer used, or prefers.
 
-    Disabled: no service consent, no address for it, or no adapter sends on it. Selected: the
-    replied-to message's channel, else the preferred one, else the most recently used one.
+    Disabled: no service consent, no address for it, no adapter sends on it, or outside its
+    reply window (``windows``) where no template may go either. Selected: the replied-to
+    message's channel, else the preferred one, else the most recently used one.
     """
+    windows = windows or {}
     sendable = set(sendable)
     names = [c.value for c in sendable] + list(used) + ([preferred] if preferred else [])
     offered = [c for c in Channel if c.value in names and c.value != handlog.CHANNEL]
@@ -76,10 +84,14 @@ def options(
             why = "not connected"
         elif to is None:
             why = "no address"
+        window = windows.get(channel)
+        if why is None and window is not None:
+            why = window.refused
         label = channel_label(channel.value)
         if channel.value == preferred:
             label += " (preferred)"
-        built.append(ChannelOption(channel, label, to, why))
+        template_only = why is None and window is not None and not window.open
+        built.append(ChannelOption(channel, label, to, why, template_only=template_only))
     enabled = [o.channel.value for o in built if o.enabled]
     wishes = [replying_to["channel"] if replying_to else None, preferred, *used]
     choice = next((w for w in wishes if w in enabled), None)
@@ -91,6 +103,7 @@ def options(
             o.disabled_because,
             o.channel == choice,
             o.enabled and _shows_typing(o.channel),
+            o.template_only,
         )
         for o in built
     ]
@@ -99,3 +112,30 @@ def options(
 def _shows_typing(channel: Channel) -> bool:
     info = registry.channel_info(channel)
     return bool(info and info.shows_typing)
+
+
+_TEMPLATE_NAME = re.compile(r"^[a-z0-9_]{1,512}$")
+_TEMPLATE_LANGUAGE = re.compile(r"^[a-z]{2,3}(_[A-Z]{2})?$")
+
+
+def template_attributes(name: str, language: str, parameters: str) -> dict[str, str]:
+    """The command attributes of a pre-approved template (what a channel with templates
+    reads): its name, language (``en_US`` when none) and body parameters, one a line.
+    ValueError with what is wrong."""
+    if not _TEMPLATE_NAME.match(name):
+        raise ValueError("a template name is lower-case letters, digits and underscores")
+    language = language or "en_US"
+    if not _TEMPLATE_LANGUAGE.match(language):
+        raise ValueError("a template language is a code such as en_US or fr")
+    values = [line.strip() for line in parameters.splitlines() if line.strip()]
+    found = {"template": name, "template_language": language}
+    if values:
+        found["template_parameters"] = json.dumps(values, ensure_ascii=False)
+    return found
+
+
+def template_text(attributes: dict[str, str]) -> str:
+    """What the timeline shows of a template message (its text is Meta's, not ours)."""
+    values = json.loads(attributes.get("template_parameters") or "[]")
+    shown = f"Template {attributes['template']} ({attributes['template_language']})"
+    return f"{shown}: {', '.join(values)}" if values else shown

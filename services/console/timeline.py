@@ -20,6 +20,8 @@ from services.dispatcher.send import MAYBE_TWICE
 
 #: The console shows the newest items; older ones are in the API (keyset paging).
 LIMIT = 200
+#: Image types shown inline as thumbnails (raster only: never SVG, never HTML).
+INLINE_IMAGES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 
 
 def channel_label(channel: str) -> str:
@@ -61,9 +63,46 @@ def _attachment(found: dict[str, Any], event_id: str, position: int) -> dict[str
         parts.append(f"{found['size']} bytes")
     url = found.get("url") or ""
     safe_url = url if url.startswith(("https://", "http://")) else None
+    image = None
     if found.get("blob"):  # in the hub's blob store: served to agents only
         safe_url = f"/console/messages/{event_id}/files/{position}"
-    return {"label": " · ".join(p for p in parts if p), "url": safe_url}
+        if inline_image(found.get("content_type")):  # shown as a thumbnail
+            image = f"/console/messages/{event_id}/images/{position}"
+    return {"label": " · ".join(p for p in parts if p), "url": safe_url, "image": image}
+
+
+def inline_image(content_type: Any) -> str | None:
+    """The type of a file the console shows inline (raster images only: an SVG can carry
+    script), else None."""
+    found = str(content_type or "").split(";")[0].strip().lower()
+    return found if found in INLINE_IMAGES else None
+
+
+def _handle(attributes: dict[str, Any]) -> str | None:
+    """The sender's handle on their platform, as they are mentioned there (``@name``)."""
+    found = _text(attributes, "sender_handle") or _text(attributes, "username")
+    if found is None:
+        return None
+    return found if found.startswith("@") else f"@{found}"
+
+
+def _media_unavailable(attributes: dict[str, Any]) -> str | None:
+    """Why files of the message could not be fetched from the platform (adapters say it in
+    ``media_unavailable``, a reason or a count, with the reasons in ``media_error``)."""
+    flag = attributes.get("media_unavailable")
+    if not flag:
+        return None
+    return _text(attributes, "media_error") or _text(attributes, "media_unavailable") or "unknown"
+
+
+def _reaction(attributes: dict[str, Any]) -> dict[str, str] | None:
+    """A reaction to another message (``reaction_to`` its provider message id)."""
+    to = _text(attributes, "reaction_to")
+    if to is None:
+        return None
+    emoji = _text(attributes, "reaction") or ""
+    action = _text(attributes, "reaction_action") or ("react" if emoji else "unreact")
+    return {"to": to, "emoji": emoji, "action": action}
 
 
 def _text(attributes: dict[str, Any], key: str) -> str | None:
@@ -127,7 +166,44 @@ def item_view(raw: dict[str, Any], attributes: dict[str, Any]) -> dict[str, Any]
         "deleted_at": _text(attributes, "deleted_at"),
         "revised": _text(attributes, "deleted_at") or _text(attributes, "edited_at") or "",
         "earlier": [],
+        # social platforms: the sender's handle, files the platform would not give, a message
+        # the company wrote in the platform's own app, reactions (folded onto their message)
+        "sender_handle": _handle(attributes),
+        "media_unavailable": _media_unavailable(attributes),
+        "sent_from": (
+            f"Sent from the {channel_label(raw['channel'])} app, not from the hub"
+            if raw["direction"] == "outbound" and attributes.get("sent_from")
+            else None
+        ),
+        "provider_ids": [raw["provider_message_id"]] if raw.get("provider_message_id") else [],
+        "reaction": _reaction(attributes),
+        "reactions": [],
+        "reactions_key": "",
     }
+
+
+def fold_reactions(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The items without the reactions to shown messages, each reaction shown on its message
+    instead ("❤ by the customer"; the latest of each reactor, none once taken back). A
+    reaction to a message not shown stays an item of its own."""
+    by_provider = {pid: item for item in items for pid in item["provider_ids"]}
+    latest: dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]] = {}
+    kept = []
+    for item in sorted(items, key=lambda i: (i["when_iso"], i["event_id"])):
+        target = by_provider.get(item["reaction"]["to"]) if item["reaction"] else None
+        if target is None or target is item:
+            kept.append(item)
+            continue
+        latest[(target["event_id"], f"{item['direction']}:{item['address']}")] = (target, item)
+    for target, found in latest.values():
+        reaction = found["reaction"]
+        if reaction["action"] == "unreact" or not reaction["emoji"]:
+            continue
+        by = "the customer" if found["direction"] == "inbound" else "us"
+        target["reactions"].append({"emoji": reaction["emoji"], "by": by})
+    for target, _ in latest.values():
+        target["reactions_key"] = " ".join(r["emoji"] for r in target["reactions"]) or "-"
+    return kept
 
 
 def _key(item: dict[str, Any], keys: dict[str, str]) -> str:
@@ -157,10 +233,11 @@ def _title(item: dict[str, Any]) -> str:
 
 
 def group(items: list[dict[str, Any]]) -> list[Conversation]:
-    """Group items into conversations; the most recently active conversation comes first."""
+    """Group items into conversations, reactions on their messages; the most recently active
+    conversation comes first."""
     keys: dict[str, str] = {}
     conversations: dict[str, Conversation] = {}
-    for item in sorted(items, key=lambda i: (i["when_iso"], i["event_id"])):
+    for item in fold_reactions(items):
         key = _key(item, keys)
         keys[item["event_id"]] = key
         conversation = conversations.setdefault(key, Conversation(key, _title(item)))
@@ -182,6 +259,17 @@ async def load(
     )
     attributes = {r["event_id"]: r["attributes"] or {} for r in rows}
     items = [item_view(i, attributes.get(i["event_id"], {})) for i in page["items"]]
+    # a reaction to one of our replies names the id the platform gave it when it was sent
+    commands = {i["command_id"]: i["event_id"] for i in page["items"] if i.get("command_id")}
+    if commands:
+        sent = await conn.fetch(
+            "SELECT command_id::text, provider_message_id FROM outbound_messages"
+            " WHERE command_id = ANY($1::uuid[]) AND provider_message_id IS NOT NULL",
+            list(commands),
+        )
+        by_event = {i["event_id"]: i for i in items}
+        for row in sent:
+            by_event[commands[row["command_id"]]]["provider_ids"].append(row["provider_message_id"])
     earlier = await revisions(conn, [i["event_id"] for i in items if i["revised"]], deleted_text)
     for item in items:
         item["earlier"] = earlier.get(item["event_id"], [])

@@ -26,9 +26,10 @@
   }
 
   function buildItem(it) {
-    var li = el("li", "item " + it.direction);
+    var li = el("li", "item " + it.direction + (it.reaction ? " reaction-item" : ""));
     li.setAttribute("data-event-id", it.event_id);
     li.setAttribute("data-revised", it.revised || "");
+    li.setAttribute("data-reactions", it.reactions_key || "");
     var meta = el("div", "meta");
     if (it.channel_icon) {
       var icon = el("span", "channel-icon", it.channel_icon);
@@ -48,6 +49,7 @@
     if (it.edited_at && !it.deleted_at) meta.appendChild(el("span", "edited", "edited"));
     li.appendChild(meta);
     if (it.deleted_at) li.appendChild(el("p", "deleted", "Deleted by the customer"));
+    if (it.sent_from) li.appendChild(el("p", "sent-from", it.sent_from));
     if (it.unverified) {
       var warning = el("p", "warning unverified",
         "\u26a0 " + it.unverified + ". Not linked to any customer by this address.");
@@ -57,14 +59,30 @@
     if (it.automatic) {
       li.appendChild(el("p", "automatic", "Sent automatically: not routed, never answered automatically."));
     }
-    if (it.sender_name || it.participants) {
+    if (it.sender_name || it.sender_handle || it.participants) {
       var sender = el("div", "sender");
       if (it.sender_name) sender.appendChild(el("span", "sender-name", it.sender_name));
+      if (it.sender_handle) {
+        sender.appendChild(document.createTextNode(" "));
+        sender.appendChild(el("span", "sender-handle", it.sender_handle));
+      }
       if (it.participants) sender.appendChild(el("span", "participants", " Cc: " + it.participants));
       li.appendChild(sender);
     }
     if (it.subject) li.appendChild(el("div", "subject", it.subject));
-    if (it.text) li.appendChild(el("p", "text", it.text));
+    if (it.reaction) {
+      li.appendChild(el("p", "reaction", it.reaction.action === "unreact" || !it.reaction.emoji
+        ? "Took back a reaction to a message not shown here"
+        : it.reaction.emoji + " reaction to a message not shown here"));
+    } else if (it.text) {
+      li.appendChild(el("p", "text", it.text));
+    }
+    if (it.reactions && it.reactions.length) {
+      var reactions = el("ul", "reactions");
+      reactions.setAttribute("aria-label", "Reactions");
+      it.reactions.forEach(function (r) { reactions.appendChild(el("li", null, r.emoji + " by " + r.by)); });
+      li.appendChild(reactions);
+    }
     if (it.earlier && it.earlier.length) {
       var earlier = el("details", "earlier");
       earlier.appendChild(el("summary", null, "Earlier versions"));
@@ -96,6 +114,19 @@
       var list = el("ul", "attachments");
       it.attachments.forEach(function (a) {
         var entry = el("li");
+        if (a.image && /^\/console\/messages\//.test(a.image) && /^\/console\/messages\//.test(a.url || "")) {
+          var thumb = el("a", "thumb");
+          thumb.href = a.url;
+          thumb.rel = "noopener noreferrer nofollow";
+          thumb.target = "_blank";
+          var img = el("img");
+          img.src = a.image;
+          img.alt = a.label;
+          img.loading = "lazy";
+          thumb.appendChild(img);
+          entry.appendChild(thumb);
+          entry.appendChild(document.createTextNode(" "));
+        }
         if (a.url && (/^https?:\/\//.test(a.url) || /^\/console\/messages\//.test(a.url))) {
           var link = el("a", null, a.label);
           link.href = a.url;
@@ -103,11 +134,14 @@
           link.target = "_blank";
           entry.appendChild(link);
         } else {
-          entry.textContent = a.label;
+          entry.appendChild(document.createTextNode(a.label));
         }
         list.appendChild(entry);
       });
       li.appendChild(list);
+    }
+    if (it.media_unavailable) {
+      li.appendChild(el("p", "warning media-unavailable", "Media could not be fetched: " + it.media_unavailable));
     }
     if (it.direction === "inbound" && it.channel !== "manual") {
       var reply = el("a", "reply-link", "Reply");
@@ -143,8 +177,10 @@
       var list = section.querySelector("ol.items");
       conv.items.forEach(function (it) {
         var node = items.get(it.event_id);
-        if (node && node.getAttribute("data-revised") !== (it.revised || "")) {
-          var revised = buildItem(it); // edited or deleted since it was shown
+        var changed = node && (node.getAttribute("data-revised") !== (it.revised || "") ||
+          node.getAttribute("data-reactions") !== (it.reactions_key || ""));
+        if (changed) {
+          var revised = buildItem(it); // edited, deleted or reacted to since it was shown
           node.replaceWith(revised);
           node = revised;
         } else if (node) {
