@@ -42,6 +42,7 @@ def test_up_runs_everything_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
         OMNIHUB_LOG_LEVEL="WARNING",
         COLUMNS="200",
     )
+    env.pop("X_ENABLED", None)  # X as shipped: off, so `omnihub up` leaves it out
     proc = subprocess.Popen(
         [sys.executable, "-m", "services.cli", "up"],
         env=env,
@@ -73,6 +74,9 @@ def test_up_runs_everything_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
         headers = {"authorization": f"Bearer {token}"}
         with httpx.Client(base_url=url, headers=headers, timeout=10) as http:
             _wait_ready(http)
+            checks = http.get("/readyz").json()["checks"]
+            assert "channel:x" not in checks and "channel:twilio" in checks
+            assert http.get("/channels/x/webhook", params={"crc_token": "a"}).status_code == 404
             for attempt in range(3):
                 email = f"{unique('up')}@example.com"
                 started = time.monotonic()
