@@ -14,12 +14,16 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from playwright.async_api import Browser, expect
 
 from tests.channels.meta import support as meta
 from tests.channels.meta.support import FakeGraph
 from tests.channels.telegram import support as tg
 from tests.console_support import ConsoleHttp, csrf_of, make_user
 from tests.support import eventually, unique
+from tests.test_console_browser import browser, live, signed_in
+
+__all__ = ["browser"]  # the session's Chromium, a fixture
 
 pytestmark = pytest.mark.usefixtures("processors", "dispatcher", "meta_graph", "telegram_api")
 
@@ -252,3 +256,75 @@ async def test_a_closed_window_refuses_free_text_and_offers_a_template(
     )
     assert refused.status_code == 422 and "outside its reply window" in refused.text
     assert meta_graph.to(user) == []
+
+
+def png(width: int = 3, height: int = 2) -> bytes:
+    """A real PNG (a browser decodes it), grey."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    rows = b"".join(b"\x00" + b"\x80" * width for _ in range(height))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+async def test_in_chromium_an_image_and_a_reaction_arrive_live(
+    hook: httpx.AsyncClient,
+    client: httpx.AsyncClient,
+    meta_graph: FakeGraph,
+    api_url: str,
+    pool: asyncpg.Pool,
+    browser: Browser,
+) -> None:
+    wa_id, first = meta.new_wa_id(), "wamid." + unique("w")
+    body = meta.whatsapp([wa_text(wa_id, first, "Look at this", time.time())], wa_id)
+    assert (await meta.post_webhook(hook, body)).status_code == 200
+    found = await shown(client, f"whatsapp:+{wa_id}", [first])
+    customer = (await meta.customer_of(client, f"whatsapp:+{wa_id}"))["id"]
+    page = await signed_in(
+        browser,
+        api_url,
+        await make_user(pool, "agent", ["triage"]),
+        f"/console/customers/{customer}",
+    )
+    await live(page)
+    await expect(page.locator("#windows")).to_contain_text("WhatsApp Reply window: 23 h")
+
+    media_id, photo_id = meta.new_id(), "wamid." + unique("w")
+    meta_graph.media[media_id] = png()
+    image = {
+        "from": wa_id,
+        "id": photo_id,
+        "timestamp": str(int(time.time())),
+        "type": "image",
+        "image": {"id": media_id, "mime_type": "image/png", "caption": "the dent"},
+    }
+    assert (await meta.post_webhook(hook, meta.whatsapp([image], wa_id))).status_code == 200
+    thumb = page.locator("li.item a.thumb img")
+    await expect(thumb).to_have_count(1)  # built by the page's script, under its CSP
+    decoded = "() => [...document.querySelectorAll('a.thumb img')].some(i => i.naturalWidth === 3)"
+    await page.wait_for_function(decoded, timeout=30_000)  # loaded: img-src 'self' allows it
+
+    reaction_id = "wamid." + unique("r")
+    reaction = {
+        "from": wa_id,
+        "id": reaction_id,
+        "timestamp": str(int(time.time())),
+        "type": "reaction",
+        "reaction": {"message_id": first, "emoji": "❤"},
+    }
+    assert (await meta.post_webhook(hook, meta.whatsapp([reaction], wa_id))).status_code == 200
+    message = page.locator(f'li.item[data-event-id="{found[first]["event_id"]}"]')
+    await expect(message.locator("ul.reactions")).to_have_text("❤ by the customer")
+    await shown(client, f"whatsapp:+{wa_id}", [reaction_id])
+    await expect(page.locator("li.item")).to_have_count(2)  # the reaction is no message
+    await page.context.close()
