@@ -16,6 +16,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, expect
 
+from services.api.auth import Role
 from tests.channels.meta import support as meta
 from tests.channels.meta.support import FakeGraph
 from tests.channels.telegram import support as tg
@@ -195,6 +196,8 @@ async def test_a_closed_window_refuses_free_text_and_offers_a_template(
     client: httpx.AsyncClient,
     agent: ConsoleHttp,
     meta_graph: FakeGraph,
+    tokens: dict[Role, str],
+    pool: asyncpg.Pool,
 ) -> None:
     wa_id, wamid = meta.new_wa_id(), "wamid." + unique("w")
     old = time.time() - 3 * 86400
@@ -236,6 +239,39 @@ async def test_a_closed_window_refuses_free_text_and_offers_a_template(
     assert call.body["template"]["language"] == {"code": "fr"}
     parameters = call.body["template"]["components"][0]["parameters"]
     assert [p["text"] for p in parameters] == ["A-4711", "Tuesday"]
+
+    # the API sends templates too; its free text outside the window is refused by the channel
+    headers = {"authorization": f"Bearer {tokens[Role.AGENT]}"}
+    async with httpx.AsyncClient(base_url=str(hook.base_url), headers=headers) as api:
+        url = f"/v1/customers/{customer}/messages"
+        neither = await api.post(url, json={"channel": "whatsapp"})
+        assert neither.status_code == 422
+        templated = await api.post(
+            url,
+            json={
+                "channel": "whatsapp",
+                "template": {"name": "order_update", "language": "fr", "parameters": ["A-4712"]},
+            },
+        )
+        assert templated.status_code == 202, templated.text
+        free = await api.post(url, json={"channel": "whatsapp", "text": "Your parcel left"})
+        assert free.status_code == 202, free.text
+
+    async def by_api() -> Any:
+        calls = [c for c in meta_graph.to(wa_id) if c.body.get("type") == "template"]
+        return calls[1] if len(calls) > 1 else None
+
+    second = await eventually(by_api, timeout=30)
+    assert [p["text"] for p in second.body["template"]["components"][0]["parameters"]] == ["A-4712"]
+
+    async def refused_state() -> Any:
+        return await pool.fetchval(
+            "SELECT error_code FROM delivery_states WHERE command_id = $1::uuid"
+            " AND state = 'refused'",
+            free.json()["command_id"],
+        )
+
+    assert await eventually(refused_state, timeout=30) == "outside_24h_window"
 
     # Messenger past an agent's 7 days: disabled with the reason, no template to offer
     user, mid = meta.new_id(), unique("m")

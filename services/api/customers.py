@@ -6,7 +6,7 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from channels.base import PublishError
 from schemas import Channel, Identity
@@ -14,7 +14,7 @@ from schemas.events import MAX_SUBJECT, MAX_TEXT
 from schemas.identities import StorableStr
 from services.api.auth import Principal, Scope, require
 from services.api.errors import answers, bus_unavailable
-from services.customers import files, outbound, store
+from services.customers import files, outbound, store, templates
 from services.identity import manual
 
 router = APIRouter(prefix="/v1/customers")
@@ -98,16 +98,33 @@ async def get_timeline(
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
 
 
+class TemplateRequest(BaseModel):
+    """A pre-approved template (WhatsApp's): sendable outside a channel's reply window."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: StorableStr = Field(pattern=r"^[a-z0-9_]{1,512}$")
+    language: StorableStr = Field(default="en_US", pattern=r"^[a-z]{2,3}(_[A-Z]{2})?$")
+    parameters: list[StorableStr] = Field(default_factory=list, max_length=20)
+
+
 class ReplyRequest(BaseModel):
-    """A message to send to the customer."""
+    """A message to send to the customer: a text, or a template where the channel has them."""
 
     model_config = ConfigDict(extra="forbid")
 
     channel: Channel
-    text: StorableStr = Field(min_length=1, max_length=MAX_TEXT)
+    text: StorableStr | None = Field(default=None, min_length=1, max_length=MAX_TEXT)
+    template: TemplateRequest | None = None
     subject: StorableStr | None = Field(default=None, max_length=MAX_SUBJECT)
     to: Identity | None = None
     in_reply_to: uuid.UUID | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> ReplyRequest:
+        if self.text is None and self.template is None:
+            raise ValueError("give a text or a template")
+        return self
 
 
 @router.post(
@@ -126,14 +143,22 @@ async def send_message(
     customer_id: uuid.UUID,
     reply: ReplyRequest,
 ) -> dict[str, str]:
-    """Queue a message to the customer; the dispatcher sends it and reports its status."""
+    """Queue a message to the customer; the dispatcher sends it and reports its status (a
+    channel's reply window is checked there: outside it, the state says why)."""
+    attributes = None
+    if reply.template is not None:
+        template = reply.template
+        attributes = templates.template_attributes(
+            template.name, template.language, template.parameters
+        )
     try:
         command = await outbound.queue_message(
             request.app.state.pool,
             request.app.state.producer,
             customer_id,
             channel=reply.channel,
-            text=reply.text,
+            text=reply.text or templates.template_text(attributes or {}),
+            attributes=attributes,
             subject=reply.subject,
             to=reply.to,
             in_reply_to=reply.in_reply_to,

@@ -21,7 +21,7 @@ from services.console.forms import read_form
 from services.console.guard import Actor, Viewer, at_least
 from services.console.render import SECURITY_HEADERS, redirect
 from services.console.users import ConsoleRole
-from services.customers import consent, outbound, store
+from services.customers import consent, outbound, store, templates
 from services.identity import manual
 from services.keys.seal import customer_event_records
 from services.privacy import service
@@ -84,12 +84,12 @@ async def send_reply(request: Request, session: Actor, customer_id: uuid.UUID) -
             why = "That channel has no templates: write a message."
             return await customer_page(request, session, customer_id, why, 422)
         try:
-            attributes = reply.template_attributes(
+            attributes = templates.template_attributes(
                 template, form.text("template_language"), form.text("template_parameters")
             )
         except ValueError as exc:
             return await customer_page(request, session, customer_id, f"Template: {exc}.", 422)
-        text = text or reply.template_text(attributes)
+        text = text or templates.template_text(attributes)
     elif chosen.template_only and state is not None:
         why = f"{state.text}. Choose a template to send."
         return await customer_page(request, session, customer_id, why, 422)
