@@ -1,7 +1,7 @@
 """The channel contract: what every adapter is (``ChannelAdapter``), the three shapes its
 inbound side can take (``WebhookAdapter``, ``SourceAdapter``, ``SessionAdapter``; and
-``StagingAdapter`` to answer a sender before reading what it sent), its
-``Manifest``, and the pieces adapters share."""
+``StagingAdapter`` to answer a sender before reading what it sent; ``MediaAdapter`` to fetch a
+message's file again), its ``Manifest``, and the pieces adapters share."""
 
 from channels.base.adapter import ChannelAdapter, ChannelEvent, Health, InboundRequest, SendResult
 from channels.base.blobs import BlobMissing, BlobStore, FileBlobStore, blob_id
@@ -17,6 +17,7 @@ from channels.base.errors import (
     UnsupportedMediaType,
 )
 from channels.base.manifest import ChannelInfo, Listener, Manifest, ReplyWindow
+from channels.base.media import Media, MediaAdapter, MediaRefused, MediaUnavailable
 from channels.base.publisher import Publisher, PublishError
 from channels.base.session import (
     ClientConnection,
@@ -49,6 +50,10 @@ __all__ = [
     "InboundRequest",
     "Listener",
     "Manifest",
+    "Media",
+    "MediaAdapter",
+    "MediaRefused",
+    "MediaUnavailable",
     "ParseError",
     "PayloadTooLarge",
     "PollingSource",

@@ -6,16 +6,21 @@ Only hosts the adapter names are fetched from (by suffix: ``fbcdn.net`` takes
 ``scontent.xx.fbcdn.net``), over https, without following redirects elsewhere: a payload cannot
 make the hub fetch an address of its choosing. A server error or a dropped connection is tried
 again with back-off; what still fails raises ``MediaUnavailable`` for the adapter to record
-(the message is kept, its attachment marked unavailable, for an agent to retry)."""
+(the message is kept, its attachment marked unavailable, for an agent to retry: an adapter
+that fetches media is a ``MediaAdapter`` and fetches one attachment again on request)."""
 
 from __future__ import annotations
 
 import asyncio
+from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import httpx
+
+from channels.base.adapter import ChannelAdapter
+from schemas import Attachment, Interaction
 
 #: Largest file fetched unless the adapter says otherwise (WhatsApp's own limit is 100 MB).
 MAX_BYTES = 25 * 1024 * 1024
@@ -38,6 +43,18 @@ class Media:
 
     data: bytes
     content_type: str
+
+
+class MediaAdapter(ChannelAdapter):
+    """A channel whose messages' files the hub fetches from the platform. A file that could
+    not be had when its message arrived stays listed without its ``blob``; an agent's retry
+    calls ``refetch`` (in the web process) and stores what it returns."""
+
+    @abstractmethod
+    async def refetch(self, attachment: Attachment, interaction: Interaction) -> Media:
+        """The file of ``attachment`` (one of the stored ``interaction``'s) fetched again from
+        what the adapter recorded in it (``provider_id``, ``url``), of the type the adapter
+        would have stored; MediaUnavailable or MediaRefused with a reason an agent can read."""
 
 
 def allowed(url: str, hosts: Sequence[str], schemes: Sequence[str] = ("https",)) -> bool:

@@ -26,13 +26,13 @@ from channels.base import (
     blob_id,
     stage,
 )
-from channels.base.media import MediaRefused, MediaUnavailable
+from channels.base.media import Media, MediaAdapter, MediaRefused, MediaUnavailable
 from channels.meta.config import MetaSettings
 from channels.meta.media import MetaMedia
 from channels.meta.parse import Fetch, Parsed, parse_body
 from channels.meta.send import GraphSender, TokenState
 from channels.meta.verify import check_signature, check_subscription
-from schemas import Channel, Interaction, OutboundCommand, StagedInput
+from schemas import Attachment, Channel, Interaction, OutboundCommand, StagedInput
 from schemas.events import utcnow
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ STAGE = "channels/meta"
 _FIRST_ID = re.compile(rb'"id"\s*:\s*"([0-9]{1,40})"')
 
 
-class MetaAdapter(WebhookAdapter, StagingAdapter):
+class MetaAdapter(WebhookAdapter, StagingAdapter, MediaAdapter):
     """Messenger, Instagram and WhatsApp through one Meta app's webhook."""
 
     name: ClassVar[str] = "meta"
@@ -179,6 +179,24 @@ class MetaAdapter(WebhookAdapter, StagingAdapter):
         blob = blob_id(fetch.event_id, fetch.index)
         await self.blobs.put(blob, media.data)
         return blob, len(media.data), media.content_type
+
+    async def refetch(self, attachment: Attachment, interaction: Interaction) -> Media:
+        """A WhatsApp file again by its media id (``GET /{media-id}``, then the download);
+        a Messenger or Instagram file from the CDN address the message named, which Meta lets
+        expire: then the reason says so."""
+        if interaction.channel is Channel.WHATSAPP:
+            if not attachment.provider_id:
+                raise MediaRefused("the attachment names no WhatsApp media id")
+            return await self.media.whatsapp(attachment.provider_id)
+        if not attachment.url:
+            raise MediaRefused("the message was stored without the file's address at Meta")
+        try:
+            return await self.media.cdn(attachment.url)
+        except MediaUnavailable as exc:
+            raise MediaUnavailable(
+                f"Meta no longer gives the file at the address the message named (its"
+                f" addresses expire): {exc}"
+            ) from exc
 
     async def _dead_letter(self, body: bytes, reason: str) -> None:
         log.warning("meta: dead-lettered a webhook item: %s", reason)

@@ -321,6 +321,8 @@ def _attachments(
                 provider_id=clean(
                     payload.get("attachment_id") or payload.get("reel_video_id"), 255
                 ),
+                # kept so an agent can fetch the file again (until Meta's address expires)
+                url=url if url and len(url) <= 2048 else None,
             )
         )
         urls.append(url)

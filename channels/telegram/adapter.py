@@ -25,13 +25,14 @@ from channels.base import (
     blob_id,
     stage,
 )
-from channels.base.media import MediaFetcher, MediaRefused, MediaUnavailable
+from channels.base.media import Media, MediaAdapter, MediaFetcher, MediaRefused, MediaUnavailable
 from channels.telegram.api import ApiError, BotApi
 from channels.telegram.config import TelegramSettings
 from channels.telegram.parse import FileRef, Ignored, Parsed, parse_update, read_update
 from channels.telegram.parse import order_key as order_of
 from channels.telegram.send import TelegramSender
 from schemas import (
+    Attachment,
     Channel,
     DeliveryState,
     DeliveryStatus,
@@ -50,7 +51,7 @@ MAX_BODY = 256 * 1024
 STAGE = "channels/telegram"
 
 
-class TelegramAdapter(WebhookAdapter, StagingAdapter):
+class TelegramAdapter(WebhookAdapter, StagingAdapter, MediaAdapter):
     """One Telegram bot: updates by webhook, checked with the secret token given to
     setWebhook, staged at once and read by the processors; replies through the Bot API."""
 
@@ -200,6 +201,17 @@ class TelegramAdapter(WebhookAdapter, StagingAdapter):
             raise MediaUnavailable("getFile named no file_path")
         media = await self.media.fetch(self.api.file_url(path))
         return media.data, media.content_type
+
+    async def refetch(self, attachment: Attachment, interaction: Interaction) -> Media:
+        """The file again by the ``file_id`` the attachment keeps (getFile, then the
+        download), of the type the message declared, else the one served."""
+        if not attachment.provider_id:
+            raise MediaRefused("the attachment names no Telegram file")
+        try:
+            data, kind = await self._download(FileRef(0, attachment.provider_id, attachment.size))
+        except ApiError as exc:
+            raise MediaUnavailable(f"Telegram did not give the file: {exc}") from exc
+        return Media(data, attachment.content_type or kind)
 
     async def _answer_callback(self, interaction: Interaction) -> None:
         """Stop the button's spinner in the customer's app (best effort: a query is answered

@@ -28,13 +28,13 @@ from channels.base import (
     blob_id,
     stage,
 )
-from channels.base.media import MediaFetcher, MediaRefused, MediaUnavailable
+from channels.base.media import Media, MediaAdapter, MediaFetcher, MediaRefused, MediaUnavailable
 from channels.x.config import XSettings
 from channels.x.oauth import authorization
 from channels.x.parse import Fetch, Parsed, order_key, parse_payload, read_payload
 from channels.x.send import TokenState, XSender
 from channels.x.verify import SIGNATURE_HEADER, check_signature, crc_response
-from schemas import Channel, Interaction, OutboundCommand, StagedInput
+from schemas import Attachment, Channel, Interaction, OutboundCommand, StagedInput
 from schemas.events import utcnow
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ STAGE = "channels/x"
 OFF = "X direct messages are switched off (X_ENABLED=false; they need X's enterprise tier)"
 
 
-class XAdapter(WebhookAdapter, StagingAdapter):
+class XAdapter(WebhookAdapter, StagingAdapter, MediaAdapter):
     """One X account's direct messages: X's CRC challenge answered, each webhook's signature
     checked and its payload staged at once (X wants a fast 200), read by the processors;
     replies sent as DMs with the account's user-context credentials."""
@@ -200,6 +200,16 @@ class XAdapter(WebhookAdapter, StagingAdapter):
             attributes["media_unavailable"] = len(failed)
             attributes["media_error"] = "; ".join(failed)[:1000]
         return interaction.model_copy(update={"attachments": attachments, "attributes": attributes})
+
+    async def refetch(self, attachment: Attachment, interaction: Interaction) -> Media:
+        """The DM's file again from the media address the attachment keeps, with the
+        account's authorization."""
+        if not attachment.url:
+            raise MediaRefused("the attachment names no media address")
+        try:
+            return await self.media.fetch(attachment.url, self._media_headers(attachment.url))
+        except SendError as exc:  # no credentials to fetch with
+            raise MediaUnavailable(str(exc)) from exc
 
     def _media_headers(self, url: str) -> dict[str, str]:
         """User-context authorization: ton.twitter.com serves DM media only to the account."""

@@ -176,6 +176,8 @@ class FakeGraph:
         self.revoked: set[str] = set()
         self.throttled: dict[str, int] = {}  # recipient -> throttled answers still to give
         self.media: dict[str, bytes] = {}
+        #: CDN file names whose signed address has expired (403, as Meta's CDN answers)
+        self.expired: set[str] = set()
         self.port = 0
 
     def to(self, recipient: str) -> list[GraphCall]:
@@ -346,6 +348,8 @@ class FakeGraph:
         return web.Response(body=data, content_type="image/png")
 
     async def cdn(self, request: web.Request) -> web.Response:
+        if request.match_info["name"] in self.expired:
+            return web.Response(status=403, text="URL signature expired")
         return web.Response(body=PNG, content_type="image/png")
 
     async def start(self, port: int) -> web.AppRunner:
