@@ -170,3 +170,27 @@ def test_the_reply_window_as_agents_read_it() -> None:
     late = state(Channel.MESSENGER, now - timedelta(days=9), now)
     assert late is not None and late.refused == "outside its reply window"
     assert state(Channel.SMS, wrote, now) is None  # no window
+
+
+def test_files_that_could_not_be_fetched_offer_a_retry_with_the_csrf_token() -> None:
+    files = [
+        {"name": "photo.jpg", "content_type": "image/jpeg", "blob": "e/0", "provider_id": "1"},
+        {"name": "<b>lost</b>.pdf", "provider_id": "BQAC1"},
+        {"name": "location", "url": "geo:48.85,2.35"},  # no file: never retried
+        {"name": "clip.mp4", "url": "https://scontent.xx.fbcdn.net/clip.mp4"},
+    ]
+    failed = {"media_unavailable": 2, "media_error": "attachment 2: HTTP 500"}
+    shown = item_view(social(6, attachments=files), failed)
+    event = shown["event_id"]
+    assert shown["refetch"] == [
+        {"url": f"/console/messages/{event}/files/2/retry", "name": "<b>lost</b>.pdf"},
+        {"url": f"/console/messages/{event}/files/4/retry", "name": "clip.mp4"},
+    ]
+    assert shown["files_key"] == "1000"
+    html = ENV.get_template("item.html").render(it=shown, csrf="tok")
+    assert html.count('<form class="inline refetch"') == 2
+    assert f'action="/console/messages/{event}/files/2/retry" method="post">' in html
+    assert '<input type="hidden" name="csrf" value="tok">' in html
+    assert "Fetch again: &lt;b&gt;lost&lt;/b&gt;.pdf" in html  # a file name is text
+    # stored since, or never marked: nothing to retry
+    assert item_view(social(7, attachments=files), {})["refetch"] == []

@@ -36,6 +36,7 @@ NOTICES = {
     "done": "Marked done.",
     "queued": "Reply queued; its delivery status appears on the timeline.",
     "logged": "Interaction logged; it appears on the timeline in a moment.",
+    "fetched": "The file was fetched and stored.",
     "merged": "Customers merged.",
     "split": "Identities split off.",
     "deleted": "The customer was deleted.",

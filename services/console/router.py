@@ -14,6 +14,7 @@ from services.console import (
     customer_actions,
     customer_pages,
     erasure_requests,
+    file_retry,
     message_files,
     queue_pages,
 )
@@ -43,6 +44,7 @@ def install(app: FastAPI) -> None:
         admin_pages,
         erasure_requests,
         message_files,
+        file_retry,
     ):
         app.include_router(module.router, include_in_schema=False)  # pages, not the API
     app.mount(

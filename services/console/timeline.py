@@ -71,6 +71,31 @@ def _attachment(found: dict[str, Any], event_id: str, position: int) -> dict[str
     return {"label": " · ".join(p for p in parts if p), "url": safe_url, "image": image}
 
 
+def missing_file(found: dict[str, Any]) -> bool:
+    """Whether a stored attachment is a platform's file the hub does not have: listed
+    without its ``blob`` but naming where the platform keeps it (an id, an http(s) address),
+    so it can be fetched again (a location's ``geo:`` address is no file)."""
+    url = found.get("url") or ""
+    return not found.get("blob") and bool(
+        found.get("provider_id") or url.startswith(("https://", "http://"))
+    )
+
+
+def _refetch(raw: dict[str, Any], attributes: dict[str, Any]) -> list[dict[str, str]]:
+    """The files of a message whose media could not be fetched that an agent may ask for
+    again (``POST /console/messages/<event>/files/<n>/retry``)."""
+    if not _media_unavailable(attributes):
+        return []
+    return [
+        {
+            "url": f"/console/messages/{raw['event_id']}/files/{position}/retry",
+            "name": str(found.get("name") or f"attachment {position}"),
+        }
+        for position, found in enumerate(raw["attachments"], start=1)
+        if missing_file(found)
+    ]
+
+
 def inline_image(content_type: Any) -> str | None:
     """The type of a file the console shows inline (raster images only: an SVG can carry
     script), else None."""
@@ -170,6 +195,9 @@ def item_view(raw: dict[str, Any], attributes: dict[str, Any]) -> dict[str, Any]
         # the company wrote in the platform's own app, reactions (folded onto their message)
         "sender_handle": _handle(attributes),
         "media_unavailable": _media_unavailable(attributes),
+        "refetch": _refetch(raw, attributes),
+        # changes once a file is stored, so the page's script redraws the item
+        "files_key": "".join("1" if a.get("blob") else "0" for a in raw["attachments"]),
         "sent_from": (
             f"Sent from the {channel_label(raw['channel'])} app, not from the hub"
             if raw["direction"] == "outbound" and attributes.get("sent_from")

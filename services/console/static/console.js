@@ -30,6 +30,7 @@
     li.setAttribute("data-event-id", it.event_id);
     li.setAttribute("data-revised", it.revised || "");
     li.setAttribute("data-reactions", it.reactions_key || "");
+    li.setAttribute("data-files", it.files_key || "");
     var meta = el("div", "meta");
     if (it.channel_icon) {
       var icon = el("span", "channel-icon", it.channel_icon);
@@ -143,6 +144,23 @@
     if (it.media_unavailable) {
       li.appendChild(el("p", "warning media-unavailable", "Media could not be fetched: " + it.media_unavailable));
     }
+    (it.refetch || []).forEach(function (r) {
+      // a form posting the session's CSRF token, as the server-rendered item has
+      var token = document.querySelector("input[name=csrf]");
+      if (!token || !/^\/console\/messages\/[0-9a-f-]+\/files\/[0-9]+\/retry$/.test(r.url)) return;
+      var form = el("form", "inline refetch");
+      form.action = r.url;
+      form.method = "post";
+      var csrf = el("input");
+      csrf.type = "hidden";
+      csrf.name = "csrf";
+      csrf.value = token.value;
+      form.appendChild(csrf);
+      var button = el("button", null, "Fetch again: " + r.name);
+      button.type = "submit";
+      form.appendChild(button);
+      li.appendChild(form);
+    });
     if (it.direction === "inbound" && it.channel !== "manual") {
       var reply = el("a", "reply-link", "Reply");
       reply.href = "?reply_to=" + encodeURIComponent(it.event_id) + "#reply";
@@ -178,9 +196,10 @@
       conv.items.forEach(function (it) {
         var node = items.get(it.event_id);
         var changed = node && (node.getAttribute("data-revised") !== (it.revised || "") ||
-          node.getAttribute("data-reactions") !== (it.reactions_key || ""));
+          node.getAttribute("data-reactions") !== (it.reactions_key || "") ||
+          node.getAttribute("data-files") !== (it.files_key || ""));
         if (changed) {
-          var revised = buildItem(it); // edited, deleted or reacted to since it was shown
+          var revised = buildItem(it); // edited, deleted, reacted to or a file stored since
           node.replaceWith(revised);
           node = revised;
         } else if (node) {
