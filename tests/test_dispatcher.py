@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -23,7 +24,7 @@ from schemas.sealing import SEALED_CONTENT_TYPE
 from schemas.topics import OUTBOUND
 from services.config import Settings
 from services.dispatcher.app import APP_ID
-from services.dispatcher.send import MAYBE_TWICE, dispatch
+from services.dispatcher.send import MAYBE_TWICE, dispatch, dispatch_all
 from services.worker.app import ready_file
 from tests.support import (
     consume,
@@ -429,3 +430,66 @@ async def test_outbound_commands_are_sealed_with_the_customers_key(
     assert opened is not None and OutboundCommand.model_validate_json(opened).text == text
     # the dispatcher opened and sent it
     await eventually(lambda: outbound_item(client, customer_id, command_id, "sent"), timeout=30)
+
+
+class FailingAdapter(RecordingAdapter):
+    """Records what it sends (provider ids unique to the test: they are unique a channel),
+    and fails (not a SendError: the batch is retried) on one text."""
+
+    def __init__(self, prefix: str, breaks: bool = True) -> None:
+        super().__init__()
+        self.prefix = prefix
+        self.breaks = breaks
+
+    async def send(self, command: OutboundCommand) -> SendResult:
+        if self.breaks and command.text == "BROKEN":
+            raise RuntimeError("the provider's connection broke")
+        self.sent.append(command)
+        return SendResult(provider_message_id=f"{self.prefix}-{len(self.sent)}")
+
+
+async def test_a_batch_sends_each_command_once_and_each_customers_in_order(
+    pool: asyncpg.Pool,
+) -> None:
+    adapter = FailingAdapter(unique("batch"))
+    ann, bob = uuid.uuid4(), uuid.uuid4()
+    to = Identity(type="email", value=f"{unique('batch')}@example.com")
+    a1, a2, b1 = (
+        OutboundCommand(customer_id=c, channel=Channel.API, to=to, text=t)
+        for c, t in ((ann, "a1"), (ann, "a2"), (bob, "b1"))
+    )
+    outcomes = await dispatch_all(pool, {"rec": adapter}, [a1, b1, a2, a1])
+    assert [o.status.command_id for o in outcomes] == [c.command_id for c in (a1, b1, a2, a1)]
+    assert sorted(c.text for c in adapter.sent) == ["a1", "a2", "b1"]  # a1 once
+    assert [c.text for c in adapter.sent if c.customer_id == ann] == ["a1", "a2"]
+    assert outcomes[3].status.provider_message_id == outcomes[0].status.provider_message_id
+    rows = await pool.fetch(
+        "SELECT command_id, state, provider_message_id FROM outbound_messages"
+        " WHERE command_id = ANY($1::uuid[])",
+        [a1.command_id, a2.command_id, b1.command_id],
+    )
+    assert {r["state"] for r in rows} == {"sent"} and all(r["provider_message_id"] for r in rows)
+
+
+async def test_a_failed_send_leaves_the_batchs_other_sends_recorded(pool: asyncpg.Pool) -> None:
+    prefix = unique("broken")
+    adapter = FailingAdapter(prefix)
+    ann, bob = uuid.uuid4(), uuid.uuid4()
+    to = Identity(type="email", value=f"{unique('broken')}@example.com")
+    broken = OutboundCommand(customer_id=ann, channel=Channel.API, to=to, text="BROKEN")
+    after = OutboundCommand(customer_id=ann, channel=Channel.API, to=to, text="after")
+    other = OutboundCommand(customer_id=bob, channel=Channel.API, to=to, text="other")
+    with pytest.raises(RuntimeError):
+        await dispatch_all(pool, {"rec": adapter}, [broken, after, other])
+    assert [c.text for c in adapter.sent] == ["other"]  # ann's next one waits for hers
+    # the retried batch: what was sent is not sent again, what was never tried is no repeat,
+    # the send that broke may have reached the provider
+    retried = FailingAdapter(f"{prefix}-again", breaks=False)
+    outcomes = await dispatch_all(pool, {"rec": retried}, [broken, after, other])
+    again = {o.status.command_id: o for o in outcomes}
+    assert [c.text for c in retried.sent] == ["BROKEN", "after"]
+    assert again[other.command_id].status.provider_message_id == f"{prefix}-1"
+    assert MAYBE_TWICE not in again[other.command_id].interaction.attributes
+    assert MAYBE_TWICE not in again[after.command_id].interaction.attributes
+    assert again[after.command_id].status.state == DeliveryState.SENT
+    assert again[broken.command_id].interaction.attributes[MAYBE_TWICE] is True

@@ -247,6 +247,8 @@ class KafkaPublisher:
         self.keyring = keyring
         #: Seals a relayed command with its customer's key (the dispatcher's, with a database).
         self.customer_seal = customer_seal
+        self._relaying: list[tuple[list[Record], asyncio.Future[None]]] = []
+        self._relayer: asyncio.Task[None] | None = None
 
     async def dead_letter(self, request: InboundRequest, reason: str, stage: str) -> None:
         """Publish the raw request body (sealed) to the dead-letter topic with the reason in
@@ -279,11 +281,38 @@ class KafkaPublisher:
 
     async def relay(self, command: OutboundCommand) -> None:
         """Publish a command, sealed with its customer's key, for the processes holding the
-        channel's client sessions."""
+        channel's client sessions.
+
+        Relays are sent together: while one send awaits the broker, those that arrive wait and
+        go in the next, so a dispatcher's batch of replies costs one produce request, not one
+        each (the dispatcher's producer does not linger)."""
         if self.customer_seal is None:
             raise PublishError("relaying needs the customer keys: the dispatcher relays")
         record = to_record(SESSIONS, command, str(command.command_id), "services/dispatcher")
-        await self.producer.send_all(await self.customer_seal(command.customer_id, [record]))
+        sealed = await self.customer_seal(command.customer_id, [record])
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._relaying.append((sealed, done))
+        if self._relayer is None or self._relayer.done():
+            self._relayer = asyncio.create_task(self._relay_all(), name="relay")
+        await done
+
+    async def _relay_all(self) -> None:
+        while self._relaying:
+            batch, self._relaying = self._relaying, []
+            try:
+                await self.producer.send_all([r for records, _ in batch for r in records])
+            except asyncio.CancelledError:
+                for _, done in [*batch, *self._relaying]:
+                    done.cancel()
+                raise
+            except Exception as exc:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(None)
 
 
 def event_record(event: ChannelEvent) -> Record:

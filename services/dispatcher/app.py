@@ -9,7 +9,6 @@ holding their clients' connections.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
@@ -30,9 +29,9 @@ from services.bus.records import Record, to_record
 from services.config import Settings
 from services.conversation_log import PgConversationLog
 from services.dispatcher import unseen
-from services.dispatcher.send import Outcome, dispatch
+from services.dispatcher.send import Outcome, dispatch_all
 from services.keys.reader import SealedReader
-from services.keys.seal import sealed_for
+from services.keys.seal import SHARED, sealed_for
 from services.worker.app import faust_app, raw_topic
 from services.worker.batches import handle_durably
 from services.worker.decode import decode_batch
@@ -55,23 +54,18 @@ async def dispatch_batch(
     events: Sequence[Any],
     unseen_after: float = 0.0,
 ) -> None:
-    """Send the batch's commands, one customer's in order (two quick replies must not swap)
-    and different customers' concurrently; publish their states and timeline rows (carrying
-    each command's trace, see ``send_traced``)."""
+    """Send the batch's commands (``dispatch_all``: one customer's in order, different
+    customers' concurrently); publish their states and timeline rows (carrying each
+    command's trace, see ``sent_traced``)."""
     pool, producer = await resources.ready()
     opened = await reader.open_each(pool, [event.message for event in events])
     decoded = decode_batch(events, OutboundCommand, stage="dispatch", values=opened)
-    by_customer: dict[uuid.UUID, list[tuple[OutboundCommand, Trace]]] = {}
-    for command, trace in zip(decoded.models, decoded.traces, strict=True):
-        by_customer.setdefault(command.customer_id, []).append((command, trace))
-
-    async def in_order(
-        commands: list[tuple[OutboundCommand, Trace]],
-    ) -> list[tuple[Outcome, Trace]]:
-        return [await send_traced(pool, adapters, c, t) for c, t in commands]
-
-    groups = await asyncio.gather(*(in_order(c) for c in by_customer.values()))
-    sent = [outcome for group in groups for outcome in group]
+    # relays to session holders are sealed with their customers' keys: fetched at once
+    sessions = unseen.session_channels(adapters)
+    relaying = {c.customer_id for c in decoded.models if c.channel in sessions}
+    if relaying:
+        await SHARED.for_customers(pool, relaying)
+    sent = await sent_traced(pool, adapters, decoded.models, decoded.traces)
     records: list[Record] = list(decoded.dead)
     interactions: list[Record] = []
     for outcome, trace in sent:
@@ -83,7 +77,6 @@ async def dispatch_batch(
     # what was sent is a raw interaction like any other: sealed with the period's key
     await producer.send_all([*await resources.keyring.sealed(interactions), *records])
     if unseen_after > 0:
-        sessions = unseen.session_channels(adapters)
         relayed = [
             (o.status.command_id, o.interaction.customer_id, o.status.channel)
             for o, _ in sent
@@ -92,35 +85,44 @@ async def dispatch_batch(
         await unseen.record(pool, relayed, unseen_after)
 
 
-async def send_traced(
-    pool: Any, adapters: Mapping[str, ChannelAdapter], command: OutboundCommand, trace: Trace
-) -> tuple[Outcome, Trace]:
-    """``dispatch`` a command, and the trace its outcome's records carry: tracing off, its own
-    record's ``trace`` as it came; on, the context of an ``omnihub.dispatch.send`` span (its
-    claim, consent check, send and record; a child of ``trace``)."""
+async def sent_traced(
+    pool: Any,
+    adapters: Mapping[str, ChannelAdapter],
+    commands: Sequence[OutboundCommand],
+    traces: Sequence[Trace],
+) -> list[tuple[Outcome, Trace]]:
+    """``dispatch_all`` the commands, and the trace each outcome's records carry: tracing
+    off, its own record's ``trace`` as it came; on, the context of an
+    ``omnihub.dispatch.send`` span (the batch's claim, the command's consent check and send,
+    the batch's record; a child of ``trace``)."""
     if not tracing.enabled():
-        return await dispatch(pool, adapters, command), trace
-    span = tracing.start(
-        tracing.DISPATCH,
-        trace,
-        kind="CLIENT",
-        attributes={
-            "omnihub.command_id": str(command.command_id),
-            "omnihub.customer_id": str(command.customer_id),
-            "omnihub.channel": command.channel.value,
-        },
-    )
+        return list(zip(await dispatch_all(pool, adapters, commands), traces, strict=True))
+    spans = [
+        tracing.start(
+            tracing.DISPATCH,
+            trace,
+            kind="CLIENT",
+            attributes={
+                "omnihub.command_id": str(command.command_id),
+                "omnihub.customer_id": str(command.customer_id),
+                "omnihub.channel": command.channel.value,
+            },
+        )
+        for command, trace in zip(commands, traces, strict=True)
+    ]
     try:
-        outcome = await dispatch(pool, adapters, command)
+        outcomes = await dispatch_all(pool, adapters, commands)
+    except BaseException as exc:
+        for span in spans:
+            tracing.failed(span, exc)
+            span.end()
+        raise
+    for span, outcome in zip(spans, outcomes, strict=True):
         span.set_attribute("omnihub.state", outcome.status.state.value)
         if outcome.status.error_code:
             span.set_attribute("omnihub.error_code", outcome.status.error_code)
-    except BaseException as exc:
-        tracing.failed(span, exc)
-        raise
-    finally:
         span.end()
-    return outcome, tracing.carried_by(span)
+    return [(o, tracing.carried_by(s)) for o, s in zip(outcomes, spans, strict=True)]
 
 
 def served_adapters(
