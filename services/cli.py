@@ -377,6 +377,16 @@ def bench(
     webchat_only: Annotated[
         bool, typer.Option(help="only web chat (and the plain loop its acks are scaled by)")
     ] = False,
+    meta_requests: Annotated[
+        int, typer.Option(min=0, help="single-entry Meta webhooks sent; 0: no Meta section")
+    ] = 5_000,
+    meta_batched_requests: Annotated[
+        int, typer.Option(min=1, help="batched Meta webhooks sent")
+    ] = 1_000,
+    meta_batch: Annotated[int, typer.Option(min=1, help="entries a batched Meta webhook")] = 50,
+    meta_only: Annotated[
+        bool, typer.Option(help="only Meta webhooks (and the plain loop they are scaled by)")
+    ] = False,
 ) -> None:
     """Measure throughput and latency of the whole hub; prints one JSON object."""
     import uvloop
@@ -415,6 +425,10 @@ def bench(
         webchat_messages=webchat_messages,
         webchat_reply_rate=webchat_reply_rate,
         webchat_only=webchat_only,
+        meta_requests=meta_requests if not meta_only else max(1, meta_requests),
+        meta_batched_requests=meta_batched_requests,
+        meta_batch=meta_batch,
+        meta_only=meta_only,
     )
     err = Console(stderr=True)
     with Progress(console=err, transient=False) as progress:

@@ -197,28 +197,39 @@ def _pools(encoded: Sequence[Encoded], limit: int) -> dict[tuple[str, int], Pool
     return {address: Pool(*address, limit) for address in addresses}
 
 
-async def _send(pool: Pool, raw: bytes, result: LoadResult) -> None:
+async def _send(pool: Pool, raw: bytes, result: LoadResult) -> int:
+    """Send one request; its status (0: no answer, counted as an error)."""
     start = time.perf_counter()
     try:
         status = await pool.send(raw)
     except (OSError, httptools.HttpParserError):
         result.errors += 1
-        return
+        return 0
     result.record(status, time.perf_counter() - start)
+    return status
 
 
 async def saturate(
-    requests: Sequence[Request], concurrency: int, progress: Callable[[int], None] | None = None
+    requests: Sequence[Request],
+    concurrency: int,
+    progress: Callable[[int], None] | None = None,
+    answers: list[int] | None = None,
 ) -> LoadResult:
-    """Send every request, ``concurrency`` in flight at a time, as fast as they are answered."""
+    """Send every request, ``concurrency`` in flight at a time, as fast as they are answered;
+    ``answers``, when given, gets each request's status at its index (0: no answer), for a
+    caller that must know which were accepted."""
     result = LoadResult()
     encoded = [encode(r) for r in requests]
     pools = _pools(encoded, concurrency)
-    queue: Iterator[Encoded] = iter(encoded)
+    queue: Iterator[tuple[int, Encoded]] = iter(enumerate(encoded))
+    if answers is not None:
+        answers[:] = [0] * len(encoded)
 
     async def worker() -> None:
-        for request in queue:
-            await _send(pools[request.host, request.port], request.raw, result)
+        for index, request in queue:
+            status = await _send(pools[request.host, request.port], request.raw, result)
+            if answers is not None:
+                answers[index] = status
             if progress:
                 progress(1)
 

@@ -9,8 +9,10 @@ and durable storages side by side (services/bench/storage.py), 9. email ingress:
 process beside a bare aiosmtpd, and through to the timeline (services/bench/email_ingress.py;
 ``--email-only`` runs it alone), 10. web chat: WebSockets one process holds, acks/s, agents'
 replies to the visitors' sockets (services/bench/webchat.py; ``--webchat-only`` runs it
-alone). The latency and end-to-end phases report the CPU every process spent an event: the
-embedded broker's grows with the small batches its partitions hold, which is why latency is
+alone), 11. Meta webhooks: single-entry and batched signed requests one Meta process accepts,
+none lost or doubled (services/bench/meta_webhooks.py; ``--meta-only`` runs it alone). The
+latency and end-to-end phases report the CPU every process spent an event: the embedded
+broker's grows with the small batches its partitions hold, which is why latency is
 measured twice. With ``--soak``, a soak at half the measured capacity follows phase 6
 (services/bench/soak.py).
 """
@@ -96,6 +98,14 @@ class Options:
     webchat_reply_rate: float = 200.0
     #: Only the web chat section (and the plain loop its acks are scaled by).
     webchat_only: bool = False
+    #: Single-entry Meta webhooks one Meta process is sent (services/bench/meta_webhooks.py);
+    #: 0: no Meta section.
+    meta_requests: int = 5_000
+    #: Batched Meta webhooks, and the entries each carries.
+    meta_batched_requests: int = 1_000
+    meta_batch: int = 50
+    #: Only the Meta section (and the plain loop its targets are scaled by).
+    meta_only: bool = False
 
 
 @dataclass
@@ -462,13 +472,16 @@ class Hub:
 
 def steps(opts: Options) -> int:
     """How many times ``run`` calls its ``say`` (for a progress bar)."""
-    from services.bench import email_ingress, soak, webchat  # they build on this module's
+    from services.bench import email_ingress, meta_webhooks, soak, webchat  # build on this
 
     if opts.email_only:
         return 2 + email_ingress.steps(opts)
     if opts.webchat_only:
         return 2 + webchat.steps(opts)
-    email = 0 if opts.latency_only else email_ingress.steps(opts) + webchat.steps(opts)
+    if opts.meta_only:
+        return 2 + meta_webhooks.steps(opts)
+    sections = email_ingress.steps(opts) + webchat.steps(opts) + meta_webhooks.steps(opts)
+    email = 0 if opts.latency_only else sections
     return (3 if opts.latency_only else 13) + soak.steps(opts) + email
 
 
@@ -525,6 +538,15 @@ async def run(opts: Options, say: Callable[[str], None]) -> dict[str, Any]:
             from services.bench import webchat
 
             report.update(await webchat.alone(opts, settings, stack, procs, conn, watch, say))
+            report["peak_memory_mb"] = dict(procs.peak_mb)
+            report["machine"]["cpu_steal_share"] = measure.steal_share(
+                machine, measure.machine_times()
+            )
+            return report
+        if opts.meta_only:
+            from services.bench import meta_webhooks
+
+            report.update(await meta_webhooks.alone(opts, settings, stack, procs, conn, watch, say))
             report["peak_memory_mb"] = dict(procs.peak_mb)
             report["machine"]["cpu_steal_share"] = measure.steal_share(
                 machine, measure.machine_times()
@@ -608,6 +630,13 @@ async def run(opts: Options, say: Callable[[str], None]) -> dict[str, Any]:
 
             plain_rate = report["yardstick"]["plain_aiokafka_loop_events_per_second"]
             report["webchat"] = await webchat.section(  # counts its own messages
+                opts, settings, stack, procs, conn, watch, plain_rate, say
+            )
+        if not opts.latency_only and opts.meta_requests:
+            from services.bench import meta_webhooks
+
+            plain_rate = report["yardstick"]["plain_aiokafka_loop_events_per_second"]
+            report["meta"] = await meta_webhooks.section(  # counts its own entries
                 opts, settings, stack, procs, conn, watch, plain_rate, say
             )
 
