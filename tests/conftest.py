@@ -25,7 +25,7 @@ from tests.channels.email.support import email_env
 from tests.channels.meta.support import meta_env
 from tests.channels.webchat.support import webchat_env
 from tests.channels.x.support import x_env
-from tests.support import start_component, stop_process
+from tests.support import dispatcher_env, start_component, stop_process
 
 # Every hub process the suite starts serves the email channel's SMTP server: on a port of the
 # system's choosing, so processes started side by side never fight over 2525.
@@ -112,13 +112,7 @@ def dispatcher(
     component_env: dict[str, str], data_dir: Path, callback_port: int
 ) -> Iterator[subprocess.Popen[bytes]]:
     """A real dispatcher worker whose API channel replies to a loopback callback server."""
-    env = dict(
-        component_env,
-        OMNIHUB_API_CALLBACK_URL=f"http://127.0.0.1:{callback_port}/replies",
-        OMNIHUB_API_CALLBACK_SECRET="test-callback-secret",
-        OMNIHUB_API_CALLBACK_BACKOFF="0.05",
-        OMNIHUB_UNSEEN_REPLY_SECONDS="1",  # tests/channels/webchat/test_offline.py
-    )
+    env = dispatcher_env(component_env, callback_port)
     proc = start_component("dispatcher", env, data_dir / "dispatcher.log")
     yield proc
     stop_process(proc)

@@ -272,3 +272,20 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
     )
     key_file.chmod(0o600)
     return cert_file, key_file
+
+
+#: The session dispatcher's OMNIHUB_API_CALLBACK_SECRET.
+CALLBACK_SECRET = "test-callback-secret"
+
+
+def dispatcher_env(component_env: dict[str, str], callback_port: int) -> dict[str, str]:
+    """The environment of the session's dispatcher (and of any test's replacement of it): its
+    API channel replies to a loopback callback server, and unseen chat replies are due after a
+    second (tests/channels/webchat/test_offline.py)."""
+    return dict(
+        component_env,
+        OMNIHUB_API_CALLBACK_URL=f"http://127.0.0.1:{callback_port}/replies",
+        OMNIHUB_API_CALLBACK_SECRET=CALLBACK_SECRET,
+        OMNIHUB_API_CALLBACK_BACKOFF="0.05",
+        OMNIHUB_UNSEEN_REPLY_SECONDS="1",
+    )

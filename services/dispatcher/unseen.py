@@ -135,9 +135,29 @@ def message(unseen: Unseen) -> str:
     )
 
 
-async def due(conn: asyncpg.Connection, limit: int = 200) -> list[Unseen]:
-    """Take the due replies; the unread ones of customers who left an address, grouped."""
+#: Taken replies whose timeline row is not written yet (the processors behind): noted again,
+#: unless their customer is gone.
+_NOT_YET = """
+SELECT u.command_id, u.customer_id, u.channel
+FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS u(command_id, customer_id, channel)
+JOIN customers c ON c.id = u.customer_id AND c.status <> 'deleted'
+WHERE NOT EXISTS (SELECT 1 FROM timeline t WHERE t.command_id = u.command_id)
+"""
+
+
+async def due(conn: asyncpg.Connection, limit: int = 200, later: float = 60.0) -> list[Unseen]:
+    """Take the due replies; the unread ones of customers who left an address, grouped.
+    A reply not on the timeline yet is put back for ``later`` seconds, not dropped."""
     taken = await conn.fetch(_DUE, limit)
+    if taken:
+        waiting = await conn.fetch(
+            _NOT_YET,
+            [r["command_id"] for r in taken],
+            [r["customer_id"] for r in taken],
+            [r["channel"] for r in taken],
+        )
+        if waiting:
+            await _note(conn, [tuple(r) for r in waiting], later)
     if not taken:
         return []
     unread = await conn.fetch(_UNREAD, [r["command_id"] for r in taken], DeliveryState.READ.value)
@@ -170,7 +190,7 @@ async def send_due(
 ) -> list[OutboundCommand]:
     """Send what is due and unseen; a failure puts the customer's replies back for later."""
     async with pool.acquire() as conn, conn.transaction():
-        found = await due(conn)
+        found = await due(conn, later=retry_seconds)
     sent = []
     for unseen in found:
         channel = channel_for(unseen.to.type, served)
