@@ -9,11 +9,10 @@ import importlib
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import yaml
@@ -72,25 +71,6 @@ def test_omnihub_up_turns_the_docs_on_unless_the_environment_says(
 # --- the dispatcher's provider metrics ------------------------------------------------------
 
 
-class FakeConn:
-    async def fetchrow(self, query: str, *args: Any) -> dict[str, Any]:
-        return {"state": "sending", "provider_message_id": None, "last_error": None, "attempts": 1}
-
-    async def execute(self, query: str, *args: Any) -> None:
-        return None
-
-
-class FakePool:
-    @asynccontextmanager
-    async def acquire(self) -> AsyncIterator[FakeConn]:
-        yield FakeConn()
-
-
-class AllowAll:
-    def allows(self, *args: Any) -> bool:
-        return True
-
-
 class FailingAdapter:
     name = "fake"
     channels = frozenset({"sms"})
@@ -103,13 +83,9 @@ def sample(name: str, labels: dict[str, str]) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-async def test_a_failed_send_is_counted_by_channel_and_error_code(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    async def load(conn: Any, ids: Iterable[uuid.UUID]) -> AllowAll:
-        return AllowAll()
-
-    monkeypatch.setattr(send.consent, "load", load)
+async def test_a_failed_send_is_counted_by_channel_and_error_code(pool: asyncpg.Pool) -> None:
+    """Sent through the dispatcher's real claim and consent check (the session's PostgreSQL),
+    by an adapter the provider refuses."""
     command = OutboundCommand(
         customer_id=uuid.uuid4(),
         channel="sms",
@@ -123,7 +99,7 @@ async def test_a_failed_send_is_counted_by_channel_and_error_code(
         sample("omnihub_sends_total", failed),
         sample("omnihub_send_seconds_count", {"channel": "sms"}),
     )
-    outcome = await send.dispatch(FakePool(), {"fake": FailingAdapter()}, command)  # type: ignore[arg-type, dict-item]
+    outcome = await send.dispatch(pool, {"fake": FailingAdapter()}, command)  # type: ignore[dict-item]
     assert outcome.status.error_code == "21610"
     after = (
         sample("omnihub_send_failures_total", failures),

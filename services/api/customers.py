@@ -103,15 +103,25 @@ class TemplateRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: StorableStr = Field(pattern=r"^[a-z0-9_]{1,512}$")
-    language: StorableStr = Field(default="en_US", pattern=r"^[a-z]{2,3}(_[A-Z]{2})?$")
+    # plain str: the patterns admit no NUL (StorableStr's own pattern would replace them)
+    name: str = Field(pattern=r"^[a-z0-9_]{1,512}$")
+    language: str = Field(default="en_US", pattern=r"^[a-z]{2,3}(_[A-Z]{2})?$")
     parameters: list[StorableStr] = Field(default_factory=list, max_length=20)
 
 
 class ReplyRequest(BaseModel):
     """A message to send to the customer: a text, or a template where the channel has them."""
 
-    model_config = ConfigDict(extra="forbid")
+    # the schema says what the validator below checks: a text or a template, not null
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["text"], "properties": {"text": {"type": "string"}}},
+                {"required": ["template"], "properties": {"template": {"type": "object"}}},
+            ]
+        },
+    )
 
     channel: Channel
     text: StorableStr | None = Field(default=None, min_length=1, max_length=MAX_TEXT)
@@ -148,9 +158,12 @@ async def send_message(
     attributes = None
     if reply.template is not None:
         template = reply.template
-        attributes = templates.template_attributes(
-            template.name, template.language, template.parameters
-        )
+        try:
+            attributes = templates.template_attributes(
+                template.name, template.language, template.parameters
+            )
+        except ValueError as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     try:
         command = await outbound.queue_message(
             request.app.state.pool,
