@@ -110,5 +110,3 @@ def options(
 def _shows_typing(channel: Channel) -> bool:
     info = registry.channel_info(channel)
     return bool(info and info.shows_typing)
-
-
