@@ -21,7 +21,7 @@ from aiohttp import web
 
 from tests.support import eventually
 
-# Copies of the shared Meta samples, kept in the repository (see samples/README.md).
+# Copies of the shared Meta samples, kept in the repository (see samples/PROVENANCE.md).
 SAMPLES = Path(__file__).resolve().parent / "samples"
 
 APP_SECRET = "test_app_secret_0123456789abcdef"  # what the samples were signed with

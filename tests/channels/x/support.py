@@ -25,7 +25,7 @@ from aiohttp import web
 from channels.x.oauth import parse_header, signature
 from channels.x.verify import SIGNATURE_HEADER, digest
 
-# Copies of the shared X samples, kept in the repository (see samples/README.md).
+# Copies of the shared X samples, kept in the repository (see samples/PROVENANCE.md).
 SAMPLES = Path(__file__).resolve().parent / "samples"
 
 #: The samples' consumer secret (signatures.json, crc_check.http); the rest is made up.
