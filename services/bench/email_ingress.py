@@ -47,7 +47,7 @@ from services.config import Settings
 from services.routing.engine import Router
 from services.stack.embedded import Stack
 from services.stack.ports import free_port, wait_for_port
-from services.supervisor import spawn, stop
+from services.supervisor import stop
 
 INBOXES = "support@acme.example, billing@acme.example=finance"
 SIGNING_KEY = "bench-email-signing-key-0123456789abcdef"  # a bench-only secret
@@ -57,7 +57,6 @@ TARGET_PER_SECOND = 500
 TARGET_SHARE_OF_BARE = 0.5
 #: The plain aiokafka loop's usual speed on this machine (docs/performance.md): the
 #: per-second target is judged on the accepted rate scaled by the run's loop to that speed.
-USUAL_PLAIN_LOOP = 12_000
 #: Messages each server gets before the clock starts (lazy imports, caches; the channel's
 #: process answers 451 until it has learnt the period keys from Kafka).
 WARM_UP = 50
@@ -352,15 +351,12 @@ def start_channel(procs: Procs) -> tuple[subprocess.Popen[bytes], int]:
     """``omnihub run channel email`` with Kafka only (no DATABASE_URL), as the channel is
     deployed; its SMTP port. Kept in ``procs`` (``email``) for memory and stopping."""
     smtp = free_port()
-    env = {k: v for k, v in procs.env.items() if k != "DATABASE_URL"}
-    env.update(
-        OMNIHUB_HTTP_PORT=str(free_port()),
-        OMNIHUB_SMTP_PORT=str(smtp),
-        EMAIL_INBOXES=INBOXES,
-        EMAIL_SIGNING_KEY=SIGNING_KEY,
-    )
-    proc = spawn("channel email", env, procs.logs / "channel-email.log")
-    procs.running.setdefault("email", []).append(proc)
+    extra = {
+        "OMNIHUB_SMTP_PORT": str(smtp),
+        "EMAIL_INBOXES": INBOXES,
+        "EMAIL_SIGNING_KEY": SIGNING_KEY,
+    }
+    proc, _ = procs.start_channel("email", extra)
     return proc, smtp
 
 
@@ -437,7 +433,7 @@ async def section(
     total = await counted(conn, watch, everything, 60)
     bare_rate = counting.summary()["messages_per_second"]
     rate = accepted.summary()["messages_per_second"]
-    scaled = rate * USUAL_PLAIN_LOOP / plain_loop if plain_loop else None
+    scaled = yardstick.scaled(rate, plain_loop)
     share = round(rate / bare_rate, 3) if bare_rate else None
     return {
         "section_seconds": round(time.monotonic() - began, 1),

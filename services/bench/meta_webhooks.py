@@ -39,15 +39,13 @@ from schemas import StagedInput
 from schemas.ids import event_id_for
 from schemas.topics import STAGED
 from services.bench import data, measure, yardstick
-from services.bench.email_ingress import USUAL_PLAIN_LOOP
 from services.bench.load import LoadResult, Pool, Request, encode, saturate
 from services.bench.run import Options, Procs, cpu_now, cpu_per_event, drain, preload, start_workers
 from services.config import Settings
 from services.keys.reader import SealedReader
 from services.routing.engine import Router
 from services.stack.embedded import Stack
-from services.stack.ports import free_port, wait_for_port
-from services.supervisor import spawn
+from services.stack.ports import wait_for_port
 
 APP_SECRET = "bench_meta_app_secret_0123456789ab"  # noqa: S105 - a bench-only secret
 VERIFY_TOKEN = "bench-meta-verify-token"  # noqa: S105 - a bench-only secret
@@ -201,17 +199,13 @@ def start_channel(procs: Procs) -> tuple[subprocess.Popen[bytes], str]:
     """``omnihub run channel meta`` with Kafka only (no DATABASE_URL), as the channel is
     deployed; its URL. The Graph API points nowhere (nothing is sent, no token is probed).
     Kept in ``procs`` (``meta``) for memory, CPU and stopping."""
-    port = free_port()
-    env = {k: v for k, v in procs.env.items() if k != "DATABASE_URL"}
-    env.update(
-        OMNIHUB_HTTP_PORT=str(port),
-        META_APP_SECRET=APP_SECRET,
-        META_VERIFY_TOKEN=VERIFY_TOKEN,
-        META_GRAPH_BASE_URL="http://127.0.0.1:9",
-        META_HEALTH_PROBE_SECONDS="0",
-    )
-    proc = spawn("channel meta", env, procs.logs / "channel-meta.log")
-    procs.running.setdefault("meta", []).append(proc)
+    extra = {
+        "META_APP_SECRET": APP_SECRET,
+        "META_VERIFY_TOKEN": VERIFY_TOKEN,
+        "META_GRAPH_BASE_URL": "http://127.0.0.1:9",
+        "META_HEALTH_PROBE_SECONDS": "0",
+    }
+    proc, port = procs.start_channel("meta", extra)
     return proc, f"http://127.0.0.1:{port}"
 
 
@@ -312,10 +306,6 @@ def mids_of(body: bytes) -> list[str]:
     return found
 
 
-def _scaled(rate: float, plain_loop: float | None) -> float | None:
-    return rate * USUAL_PLAIN_LOOP / plain_loop if plain_loop else None
-
-
 async def section(
     opts: Options,
     settings: Settings,
@@ -372,7 +362,8 @@ async def section(
         "duplicated_on_department_topics": watch.duplicates(ids),
     }
     rate, entries = one["requests_per_second"], many["entries_per_second"]
-    rate_scaled, entries_scaled = _scaled(rate, plain_loop), _scaled(entries, plain_loop)
+    rate_scaled = yardstick.scaled(rate, plain_loop)
+    entries_scaled = yardstick.scaled(entries, plain_loop)
     return {
         "section_seconds": round(time.monotonic() - began, 1),
         "concurrency": opts.concurrency,

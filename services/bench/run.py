@@ -125,6 +125,18 @@ class Procs:
         self.running.setdefault(name, []).append(proc)
         return proc
 
+    def start_channel(
+        self, name: str, extra: dict[str, str], database: bool = False
+    ) -> tuple[subprocess.Popen[bytes], int]:
+        """``omnihub run channel <name>`` as the channel is deployed (Kafka only unless
+        ``database``), with ``extra`` settings; its HTTP port. Kept under ``name``."""
+        port = free_port()
+        env = {k: v for k, v in self.env.items() if database or k != "DATABASE_URL"}
+        env.update(extra, OMNIHUB_HTTP_PORT=str(port))
+        proc = spawn(f"channel {name}", env, self.logs / f"channel-{name}.log")
+        self.running.setdefault(name, []).append(proc)
+        return proc, port
+
     def stop(self, name: str) -> None:
         """Stop every process of a component."""
         for proc in self.running.pop(name, []):

@@ -40,7 +40,6 @@ import psutil
 
 from schemas import Channel
 from services.bench import data, measure, yardstick
-from services.bench.email_ingress import USUAL_PLAIN_LOOP
 from services.bench.load import percentile
 from services.bench.run import (
     Options,
@@ -57,8 +56,7 @@ from services.config import Settings
 from services.customers.outbound import queue_message
 from services.routing.engine import Router
 from services.stack.embedded import Stack
-from services.stack.ports import free_port, wait_for_port
-from services.supervisor import spawn
+from services.stack.ports import wait_for_port
 from services.worker.app import ready_file
 
 #: The issue's targets on this machine: sockets one process holds, acks/s one process
@@ -101,21 +99,16 @@ def start_channel(procs: Procs) -> tuple[subprocess.Popen[bytes], int]:
     the bench's visitors come from one address. Kept in ``procs`` (``webchat``)."""
     import json
 
-    port = free_port()
     site = {"id": SITE_ID, "name": "Bench", "origins": [ORIGIN]}
-    env = dict(
-        procs.env,
-        OMNIHUB_HTTP_PORT=str(port),
-        WEBCHAT_SITES=json.dumps([site]),
-        WEBCHAT_VISITOR_KEY=VISITOR_KEY,
-        WEBCHAT_MESSAGES_BURST="10000",
-        WEBCHAT_MESSAGES_EVERY="0.001",
-        WEBCHAT_VISITORS_BURST="100000",
-        WEBCHAT_VISITORS_EVERY="0.001",
-    )
-    proc = spawn("channel webchat", env, procs.logs / "channel-webchat.log")
-    procs.running.setdefault("webchat", []).append(proc)
-    return proc, port
+    extra = {
+        "WEBCHAT_SITES": json.dumps([site]),
+        "WEBCHAT_VISITOR_KEY": VISITOR_KEY,
+        "WEBCHAT_MESSAGES_BURST": "10000",
+        "WEBCHAT_MESSAGES_EVERY": "0.001",
+        "WEBCHAT_VISITORS_BURST": "100000",
+        "WEBCHAT_VISITORS_EVERY": "0.001",
+    }
+    return procs.start_channel("webchat", extra, database=True)
 
 
 async def ready(proc: subprocess.Popen[bytes], port: int, timeout: float = 60) -> None:
@@ -452,7 +445,7 @@ async def section(
         procs.stop("dispatcher")
     logged = await in_log(conn, list(queued))
     rate = taken["acks_per_second"]
-    scaled = rate * USUAL_PLAIN_LOOP / plain_loop if plain_loop else None
+    scaled = yardstick.scaled(rate, plain_loop)
     p99 = answered["queued_to_visitor_socket"]["p99_ms"]
     correctness = {
         "messages_acked": len(acked),

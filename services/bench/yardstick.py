@@ -19,6 +19,15 @@ from services.keys.reader import SealedReader
 from services.processors.timeline import write_events
 from services.routing.engine import Message, Router
 
+#: The plain loop's events/s at this machine's usual speed: absolute targets are meant there.
+USUAL_PLAIN_LOOP = 12_000
+
+
+def scaled(rate: float, plain_loop: float | None) -> float | None:
+    """``rate`` as it would be at the machine's usual speed (by the plain loop's ratio)."""
+    return rate * USUAL_PLAIN_LOOP / plain_loop if plain_loop else None
+
+
 SCRATCH = "omnihub.bench.yardstick"
 
 
