@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from channels.base.adapter import ChannelAdapter
+from channels.base.http import ReusedClient
 from schemas import Attachment, Interaction
 
 #: Largest file fetched unless the adapter says otherwise (WhatsApp's own limit is 100 MB).
@@ -76,18 +77,14 @@ class MediaFetcher:
     schemes: Sequence[str] = ("https",)
     timeout: float = 30.0
     backoff: float = FIRST_BACKOFF
-    _client: httpx.AsyncClient | None = field(default=None, repr=False)
+    _http: ReusedClient = field(init=False, repr=False)
 
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self.timeout, follow_redirects=False)
-        return self._client
+    def __post_init__(self) -> None:
+        self._http = ReusedClient(self.timeout)
 
     async def close(self) -> None:
         """Close the client."""
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self._http.close()
 
     async def fetch(self, url: str, headers: Mapping[str, str] | None = None) -> Media:
         """The file at ``url``; MediaRefused for an address not the platform's or a file over

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from channels.base import SendError, SendResult
+from channels.base.http import ReusedClient
 from channels.meta.config import MetaSettings
 from channels.meta.parse import OURS
 from channels.meta.window import permit
@@ -89,18 +90,11 @@ class GraphSender:
         self.settings = settings
         self._blob = blob
         self.tokens = tokens
-        self._client: httpx.AsyncClient | None = None
-
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self.settings.send_timeout)
-        return self._client
+        self._http = ReusedClient(settings.send_timeout)
 
     async def close(self) -> None:
         """Close the client."""
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self._http.close()
 
     # --- one call -----------------------------------------------------------------------
 

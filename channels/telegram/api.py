@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 import httpx
 
+from channels.base.http import ReusedClient
 from channels.telegram.config import TelegramSettings
 
 log = logging.getLogger(__name__)
@@ -81,21 +82,12 @@ class BotApi:
 
     def __init__(self, settings: TelegramSettings) -> None:
         self.settings = settings
-        self._client: httpx.AsyncClient | None = None
+        self._http = ReusedClient(settings.send_timeout)
         quiet_tokens()
-
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                timeout=self.settings.send_timeout, follow_redirects=False
-            )
-        return self._client
 
     async def close(self) -> None:
         """Close the HTTP client."""
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
+        await self._http.close()
 
     def _token(self) -> str:
         token = self.settings.token()

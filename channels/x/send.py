@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 from channels.base import SendError, SendResult
+from channels.base.http import ReusedClient
 from channels.x.config import XSettings
 from channels.x.oauth import authorization
 from schemas import IdentityType, OutboundCommand
@@ -121,18 +122,11 @@ class XSender:
         self.settings = settings
         self._blob = blob
         self.tokens = tokens
-        self._client: httpx.AsyncClient | None = None
-
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self.settings.send_timeout)
-        return self._client
+        self._http = ReusedClient(settings.send_timeout)
 
     async def close(self) -> None:
         """Close the client."""
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self._http.close()
 
     def headers(self, method: str, url: str) -> dict[str, str]:
         """The user-context authorization of a call: the OAuth 2.0 token when configured,
